@@ -1,0 +1,46 @@
+"""`bert-tf` command line: each stage of the BERT lifecycle is a subcommand.
+
+This module only parses arguments; each subcommand lives in `bert_tf/commands/<name>.py`, which
+defines `register(subparsers)` (adding its parser with `set_defaults(run=...)`) and calls the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Subcommand modules under bert_tf.commands, in the order `--help` lists them.
+COMMAND_MODULES = ("demo",)
+
+
+class CommandError(Exception):
+    """A user-facing error: printed as one line, exit status 2, no traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bert-tf", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"bert_tf.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.run(args)
+    except KeyboardInterrupt:
+        print("bert-tf: interrupted", file=sys.stderr)
+        return 130
+    except (CommandError, FileNotFoundError, ValueError, RuntimeError) as e:
+        # Library errors (ConfigError, WeightsError, FetchError, ...) derive from these and carry a
+        # message meant for the user; anything else is a bug and keeps its traceback.
+        print(f"bert-tf {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

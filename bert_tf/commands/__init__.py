@@ -1,0 +1,1 @@
+"""One module per `bert-tf` subcommand: `register(subparsers)` adds the parser and its `run`."""

@@ -1,0 +1,1 @@
+"""Data: fetching pinned real data, pre-training instances, task readers."""

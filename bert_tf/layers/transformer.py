@@ -1,0 +1,68 @@
+"""The post-LN transformer block of BERT (Vaswani et al. layout, as in google-research/bert).
+
+    x = LayerNorm(x + Dropout(SelfAttention(x)))
+    x = LayerNorm(x + Dropout(Dense_out(act(Dense_in(x)))))
+"""
+
+import keras
+
+from bert_tf.layers.activations import get_activation
+from bert_tf.layers.attention import BertSelfAttention
+from bert_tf.layers.normalization import Float32LayerNorm
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class BertTransformerBlock(keras.layers.Layer):
+    def __init__(self, hidden_size, num_attention_heads, intermediate_size, hidden_act="gelu",
+                 hidden_dropout=0.1, attention_dropout=0.1, initializer_range=0.02,
+                 layer_norm_eps=1e-12, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size = hidden_size
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.hidden_act = hidden_act
+        self.hidden_dropout = hidden_dropout
+        self.attention_dropout = attention_dropout
+        self.initializer_range = initializer_range
+        self.layer_norm_eps = layer_norm_eps
+        policy = self.dtype_policy
+        init = lambda: keras.initializers.TruncatedNormal(stddev=initializer_range)
+
+        self.attention = BertSelfAttention(hidden_size, num_attention_heads, attention_dropout,
+                                           initializer_range, name="attention", dtype=policy)
+        self.attention_dropout_layer = keras.layers.Dropout(hidden_dropout, dtype=policy)
+        self.attention_layer_norm = Float32LayerNorm(layer_norm_eps, name="attention_layer_norm",
+                                                     dtype=policy)
+        self.intermediate = keras.layers.Dense(intermediate_size, activation=get_activation(hidden_act),
+                                               kernel_initializer=init(), name="intermediate",
+                                               dtype=policy)
+        self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=init(), name="output",
+                                               dtype=policy)
+        self.output_dropout = keras.layers.Dropout(hidden_dropout, dtype=policy)
+        self.output_layer_norm = Float32LayerNorm(layer_norm_eps, name="output_layer_norm", dtype=policy)
+
+    def build(self, input_shape):
+        self.attention.build(input_shape)
+        self.attention_layer_norm.build(input_shape)
+        self.intermediate.build(input_shape)
+        self.output_dense.build(tuple(input_shape[:-1]) + (self.intermediate_size,))
+        self.output_layer_norm.build(input_shape)
+
+    def call(self, hidden_states, attention_bias=None, training=None):
+        # hidden_states: [b, s, hidden]; attention_bias: [b, 1, 1, s]
+        attended = self.attention(hidden_states, attention_bias=attention_bias, training=training)
+        attended = self.attention_dropout_layer(attended, training=training)
+        hidden_states = self.attention_layer_norm(hidden_states + attended)
+        intermediate = self.intermediate(hidden_states)               # [b, s, intermediate]
+        ffn = self.output_dropout(self.output_dense(intermediate), training=training)
+        return self.output_layer_norm(hidden_states + ffn)            # [b, s, hidden]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_size": self.hidden_size,
+                "num_attention_heads": self.num_attention_heads,
+                "intermediate_size": self.intermediate_size, "hidden_act": self.hidden_act,
+                "hidden_dropout": self.hidden_dropout, "attention_dropout": self.attention_dropout,
+                "initializer_range": self.initializer_range, "layer_norm_eps": self.layer_norm_eps}
