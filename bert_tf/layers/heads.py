@@ -75,9 +75,9 @@ class BertMaskedLMHead(keras.layers.Layer):
         logits = ops.einsum("bph,vh->bpv", x, table)                                   # [b, p, V]
         return ops.cast(logits, "float32") + ops.cast(self.output_bias, "float32")
 
-    def compute_output_shape(self, sequence_shape, positions_shape=None):
-        batch = sequence_shape[0]
-        predictions = positions_shape[1] if positions_shape is not None else None
+    def compute_output_shape(self, sequence_output_shape, masked_lm_positions_shape=None):
+        batch = sequence_output_shape[0]
+        predictions = masked_lm_positions_shape[1] if masked_lm_positions_shape is not None else None
         return (batch, predictions, self.embedding_layer.vocab_size)
 
     def get_config(self):

@@ -27,15 +27,15 @@ def complete_inputs(inputs):
     unknown = sorted(set(inputs) - set(INPUT_NAMES))
     if unknown:
         raise ValueError(f"Unknown BERT input(s) {unknown}; expected {list(INPUT_NAMES)}")
-    input_ids = _as_int32(inputs["input_ids"])
+    input_ids = as_int32(inputs["input_ids"])
     completed = {"input_ids": input_ids}
     for name, default in (("token_type_ids", ops.zeros_like), ("attention_mask", ops.ones_like)):
         value = inputs.get(name)
-        completed[name] = default(input_ids) if value is None else _as_int32(value)
+        completed[name] = default(input_ids) if value is None else as_int32(value)
     return completed
 
 
-def _as_int32(x):
+def as_int32(x):
     # Keras rejects a dict mixing numpy arrays and tensors, and ids may arrive as int64.
     if isinstance(x, keras.KerasTensor):
         return x
