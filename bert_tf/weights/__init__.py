@@ -10,7 +10,7 @@ import json
 import logging
 import os
 
-from bert_tf.weights.canonical import WeightsError, assign, collect, encoder_slots
+from bert_tf.weights.canonical import CanonicalTensors, WeightsError, assign, collect, encoder_slots
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +65,10 @@ def read_checkpoint(path: str, config=None):
 
 def split_heads(tensors: dict) -> tuple:
     """(encoder tensors, pre-training head tensors under `cls/`)."""
-    heads = {k: v for k, v in tensors.items() if k.startswith("cls/")}
-    return {k: v for k, v in tensors.items() if not k.startswith("cls/")}, heads
+    if not isinstance(tensors, CanonicalTensors):
+        tensors = CanonicalTensors(tensors)
+    heads = [k for k in tensors if k.startswith("cls/")]
+    return tensors.subset([k for k in tensors if not k.startswith("cls/")]), tensors.subset(heads)
 
 
 def load_encoder(path, config=None, **encoder_kwargs):
@@ -92,5 +94,5 @@ def load_encoder(path, config=None, **encoder_kwargs):
     return encoder
 
 
-__all__ = ["WeightsError", "assign", "collect", "encoder_slots", "detect_format", "read_checkpoint",
+__all__ = ["CanonicalTensors", "WeightsError", "assign", "collect", "encoder_slots", "detect_format", "read_checkpoint",
            "load_encoder", "split_heads"]

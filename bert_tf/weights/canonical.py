@@ -27,6 +27,22 @@ class Slot:
     to_canonical: Callable[[np.ndarray], np.ndarray]    # variable layout → canonical layout
 
 
+class CanonicalTensors(dict):
+    """canonical name → array, remembering each tensor's name in the source checkpoint (`origin`)
+    so that errors can name tensors the way the user's file names them."""
+
+    def __init__(self, *args, origin=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.origin = dict(origin or {})
+
+    def subset(self, names):
+        return CanonicalTensors({k: self[k] for k in names}, origin={k: self.origin.get(k, k) for k in names})
+
+    def describe(self, name):
+        source = self.origin.get(name, name)
+        return name if source == name else f"{source} (= {name})"
+
+
 def _same(variable):
     shape = tuple(variable.shape)
     return Slot(variable, shape, lambda a: a, lambda a: a)
@@ -101,11 +117,12 @@ def assign(slots: dict, tensors: dict, source: str, ignore: tuple = ()) -> None:
     names in `ignore` (the caller decides those explicitly, e.g. optimizer slots). All problems are
     collected and reported in one error, so a user sees the whole mismatch at once.
     """
+    describe = tensors.describe if isinstance(tensors, CanonicalTensors) else (lambda n: n)
     ignored = {name for name in tensors if name in ignore}
     missing = sorted(set(slots) - set(tensors))
-    unused = sorted(set(tensors) - set(slots) - ignored)
+    unused = sorted(describe(n) for n in set(tensors) - set(slots) - ignored)
     mis_shaped = sorted(
-        f"{name} (checkpoint {tuple(np.shape(tensors[name]))}, model expects {slot.canonical_shape})"
+        f"{describe(name)} (checkpoint {tuple(np.shape(tensors[name]))}, model expects {slot.canonical_shape})"
         for name, slot in slots.items()
         if name in tensors and tuple(np.shape(tensors[name])) != slot.canonical_shape)
     if missing or unused or mis_shaped:

@@ -18,7 +18,7 @@ import tempfile
 import numpy as np
 
 from bert_tf.config import BertConfig, write_text_atomic
-from bert_tf.weights.canonical import WeightsError, collect, encoder_slots
+from bert_tf.weights.canonical import CanonicalTensors, WeightsError, collect, encoder_slots
 from bert_tf.weights.safetensors_io import read_safetensors, read_sharded_index, write_safetensors
 
 # Tensors HF stores that are not parameters, or are tied copies of parameters (verified on load).
@@ -103,7 +103,7 @@ def read_hf_tensors(directory: str) -> dict:
 def to_canonical(hf_tensors: dict, source: str) -> dict:
     """HF tensors → canonical tensors. Unknown names are kept under their HF name (so the strict
     assignment reports them as unused); tied copies are checked, not silently dropped."""
-    canonical, tied = {}, {}
+    canonical, tied = CanonicalTensors(), {}
     for name, value in hf_tensors.items():
         bare = name[len("bert."):] if name.startswith("bert.") else name
         if bare in _BUFFERS:
@@ -119,6 +119,7 @@ def to_canonical(hf_tensors: dict, source: str) -> dict:
         if target in canonical:
             raise WeightsError(f"{source}: tensor {name} appears twice (as {target})")
         canonical[target] = np.transpose(value) if transpose else value
+        canonical.origin[target] = name
     for name, value in tied.items():
         original = canonical.get(_TIED[name])
         if original is not None and (original.shape != value.shape or not np.array_equal(original, value)):
