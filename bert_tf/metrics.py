@@ -13,6 +13,7 @@ import collections
 import logging
 import re
 import string
+import warnings
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -141,8 +142,11 @@ def entity_metrics(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[st
             raise MetricInputError(f"sentence {i}: {len(t)} gold tags but {len(p)} predicted tags")
     seqeval = _seqeval()
     kwargs = {"mode": "strict", "scheme": seqeval.scheme.IOB2} if strict else {}
-    report = seqeval.metrics.classification_report(y_true, y_pred, output_dict=True, zero_division=0,
-                                                   **kwargs)
+    with warnings.catch_warnings():
+        # seqeval averages over an empty type list when no sentence has an entity (numpy warns).
+        warnings.simplefilter("ignore", RuntimeWarning)
+        report = seqeval.metrics.classification_report(y_true, y_pred, output_dict=True,
+                                                       zero_division=0, **kwargs)
     per_type = {name: {"precision": float(v["precision"]), "recall": float(v["recall"]),
                        "f1": float(v["f1-score"]), "support": int(v["support"])}
                 for name, v in report.items() if not name.endswith(" avg")}
