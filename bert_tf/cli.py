@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) is noise for CLI users.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Subcommand modules under bert_tf.commands, in the order `--help` lists them.
 COMMAND_MODULES = ("demo",)
