@@ -1,8 +1,32 @@
-"""bert_tf: BERT on TensorFlow / Keras 3 — encoder, heads, tokenizer, pre-training, fine-tuning, export."""
+"""bert_tf: BERT on TensorFlow / Keras 3 — encoder, heads, tokenizer, pre-training, fine-tuning, export.
+
+The model side (`BertConfig`, layers, models) imports only Keras, so it also runs on the JAX backend
+where TensorFlow is absent; TensorFlow-bound parts (`BertTokenizer`, `bert_tf.export`, ...) load on
+first use.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
 from bert_tf.config import BertConfig, ConfigError
-from bert_tf.models.encoder import BertEncoder
+from bert_tf.models import (BertClassifier, BertEncoder, BertPretrainer, BertSpanLabeler,
+                            BertTokenClassifier)
 
-__all__ = ["BertConfig", "ConfigError", "BertEncoder", "__version__"]
+# Loaded on first attribute access: name → module that defines it.
+_LAZY = {
+    "BertTokenizer": "bert_tf.text",
+}
+_LAZY_MODULES = ("text", "data", "weights", "training", "tasks", "export", "metrics")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"bert_tf.{name}")
+    raise AttributeError(f"module 'bert_tf' has no attribute {name!r}")
+
+
+__all__ = ["BertConfig", "ConfigError", "BertEncoder", "BertPretrainer", "BertClassifier",
+           "BertTokenClassifier", "BertSpanLabeler", "BertTokenizer", "__version__"]
