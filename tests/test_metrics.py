@@ -126,7 +126,7 @@ PREDICTIONS_V1 = {
     "5733be284776f4190066117e": "The golden statue of the Virgin Mary!",
     "5733b1da4776f41900661068": "in 1882",
     "5733b1da4776f4190066106b": "Father Julius Nieuwland",
-    "5733b1da4776f41900661067": "An early wind tunnel.",
+    "5733b1da4776f41900661067": "early wind tunnel.",
     "not-a-question": "ignored",
 }
 
