@@ -38,7 +38,7 @@ import tempfile
 import numpy as np
 
 from bert_tf.config import BertConfig
-from bert_tf.weights.canonical import WeightsError, assign, collect, encoder_slots
+from bert_tf.weights.canonical import CanonicalTensors, WeightsError, assign, collect, encoder_slots
 
 logger = logging.getLogger(__name__)
 
@@ -105,12 +105,15 @@ def _to_canonical_layout(name: str, value: np.ndarray) -> np.ndarray:
     return value
 
 
-def keras_hub_to_canonical(backbone) -> dict:
+def keras_hub_to_canonical(backbone) -> CanonicalTensors:
     """Canonical tensors of a live BertBackbone. Variables the mapping does not know are kept under
     their KerasHub path, so the strict assignment reports them as unused."""
     variables = _variables(backbone)
-    tensors = {name: _to_canonical_layout(name, np.asarray(v.numpy(), dtype=np.float32))
-               for name, v in variables.items()}
+    # origin: errors name each tensor by its KerasHub variable path too
+    tensors = CanonicalTensors(
+        {name: _to_canonical_layout(name, np.asarray(v.numpy(), dtype=np.float32))
+         for name, v in variables.items()},
+        origin={name: v.path for name, v in variables.items()})
     mapped = {id(v) for v in variables.values()}
     for v in backbone.weights:
         if id(v) not in mapped:
