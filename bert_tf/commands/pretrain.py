@@ -1,0 +1,116 @@
+"""`bert-tf pretrain`: BERT pre-training (MLM + NSP) on tf.distribute, resumable.
+
+Also runnable as `python -m bert_tf.commands.pretrain ARGS` (the same arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True,
+                   help="model config: HF config.json or google bert_config.json")
+    p.add_argument("--data", required=True,
+                   help="TFRecord glob(s), comma-separated, written by create-pretraining-data")
+    p.add_argument("--out", required=True,
+                   help="output dir (checkpoints/, tensorboard/, pretrained/); rerun to resume")
+    p.add_argument("--steps", type=_positive_int, required=True, help="optimizer steps in total")
+    p.add_argument("--batch-size", type=_positive_int, default=32,
+                   help="global batch per optimizer step (split over replicas and micro-batches)")
+    p.add_argument("--max-seq-length", type=_positive_int, default=None,
+                   help="default: from the data's metadata.json")
+    p.add_argument("--max-predictions-per-seq", type=_positive_int, default=None,
+                   help="default: from the data's metadata.json")
+    p.add_argument("--learning-rate", type=float, default=1e-4, help="peak learning rate")
+    p.add_argument("--warmup-steps", type=int, default=10000)
+    p.add_argument("--end-learning-rate", type=float, default=0.0)
+    p.add_argument("--decay-power", type=float, default=1.0,
+                   help="1 = linear decay (google), other values = polynomial")
+    p.add_argument("--optimizer", choices=("adamw", "lamb"), default="adamw")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--clip-norm", type=float, default=1.0, help="global-norm clip; 0 = off")
+    p.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                   help="auto picks by devices; multi_worker reads TF_CONFIG")
+    p.add_argument("--mixed-precision", choices=("bf16", "fp16"), default=None,
+                   help="fp16 uses dynamic loss scaling")
+    p.add_argument("--xla", action="store_true",
+                   help="XLA-compile the forward/backward pass (one device, GPUs or TPUs)")
+    p.add_argument("--grad-accum-steps", type=_positive_int, default=1,
+                   help="K micro-batches per step: K x b gives the gradient of one batch of K*b")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=1000)
+    p.add_argument("--keep-checkpoints", type=_positive_int, default=3)
+    p.add_argument("--log-every", type=_positive_int, default=100)
+    p.add_argument("--seed", type=int, default=12345, help="data order and initialization")
+    p.add_argument("--init-checkpoint", default=None,
+                   help="start from these weights (a phase-one OUT dir or any checkpoint "
+                        "BertPretrainer.from_pretrained reads), e.g. for phase two")
+    p.add_argument("--shuffle-buffer", type=_positive_int, default=10000)
+    p.add_argument("--eval-data", default=None, help="held-out TFRecord glob")
+    p.add_argument("--eval-every", type=_positive_int, default=None)
+    p.add_argument("--eval-steps", type=_positive_int, default=None)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--export-only", action="store_true",
+                   help="only write OUT/pretrained/ from the latest checkpoint, then exit")
+
+
+def register(subparsers):
+    p = subparsers.add_parser("pretrain", help="pre-train BERT (MLM + NSP), resumable")
+    add_arguments(p)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import logging
+
+    from bert_tf.training.pretraining import PretrainingConfig, export_pretrained, run_pretraining
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.export_only:
+        print(export_pretrained(args.out, args.mixed_precision))
+        return 0
+    config = PretrainingConfig(
+        model_config=args.config, data=args.data, output_dir=args.out, total_steps=args.steps,
+        batch_size=args.batch_size, max_seq_length=args.max_seq_length,
+        max_predictions_per_seq=args.max_predictions_per_seq, learning_rate=args.learning_rate,
+        warmup_steps=args.warmup_steps, end_learning_rate=args.end_learning_rate,
+        decay_power=args.decay_power, optimizer=args.optimizer, weight_decay=args.weight_decay,
+        clip_norm=args.clip_norm or None, strategy=args.strategy,
+        mixed_precision=args.mixed_precision, xla=args.xla, grad_accum_steps=args.grad_accum_steps,
+        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
+        log_every=args.log_every, seed=args.seed, init_checkpoint=args.init_checkpoint,
+        shuffle_buffer_size=args.shuffle_buffer, eval_data=args.eval_data,
+        eval_every=args.eval_every, eval_steps=args.eval_steps, progress=not args.no_progress)
+    result = run_pretraining(config)
+    summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.logs.items()))
+    print(f"step {result.step}/{args.steps}" + (f": {summary}" if summary else ""))
+    if result.interrupted:
+        print(f"stopped by SIGTERM; saved {result.checkpoint}; rerun the same command to resume")
+        return 143
+    return 0
+
+
+def main(argv=None) -> int:
+    """`python -m bert_tf.commands.pretrain`: the subcommand without the `bert-tf` front end."""
+    parser = argparse.ArgumentParser(prog="bert-tf pretrain", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"bert-tf pretrain: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

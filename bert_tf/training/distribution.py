@@ -1,0 +1,106 @@
+"""Choosing a `tf.distribute.Strategy` from a name, and the facts about it the trainer needs.
+
+| name          | strategy                                   | when `auto` picks it             |
+|---------------|--------------------------------------------|----------------------------------|
+| one_device    | OneDeviceStrategy (first GPU, else CPU)    | at most one GPU and no TF_CONFIG |
+| mirrored      | MirroredStrategy over all local GPUs (or   | several local GPUs               |
+|               | all logical CPUs when there is no GPU)     |                                  |
+| multi_worker  | MultiWorkerMirroredStrategy from TF_CONFIG | TF_CONFIG names a cluster        |
+| tpu           | TPUStrategy (TPUClusterResolver)           | a TPU is attached                |
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+STRATEGY_NAMES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+
+
+class DistributionError(RuntimeError):
+    """The requested strategy cannot run here (the message says why)."""
+
+
+def _tf_config() -> dict | None:
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return None
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise DistributionError(f"TF_CONFIG is not valid JSON: {e}") from None
+    if not isinstance(config, dict) or "cluster" not in config:
+        raise DistributionError("TF_CONFIG must be a JSON object with a 'cluster' entry")
+    return config
+
+
+def resolve_strategy_name(name: str) -> str:
+    """`auto` → the concrete strategy name for this machine; other names pass through."""
+    if name not in STRATEGY_NAMES:
+        raise DistributionError(f"unknown strategy {name!r}; choose one of {list(STRATEGY_NAMES)}")
+    if name != "auto":
+        return name
+    config = _tf_config()
+    if config is not None:
+        workers = len(config["cluster"].get("worker", [])) + len(config["cluster"].get("chief", []))
+        if workers > 1:
+            return "multi_worker"
+    if tf.config.list_logical_devices("TPU"):
+        return "tpu"
+    return "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "one_device"
+
+
+def create_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    name = resolve_strategy_name(name)
+    if name == "one_device":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if name == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or \
+                  [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        if _tf_config() is None:
+            raise DistributionError("strategy multi_worker needs TF_CONFIG (cluster and task) in "
+                                    "the environment of every worker")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, tf.errors.OpError) as e:
+        raise DistributionError(f"strategy tpu: no TPU found ({e})") from None
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the shared outputs (checkpoints, summaries, exports)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "worker" and task_id == 0 and not has_chief
+
+
+def worker_id(strategy: tf.distribute.Strategy) -> str:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return "local"
+    return f"{resolver.task_type}-{resolver.task_id}"
+
+
+def xla_supported(strategy: tf.distribute.Strategy) -> bool:
+    """XLA-compiled steps work on one device of any kind, or on replicas that are all GPUs/TPUs;
+    compiling under MirroredStrategy over several CPUs fails."""
+    if isinstance(strategy, tf.distribute.TPUStrategy) or strategy.num_replicas_in_sync == 1:
+        return True
+    devices = getattr(strategy.extended, "worker_devices", ())
+    return bool(devices) and all("GPU" in d.upper() for d in devices)
