@@ -1,0 +1,17 @@
+"""Export for serving: a TF Serving SavedModel (raw text in, tokenizer in the graph), its
+servability checks and client helpers, and TFLite conversion verified against Keras."""
+
+from bert_tf.export.saved_model import export_saved_model, next_version
+from bert_tf.export.servability import servability_report
+from bert_tf.export.task_spec import ExportError, TaskSpec
+
+__all__ = ["export_saved_model", "next_version", "servability_report", "convert_tflite",
+           "verify_tflite", "ExportError", "TaskSpec"]
+
+
+def __getattr__(name):
+    # TFLite conversion pulls in the converter; import it only when asked for.
+    if name in ("convert_tflite", "verify_tflite"):
+        from bert_tf.export import tflite
+        return getattr(tflite, name)
+    raise AttributeError(name)

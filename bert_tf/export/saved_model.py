@@ -1,0 +1,148 @@
+"""`export_saved_model`: a SavedModel in TF Serving's layout, `OUT/NAME/<version>/`.
+
+    saved_models/sentiment/1/saved_model.pb, variables/      the graph and weights
+                            assets/vocab.txt, assets/labels.txt
+                            assets.extra/tf_serving_warmup_requests
+    saved_models/models.config, saved_models/batching_parameters.txt
+
+The version is built in a hidden temporary sibling and renamed into place at the end, so a server
+polling `saved_models/sentiment` never loads a half-written version, and an exception part-way
+leaves nothing behind. Versions auto-increment from the largest existing one.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from bert_tf.export.atomic_files import StagingDir, write_text_atomic
+from bert_tf.export.serving_config import write_server_configs
+from bert_tf.export.serving_module import ID_NAMES, BertServingModule, ids_signature, text_input_names
+from bert_tf.export.task_spec import ExportError, spec_for
+from bert_tf.export.warmup import WARMUP_FILE, write_warmup_requests
+
+WARMUP_TEXTS = ("A gripping, beautifully acted film.", "The plot is a mess and the jokes fall flat.")
+WARMUP_CONTEXT = "BERT was published by researchers at Google in 2018."
+
+
+def next_version(model_root: str) -> int:
+    """1 + the largest integer-named dir in `model_root` (1 for a new model)."""
+    if not os.path.isdir(model_root):
+        return 1
+    versions = [int(v) for v in os.listdir(model_root) if v.isdigit()]
+    return max(versions, default=0) + 1
+
+
+class _IdsOnlyModule(BertServingModule):
+    """No tokenizer given: `serving_default` is `serve_ids` (clients tokenize themselves)."""
+
+    def __init__(self, model, spec):
+        tf.Module.__init__(self, name="bert_serving")
+        self.model, self.tokenizer, self.spec = model, None, spec
+        self.model_variables = [v.value for v in model.variables]
+        self.serve_ids = tf.function(self._serve_ids, input_signature=[ids_signature()])
+        self.serve_examples = tf.function(
+            self._serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        self.serving_default = self.serve_ids
+
+
+def warmup_requests(spec, tokenizer, with_text: bool) -> list:
+    """[(signature, inputs)]: one request per signature, built from fixed sentences."""
+    requests = []
+    if with_text:
+        names = text_input_names(spec)
+        if spec.task == "question_answering":
+            texts = {"question": ["Who published BERT?"], "context": [WARMUP_CONTEXT]}
+        else:
+            texts = {name: list(WARMUP_TEXTS) for name in names}
+        requests.append(("serving_default", texts))
+        features = tokenizer(tf.constant(list(WARMUP_TEXTS)))
+        ids = {k: np.asarray(features[k], np.int32) for k in ID_NAMES}
+    else:
+        length = min(16, spec.sequence_length)
+        ids = {"input_ids": np.zeros([2, length], np.int32),
+               "token_type_ids": np.zeros([2, length], np.int32),
+               "attention_mask": np.ones([2, length], np.int32)}
+    requests.append(("serve_ids", ids))
+    requests.append(("serve_examples", {"examples": serialized_examples(ids)}))
+    return requests
+
+
+def serialized_examples(ids: dict) -> np.ndarray:
+    """int [b, s] id arrays -> [b] serialized tf.Example (what `serve_examples` parses)."""
+    rows = []
+    for i in range(len(ids["input_ids"])):
+        feature = {name: tf.train.Feature(int64_list=tf.train.Int64List(value=ids[name][i]))
+                   for name in ID_NAMES}
+        rows.append(tf.train.Example(features=tf.train.Features(feature=feature))
+                    .SerializeToString())
+    return np.array(rows, dtype=object)
+
+
+def export_saved_model(model, out_dir, tokenizer=None, version=None, labels=None, pair=None,
+                       spec=None, write_configs: bool = True) -> str:
+    """Exports `model` (a bert_tf task model, or a fine-tuning output dir / ExportSource) to
+    `out_dir/<version>/`; returns that version directory's path.
+
+    tokenizer: a `BertTokenizer` (exact path); with it `serving_default` takes raw text, without it
+    `serving_default` is `serve_ids`. labels: label names (default: labels.json of a model dir, or
+    LABEL_i). pair: whether classification's `serving_default` also takes `text_pair`.
+    """
+    from bert_tf.export.model_dir import ExportSource, load_source
+    if isinstance(model, (str, os.PathLike)):
+        model = load_source(model)
+    if isinstance(model, ExportSource):
+        tokenizer = tokenizer or model.tokenizer
+        spec = spec or model.spec
+        model = model.model
+    if tokenizer is not None and tokenizer.vocabulary_size() != model.encoder.config.vocab_size:
+        raise ExportError(f"the tokenizer has {tokenizer.vocabulary_size()} tokens but the model's "
+                          f"vocab_size is {model.encoder.config.vocab_size}")
+    if spec is None:
+        if tokenizer is None:
+            from types import SimpleNamespace
+            spec = spec_for(model, SimpleNamespace(sequence_length=128, lowercase=True),
+                            labels=labels, pair=pair)
+        else:
+            spec = spec_for(model, tokenizer, labels=labels, pair=pair)
+    model_root = os.path.abspath(os.fspath(out_dir))
+    if version is None:
+        version = next_version(model_root)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ExportError(f"version must be a positive integer, got {version!r}")
+    final = os.path.join(model_root, str(version))
+    if os.path.exists(final):
+        raise ExportError(f"{final} already exists: TF Serving versions are immutable; pick "
+                          f"another --version or leave it out to take the next one")
+
+    module = (BertServingModule(model, tokenizer, spec) if tokenizer is not None
+              else _IdsOnlyModule(model, spec))
+    with StagingDir(final) as staging:
+        # Assets: files the graph does not read but clients (and humans) need with the model.
+        asset_dir = os.path.join(staging, "..", os.path.basename(staging) + "-assets")
+        os.makedirs(asset_dir)
+        try:
+            if tokenizer is not None:
+                write_text_atomic(os.path.join(asset_dir, "vocab.txt"),
+                                  "".join(t + "\n" for t in tokenizer.get_vocabulary()))
+                module.vocab_file = tf.saved_model.Asset(os.path.join(asset_dir, "vocab.txt"))
+            if spec.labels:
+                write_text_atomic(os.path.join(asset_dir, "labels.txt"),
+                                  "".join(t + "\n" for t in spec.labels))
+                module.labels_file = tf.saved_model.Asset(os.path.join(asset_dir, "labels.txt"))
+            signatures = {"serving_default": module.serving_default.get_concrete_function(),
+                          "serve_ids": module.serve_ids.get_concrete_function(),
+                          "serve_examples": module.serve_examples.get_concrete_function()}
+            tf.saved_model.save(module, staging, signatures=signatures)
+        finally:
+            import shutil
+            shutil.rmtree(asset_dir, ignore_errors=True)
+        extra = os.path.join(staging, "assets.extra")
+        os.makedirs(extra, exist_ok=True)
+        write_warmup_requests(os.path.join(extra, WARMUP_FILE), os.path.basename(model_root),
+                              warmup_requests(spec, tokenizer, tokenizer is not None))
+    if write_configs:
+        write_server_configs(os.path.dirname(model_root))
+    return final

@@ -1,0 +1,110 @@
+"""The SavedModel's contents: a `tf.Module` holding the Keras model, the tokenizer and three
+signatures.
+
+    serving_default   raw text -> task outputs (tokenizer in the graph; see `task_outputs`)
+                      classification: text [b] (+ text_pair [b] when exported with pair=True)
+                      token classification: text [b]; question answering: question [b], context [b]
+    serve_ids         input_ids, token_type_ids, attention_mask int32 [b, s] -> raw logits
+    serve_examples    examples [b] serialized tf.Example (int64 lists `input_ids`,
+                      `token_type_ids`, `attention_mask`) -> the same as serve_ids
+
+The module tracks `[v.value for v in model.variables]`: Keras 3 variables wrap a tf.Variable, and
+without the inner ones in the object graph the loader (and the TFLite converter) would see
+uncaptured or missing variables.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from bert_tf.export import task_outputs
+from bert_tf.export.task_spec import (CLASSIFICATION, QUESTION_ANSWERING, REGRESSION,
+                                      TOKEN_CLASSIFICATION, TaskSpec)
+
+ID_NAMES = ("input_ids", "token_type_ids", "attention_mask")
+SIGNATURE_NAMES = ("serving_default", "serve_ids", "serve_examples")
+
+
+def text_input_names(spec: TaskSpec) -> tuple:
+    """Inputs of `serving_default`, in order."""
+    if spec.task == QUESTION_ANSWERING:
+        return ("question", "context")
+    if spec.task == TOKEN_CLASSIFICATION:
+        return ("text",)
+    return ("text", "text_pair") if spec.pair else ("text",)
+
+
+def ids_signature():
+    return {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in ID_NAMES}
+
+
+class BertServingModule(tf.Module):
+    """Signatures for one task model; `signatures()` gives them to `tf.saved_model.save`."""
+
+    def __init__(self, model, tokenizer, spec: TaskSpec):
+        super().__init__(name="bert_serving")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.spec = spec
+        # See the module docstring: the loader must find the tf.Variables themselves.
+        self.model_variables = [v.value for v in model.variables]
+        self._text_names = text_input_names(spec)
+        text_spec = [tf.TensorSpec([None], tf.string, name=n) for n in self._text_names]
+        self.serving_default = tf.function(self._serve_text, input_signature=text_spec)
+        self.serve_ids = tf.function(self._serve_ids, input_signature=[ids_signature()])
+        self.serve_examples = tf.function(
+            self._serve_examples,
+            input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+
+    def signatures(self) -> dict:
+        return {"serving_default": self.serving_default.get_concrete_function(),
+                "serve_ids": self.serve_ids.get_concrete_function(),
+                "serve_examples": self.serve_examples.get_concrete_function()}
+
+    # ------------------------------------------------------------------ raw logits
+    def logits(self, features) -> dict:
+        """features: int32 [b, s] ids dict -> the model's raw outputs (float32)."""
+        outputs = self.model({k: features[k] for k in ID_NAMES}, training=False)
+        return {k: tf.convert_to_tensor(v) for k, v in outputs.items()}
+
+    def _serve_ids(self, features):
+        ids = features["input_ids"]
+        checks = [tf.debugging.assert_equal(
+            tf.shape(features[name]), tf.shape(ids),
+            message=f"{name} must have the shape of input_ids") for name in ID_NAMES[1:]]
+        checks.append(tf.debugging.assert_less(
+            tf.shape(ids)[1], self.model.encoder.config.max_position_embeddings + 1,
+            message=f"sequences are longer than the model's "
+                    f"{self.model.encoder.config.max_position_embeddings} positions"))
+        with tf.control_dependencies(checks):
+            features = {k: tf.identity(v) for k, v in features.items()}
+        return self.logits(features)
+
+    def _serve_examples(self, examples):
+        # FixedLenSequenceFeature(allow_missing=True) pads rows to the longest in the batch with 0,
+        # which is [PAD] / segment 0 / masked out: exactly BERT's padding.
+        parsed = tf.io.parse_example(examples, {
+            name: tf.io.FixedLenSequenceFeature([], tf.int64, allow_missing=True)
+            for name in ID_NAMES})
+        return self._serve_ids({k: tf.cast(v, tf.int32) for k, v in parsed.items()})
+
+    # ------------------------------------------------------------------ raw text
+    def _serve_text(self, *texts):
+        spec = self.spec
+        if spec.task == QUESTION_ANSWERING:
+            question, context = texts
+            features = self.tokenizer((question, context), return_offsets=True)
+            outputs = self.logits(features)
+            return task_outputs.answer_outputs(outputs["start_logits"], outputs["end_logits"],
+                                               features, context, spec.max_answer_length)
+        if spec.task == TOKEN_CLASSIFICATION:
+            (text,) = texts
+            features = self.tokenizer(text, return_offsets=True)
+            outputs = self.logits(features)
+            return task_outputs.entity_outputs(outputs["logits"], features, text, spec.labels)
+        features = self.tokenizer(tuple(texts) if len(texts) == 2 else texts[0])
+        logits = self.logits(features)["logits"]
+        if spec.task == REGRESSION:
+            return task_outputs.regression_outputs(logits)
+        assert spec.task == CLASSIFICATION
+        return task_outputs.classification_outputs(logits, spec.labels)
