@@ -1,0 +1,44 @@
+"""Model FLOPs of a BERT encoder, and the measured float32 matmul ceiling of this machine.
+
+Model FLOP utilisation (MFU) = achieved model FLOP/s / the best FLOP/s a plain matmul reaches here,
+so it says how close the encoder gets to what the hardware, through the same library, can do.
+"""
+
+from __future__ import annotations
+
+import time
+
+
+def encoder_flops_per_sequence(hidden: int, layers: int, intermediate: int, seq: int) -> float:
+    """Forward multiply-adds x 2 of the transformer blocks (embedding lookups and LayerNorms are
+    negligible). Per layer, for one sequence of `seq` tokens:
+        Q, K, V, output projections  4 · [seq, h] x [h, h]        = 8 s h²
+        feed-forward in and out      2 · [seq, h] x [h, i]        = 4 s h i
+        scores and context           2 · [n, s, d] x [n, d, s]    = 4 s² h
+    """
+    per_layer = 8 * seq * hidden ** 2 + 4 * seq * hidden * intermediate + 4 * seq ** 2 * hidden
+    return float(layers * per_layer)
+
+
+def training_flops_per_sequence(hidden, layers, intermediate, seq) -> float:
+    """Forward + backward ≈ 3 × forward (the backward pass costs two matmuls per forward one)."""
+    return 3.0 * encoder_flops_per_sequence(hidden, layers, intermediate, seq)
+
+
+def matmul_ceiling(size: int = 2048, repeats: int = 5) -> dict:
+    """Median GFLOP/s of a float32 [size, size] x [size, size] matmul in TensorFlow (oneDNN)."""
+    import numpy as np
+    import tensorflow as tf
+
+    a = tf.constant(np.random.default_rng(0).standard_normal((size, size), dtype=np.float32))
+    b = tf.constant(np.random.default_rng(1).standard_normal((size, size), dtype=np.float32))
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.linalg.matmul(x, y)[:1, :1]))
+    matmul(a, b).numpy()  # trace and warm up
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).numpy()
+        rates.append(2.0 * size ** 3 / (time.perf_counter() - start) / 1e9)
+    rates.sort()
+    return {"size": size, "gflops_median": rates[len(rates) // 2], "gflops_max": rates[-1],
+            "values": rates}

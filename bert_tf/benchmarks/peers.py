@@ -1,0 +1,81 @@
+"""The peers, built with the same shapes as the bert_tf model they are compared with.
+
+Each builder imports its framework only when called, so the suite starts fast and a missing
+optional peer costs one clear skip line instead of an import error.
+
+| peer | what is timed |
+|---|---|
+| hf torch | transformers `BertModel` / `BertForSequenceClassification` (sdpa attention), eval mode, `torch.inference_mode()`; its Rust `BertTokenizerFast` |
+| keras_hub xla | KerasHub `BertBackbone` / `BertTextClassifier` in `tf.function(jit_compile=True)`; its `BertTextClassifierPreprocessor` |
+| model_garden xla | tf-models-official `BertEncoderV2` (tf_keras) in `tf.function(jit_compile=True)` |
+| onnxruntime | the HF model exported with `torch.onnx`, run by ONNX Runtime (only where installed) |
+"""
+
+from __future__ import annotations
+
+from bert_tf.config import BertConfig
+
+
+def hf_config(config: BertConfig, num_labels: int = 2):
+    import transformers
+    return transformers.BertConfig(**config.to_hf_dict(), num_labels=num_labels,
+                                   attn_implementation="sdpa")
+
+
+def hf_encoder(config: BertConfig):
+    import torch
+    import transformers
+    torch.manual_seed(0)
+    return transformers.BertModel(hf_config(config)).eval()
+
+
+def hf_classifier(config: BertConfig, num_labels: int = 2):
+    import torch
+    import transformers
+    torch.manual_seed(0)
+    return transformers.BertForSequenceClassification(hf_config(config, num_labels))
+
+
+def hf_tokenizer(vocab_path: str):
+    import transformers
+    # transformers 5.x ignores `vocab_file=` (a 5-token vocabulary, every word [UNK]); the path
+    # must be positional. Callers check a reference sentence's ids.
+    return transformers.BertTokenizerFast(vocab_path, do_lower_case=True)
+
+
+def keras_hub_backbone(config: BertConfig):
+    import keras_hub
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=config.vocab_size, num_layers=config.num_hidden_layers,
+        num_heads=config.num_attention_heads, hidden_dim=config.hidden_size,
+        intermediate_dim=config.intermediate_size, dropout=config.hidden_dropout_prob,
+        max_sequence_length=config.max_position_embeddings, num_segments=config.type_vocab_size)
+
+
+def keras_hub_preprocessor(vocab_path: str, sequence_length: int):
+    import keras_hub
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocab_path, lowercase=True)
+    return keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=sequence_length)
+
+
+def model_garden_encoder(config: BertConfig):
+    from official.nlp.modeling.networks import BertEncoderV2
+    return BertEncoderV2(
+        vocab_size=config.vocab_size, hidden_size=config.hidden_size,
+        num_layers=config.num_hidden_layers, num_attention_heads=config.num_attention_heads,
+        max_sequence_length=config.max_position_embeddings, type_vocab_size=config.type_vocab_size,
+        inner_dim=config.intermediate_size, output_dropout=config.hidden_dropout_prob,
+        attention_dropout=config.attention_probs_dropout_prob)
+
+
+def onnxruntime_available() -> str | None:
+    """None if ONNX Runtime and the torch ONNX exporter can run here, else why not."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "onnxruntime is not installed (optional: pip install onnxruntime onnx onnxscript)"
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return "onnx is not installed (torch.onnx.export needs it)"
+    return None

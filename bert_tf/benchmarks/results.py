@@ -1,0 +1,103 @@
+"""Result rows, the bert_tf / best-peer ratio of each comparison, the text table and the JSON file.
+
+A *row* is one implementation measured in one case (e.g. P2, "batch 8", "keras_hub+xla"). Rows of
+the same (measure, case) form a *comparison*; one of them is ours (`role="ours"`), the others are
+peers. The ratio is ours / best peer, oriented so that > 1 means bert_tf is better: throughput
+(higher is better) as ours/peer, latency (lower is better) as peer/ours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+
+from bert_tf.benchmarks.timing import summarize
+
+
+@dataclass
+class Row:
+    measure: str          # "P1" .. "P5"
+    case: str             # e.g. "batch 8"
+    impl: str             # e.g. "bert_tf xla", "hf torch"
+    role: str             # "ours" | "peer" | "info" (shown, not compared)
+    unit: str             # "seq/s", "sent/s", "ms"
+    values: list          # one number per timed repetition
+    higher_is_better: bool = True
+    extra: dict = field(default_factory=dict)  # e.g. {"mfu": 0.8, "accuracy": 0.71}
+
+    @property
+    def stats(self) -> dict:
+        return summarize(self.values)
+
+
+def comparisons(rows) -> list:
+    """[(measure, case, ours Row, [peer Rows], ratio or None, best peer impl)] in row order."""
+    groups = {}
+    for row in rows:
+        groups.setdefault((row.measure, row.case), []).append(row)
+    out = []
+    for (measure, case), members in groups.items():
+        ours = [r for r in members if r.role == "ours"]
+        peers = [r for r in members if r.role == "peer"]
+        if len(ours) != 1 or not peers:
+            out.append((measure, case, ours[0] if ours else None, peers, None, None))
+            continue
+        ours = ours[0]
+        if ours.higher_is_better:
+            best = max(peers, key=lambda r: r.stats["median"])
+            ratio = ours.stats["median"] / best.stats["median"]
+        else:
+            best = min(peers, key=lambda r: r.stats["median"])
+            ratio = best.stats["median"] / ours.stats["median"]
+        out.append((measure, case, ours, peers, ratio, best.impl))
+    return out
+
+
+def format_table(rows) -> str:
+    """Fixed-width text: one line per row, then one ratio line per comparison."""
+    lines = [f"{'measure':<8}{'case':<22}{'impl':<30}{'median':>11}{'min-max':>23}  unit   extra"]
+    for row in rows:
+        s = row.stats
+        extra = " ".join(f"{k}={_short(v)}" for k, v in row.extra.items())
+        lines.append(f"{row.measure:<8}{row.case:<22}{row.impl:<30}{s['median']:>11.4g}"
+                     f"{s['min']:>11.4g}-{s['max']:<11.4g} {row.unit:<6} {extra}")
+    lines.append("")
+    lines.append("ratio bert_tf / best peer (> 1: bert_tf better)")
+    for measure, case, ours, _, ratio, best in comparisons(rows):
+        if ratio is not None:
+            lines.append(f"  {measure:<6}{case:<22}{ours.impl:<30}{ratio:7.2f}x  vs {best}")
+    return "\n".join(lines)
+
+
+def _short(value):
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def to_json(rows, environment: dict) -> dict:
+    return {
+        "environment": environment,
+        "rows": [{**asdict(r), **{k: v for k, v in r.stats.items() if k != "values"}} for r in rows],
+        "ratios": [{"measure": m, "case": c, "ours": o.impl, "best_peer": b, "ratio": ratio}
+                   for m, c, o, _, ratio, b in comparisons(rows) if ratio is not None],
+    }
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Writes `data` to a temp file next to `path`, then renames it over `path`."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str, rows, environment: dict) -> None:
+    write_atomic(path, json.dumps(to_json(rows, environment), indent=2).encode("utf-8"))

@@ -1,0 +1,110 @@
+"""The benchmark suite: P1–P5 in one process, then the table, the JSON and the ratio chart.
+
+    from bert_tf.benchmarks import run_suite
+    result = run_suite("runs/bench", measures=("P1", "P2"), sizes="full", threads=2)
+
+Outputs in `out_dir` (each written atomically): `bench.json` (environment, every repetition,
+medians, ratios), `bench.txt` (the table) and `bench_ratios.png` (bert_tf / best peer per case).
+A measure that fails is reported in the outputs (`errors`) and the suite raises after writing them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+
+from bert_tf.benchmarks import environment
+from bert_tf.benchmarks.chart import write_ratio_chart
+from bert_tf.benchmarks.results import format_table, to_json, write_atomic
+from bert_tf.benchmarks.sizes import SIZES
+from bert_tf.benchmarks.timing import BenchmarkError
+
+MEASURES = ("P1", "P2", "P3", "P4", "P5")
+
+
+@dataclass
+class SuiteResult:
+    rows: list
+    environment: dict
+    table: str
+    json_path: str
+    table_path: str
+    chart_path: str
+    errors: dict
+
+
+def run_suite(out_dir: str, measures=MEASURES, sizes="full", threads: int = 2,
+              log=print) -> SuiteResult:
+    unknown = [m for m in measures if m not in MEASURES]
+    if unknown or not measures:
+        raise BenchmarkError(f"unknown measure(s) {unknown}; choose from {MEASURES}")
+    if sizes not in SIZES:
+        raise BenchmarkError(f"unknown sizes {sizes!r}; choose from {sorted(SIZES)}")
+    size = SIZES[sizes]
+    thread_info = environment.fix_threads(threads)  # before any model is built
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    log(f"bench: sizes={sizes} measures={','.join(measures)} threads={thread_info} "
+        f"load={os.getloadavg()[0]:.2f}")
+
+    import keras
+    keras.mixed_precision.set_global_policy("float32")
+
+    rows, errors, durations = [], {}, {}
+    with tempfile.TemporaryDirectory(prefix="bert_tf-bench-") as work_dir:
+        sentiment_model = None
+        for measure in measures:
+            started = time.perf_counter()
+            try:
+                if measure in ("P1", "P3") and sentiment_model is None:
+                    from bert_tf.benchmarks.sentiment import build_sentiment_model
+                    sentiment_model = build_sentiment_model(size.real_weights, size.probe_sentences,
+                                                            work_dir, size.tiny_config)
+                    log(f"sentiment model: {'MiniLM-L6 real weights' if size.real_weights else 'tiny random'}"
+                        f", probe training accuracy {sentiment_model.probe_accuracy:.4f}")
+                rows.extend(_run_measure(measure, size, sentiment_model, threads, log))
+            except Exception as error:  # one measure failing must not lose the others' numbers
+                errors[measure] = f"{type(error).__name__}: {error}"
+                log(f"{measure} FAILED: {errors[measure]}\n{traceback.format_exc()}")
+            durations[measure] = time.perf_counter() - started
+            log(f"{measure} took {durations[measure]:.1f} s")
+
+    env = environment.describe(thread_info)
+    env.update({"sizes": sizes, "measures": list(measures), "durations_s": durations,
+                "errors": errors})
+    table = format_table(rows)
+    os.makedirs(out_dir, exist_ok=True)
+    json_path = os.path.join(out_dir, "bench.json")
+    table_path = os.path.join(out_dir, "bench.txt")
+    chart_path = os.path.join(out_dir, "bench_ratios.png")
+    import json
+    write_atomic(json_path, json.dumps(to_json(rows, env), indent=2).encode("utf-8"))
+    write_atomic(table_path, (table + "\n").encode("utf-8"))
+    write_ratio_chart(chart_path, rows, f"bert_tf / best peer — {env['cpu']}, "
+                      f"{threads} threads, sizes {sizes}")
+    log(table)
+    result = SuiteResult(rows, env, table, json_path, table_path, chart_path, errors)
+    if errors:
+        raise BenchmarkError(f"{len(errors)} measure(s) failed ({'; '.join(f'{k}: {v}' for k, v in errors.items())}); "
+                             f"the others' results are in {json_path}")
+    return result
+
+
+def _run_measure(measure, size, sentiment_model, threads, log) -> list:
+    if measure == "P1":
+        from bert_tf.benchmarks import p1_end_to_end
+        return p1_end_to_end.run(sentiment_model, size, log)
+    if measure == "P2":
+        from bert_tf.benchmarks import p2_encoder
+        return p2_encoder.run(size, log)
+    if measure == "P3":
+        from bert_tf.benchmarks import p3_tflite
+        return p3_tflite.run(sentiment_model, size, threads, log)
+    if measure == "P4":
+        from bert_tf.benchmarks import p4_training
+        return p4_training.run(size, log)
+    from bert_tf.benchmarks import p5_tokenizer
+    from bert_tf.data.fetch import minilm_vocab
+    return p5_tokenizer.run(minilm_vocab(), size, log)

@@ -1,0 +1,23 @@
+"""`bert-tf bench`: runs the benchmark suite (bert_tf vs HF, KerasHub, Model Garden, LiteRT)."""
+
+DEFAULT_OUT = "runs/bench"
+
+
+def register(subparsers):
+    p = subparsers.add_parser("bench", help="benchmark bert_tf against its peers (P1-P5)")
+    p.add_argument("--out", default=DEFAULT_OUT,
+                   help=f"folder for bench.json, bench.txt, bench_ratios.png (default {DEFAULT_OUT})")
+    p.add_argument("--measures", default="P1,P2,P3,P4,P5",
+                   help="comma-separated subset of P1,P2,P3,P4,P5 (default: all)")
+    p.add_argument("--sizes", default="full", choices=("full", "tiny"),
+                   help="full: the reported sizes; tiny: a fast smoke run")
+    p.add_argument("--threads", type=int, default=2,
+                   help="intra-op threads for every framework (default 2)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from bert_tf.benchmarks import run_suite
+    measures = tuple(m.strip().upper() for m in args.measures.split(",") if m.strip())
+    run_suite(args.out, measures=measures, sizes=args.sizes, threads=args.threads)
+    return 0
