@@ -108,7 +108,7 @@ def google_names(hf_state):
     return google
 
 
-def write_tf1_checkpoint(directory, tensors, hidden_act="gelu"):
+def write_tf1_checkpoint(directory, tensors, hidden_act="gelu", prefix="bert_model.ckpt"):
     """What google-research/bert's run_pretraining.py leaves: bert_config.json + a tf.compat.v1 Saver
     checkpoint of variables under exactly these names."""
     os.makedirs(directory, exist_ok=True)
@@ -124,7 +124,7 @@ def write_tf1_checkpoint(directory, tensors, hidden_act="gelu"):
         saver = tf.compat.v1.train.Saver(variables)
         with tf.compat.v1.Session() as session:
             session.run(tf.compat.v1.global_variables_initializer())
-            saver.save(session, os.path.join(directory, "bert_model.ckpt"), write_meta_graph=False)
+            saver.save(session, os.path.join(directory, prefix), write_meta_graph=False)
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +190,26 @@ def test_google_unknown_optimizer_like_names_are_not_ignored(tmp_path, google_re
         BertEncoder.from_pretrained(tmp_path / "odd")
 
 
+def test_google_training_output_dir_and_exact_gelu_round_trip(tmp_path, google_reference):
+    # run_pretraining.py leaves model.ckpt-STEP + a `checkpoint` state file, not bert_model.ckpt
+    _, tensors = google_reference
+    write_tf1_checkpoint(tmp_path / "run", tensors, prefix="model.ckpt-20")
+    encoder = BertEncoder.from_pretrained(tmp_path / "run")
+    np.testing.assert_array_equal(encoder.embeddings.token_type_embeddings.numpy(),
+                                  tensors["bert/embeddings/token_type_embeddings"])
+    # google has no exact-erf gelu: saved as "gelu" plus a marker bert_tf reads back exactly
+    exact = BertEncoder(BertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=1,
+                                   num_attention_heads=HEADS, intermediate_size=INTERMEDIATE,
+                                   type_vocab_size=TYPES))
+    save_google_checkpoint(exact, tmp_path / "exact")
+    with open(tmp_path / "exact" / "bert_config.json") as f:
+        assert json.load(f)["hidden_act"] == "gelu"
+    reloaded = BertEncoder.from_pretrained(tmp_path / "exact")
+    assert reloaded.config.hidden_act == "gelu"
+    batch = padded_batch(seed=8)
+    np.testing.assert_array_equal(reloaded(batch)["sequence_output"], exact(batch)["sequence_output"])
+
+
 def test_huggingface_mismatch_names_every_offender(tmp_path, google_reference):
     model, _ = google_reference
     state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
@@ -253,6 +273,15 @@ def test_keras_hub_live_backbone_both_ways(tmp_path, keras_hub_backbone):
         to_keras_hub_backbone(exact)
 
 
+def test_keras_hub_preset_of_another_model_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({
+        "module": "keras_hub.src.models.roberta.roberta_backbone", "class_name": "RobertaBackbone",
+        "config": {}, "registered_name": "keras_hub>RobertaBackbone"}))
+    assert detect_format(tmp_path) == "keras_hub"
+    with pytest.raises(WeightsError, match="'RobertaBackbone' preset; only BertBackbone"):
+        BertEncoder.from_pretrained(tmp_path)
+
+
 # ------------------------------------------------------------------ Model Garden
 def garden_forward(network, batch):
     out = network({"input_word_ids": batch["input_ids"], "input_type_ids": batch["token_type_ids"],
@@ -302,3 +331,43 @@ def test_model_garden_config_override_and_unknown_tensor(tmp_path, garden_encode
     # named as the checkpoint names it, and canonically
     assert ("encoder/_transformer_layers/0/_intermediate_dense/kernel "
             "(= bert/encoder/layer_0/intermediate/dense/kernel)") in str(error.value)
+
+
+def test_model_garden_functional_encoder_and_pretrainer_checkpoints(tmp_path):
+    # The older functional networks.BertEncoder saves `layer_with_weights-K` keys.
+    network = garden_networks.BertEncoder(
+        vocab_size=VOCAB, hidden_size=HIDDEN, num_layers=LAYERS, num_attention_heads=HEADS,
+        inner_dim=INTERMEDIATE, max_sequence_length=POSITIONS, type_vocab_size=TYPES,
+        dict_outputs=True)
+    values = randomize([(f"{i}/{w.name}", tuple(w.shape)) for i, w in enumerate(network.weights)], 9)
+    for value, w in zip(values.values(), network.weights):
+        w.assign(value)
+    tf.train.Checkpoint(encoder=network).write(str(tmp_path / "v1" / "ckpt"))
+    batch = padded_batch(seed=10)
+    assert_parity(BertEncoder.from_pretrained(tmp_path / "v1" / "ckpt")(batch),
+                  *garden_forward(network, batch), batch["attention_mask"])
+
+    # A BertPretrainerV2 checkpoint: the shared word table is stored as masked_lm/embedding_table,
+    # and the masked-LM head becomes cls/predictions/*.
+    from official.nlp.modeling import models as garden_models
+    from bert_tf.weights import read_checkpoint
+
+    encoder_v2 = garden_networks.BertEncoderV2(
+        vocab_size=VOCAB, hidden_size=HIDDEN, num_layers=1, num_attention_heads=HEADS,
+        inner_dim=INTERMEDIATE, max_sequence_length=POSITIONS, type_vocab_size=TYPES)
+    pretrainer = garden_models.BertPretrainerV2(encoder_network=encoder_v2)
+    pretrainer({"input_word_ids": batch["input_ids"], "input_mask": batch["attention_mask"],
+                "input_type_ids": batch["token_type_ids"],
+                "masked_lm_positions": np.zeros((3, 2), np.int32)})
+    tf.train.Checkpoint(**pretrainer.checkpoint_items).write(str(tmp_path / "pt" / "ckpt"))
+    _, tensors = read_checkpoint(str(tmp_path / "pt" / "ckpt"))
+    masked_lm = pretrainer.masked_lm
+    np.testing.assert_array_equal(tensors["bert/embeddings/word_embeddings"],
+                                  encoder_v2.get_embedding_table().numpy())
+    np.testing.assert_array_equal(tensors["cls/predictions/transform/dense/kernel"],
+                                  masked_lm.dense.kernel.numpy())
+    np.testing.assert_array_equal(tensors["cls/predictions/transform/LayerNorm/gamma"],
+                                  masked_lm.layer_norm.gamma.numpy())
+    np.testing.assert_array_equal(tensors["cls/predictions/output_bias"], masked_lm.bias.numpy())
+    assert_parity(BertEncoder.from_pretrained(tmp_path / "pt" / "ckpt")(batch),
+                  *garden_forward(encoder_v2, batch), batch["attention_mask"])
