@@ -92,3 +92,19 @@ def test_wnut_and_squad_export_reads_back(tmp_path):
     assert squad.load_squad_json(path) == datasets.squad_fixture()
     with pytest.raises(datasets.DatasetError, match="unknown dataset 'imdb'"):
         datasets.write_split("imdb", "train", str(tmp_path / "x.csv"))
+
+
+def test_dataset_command_writes_splits(tmp_path, capsys):
+    import argparse
+
+    from bert_tf.commands import dataset as command
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    args = parser.parse_args(["dataset", "wnut_ner", "--out", str(tmp_path)])
+    assert args.run(args) == 0
+    printed = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
+    assert set(printed) == set(datasets.SPLITS)
+    assert len(conll.read_conll(printed["test"])) == 238
+    args = parser.parse_args(["dataset", "squad_fixture", "--out", str(tmp_path), "--format", "tsv"])
+    with pytest.raises(ValueError, match="--format applies to rotten_tomatoes only"):
+        args.run(args)

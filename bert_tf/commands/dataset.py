@@ -1,0 +1,25 @@
+"""`bert-tf dataset`: write a built-in real dataset's fixed splits to files the task readers read."""
+
+from bert_tf.data.datasets import DATASETS
+
+
+def register(subparsers):
+    p = subparsers.add_parser(
+        "dataset", help="write a built-in real dataset (pinned package, fixed 80/10/10 split) to files")
+    p.add_argument("name", choices=DATASETS,
+                   help="rotten_tomatoes (sentiment), wnut_ner (tweet NER), squad_fixture (SQuAD v1.1, 5 questions)")
+    p.add_argument("--out", required=True, help="directory for <split>.<ext> files (created)")
+    p.add_argument("--format", choices=("csv", "tsv", "jsonl"), default=None,
+                   help="rotten_tomatoes file format (default csv); wnut_ner is always CoNLL, squad JSON")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from bert_tf.data import datasets
+    if args.format and args.name != "rotten_tomatoes":
+        raise ValueError(f"--format applies to rotten_tomatoes only; {args.name} has one format")
+    extension = f".{args.format}" if args.format else None
+    paths = datasets.write_dataset(args.name, args.out, extension=extension)
+    for split, path in paths.items():
+        print(f"{split}\t{path}")
+    return 0
