@@ -91,6 +91,18 @@ class BertServingModule(tf.Module):
     # ------------------------------------------------------------------ raw text
     def _serve_text(self, *texts):
         spec = self.spec
+        # The signature says [batch], but a loaded SavedModel (and some clients) pass other ranks
+        # through; size == dim 0 holds only for [batch] (and [batch, 1], which means the same).
+        checks = [tf.debugging.assert_equal(
+            tf.size(t), tf.shape(t)[0],
+            message=f"{name} must be a 1-D batch of strings, shape [batch]")
+            for t, name in zip(texts, self._text_names)]
+        if len(texts) == 2:
+            checks.append(tf.debugging.assert_equal(
+                tf.shape(texts[0]), tf.shape(texts[1]),
+                message=f"{self._text_names[0]} and {self._text_names[1]} need the same batch size"))
+        with tf.control_dependencies(checks):
+            texts = tuple(tf.identity(t) for t in texts)
         if spec.task == QUESTION_ANSWERING:
             question, context = texts
             features = self.tokenizer((question, context), return_offsets=True)

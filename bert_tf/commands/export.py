@@ -1,0 +1,53 @@
+"""`bert-tf export saved-model|tflite`: TF Serving SavedModel and TFLite model of a fine-tuned model."""
+
+
+def register(subparsers):
+    p = subparsers.add_parser("export", help="export a fine-tuned model (TF Serving SavedModel, TFLite)")
+    kinds = p.add_subparsers(dest="export_kind", metavar="KIND")
+    kinds.required = True
+
+    s = kinds.add_parser("saved-model", help="SavedModel in TF Serving's layout OUT/<version>/")
+    s.add_argument("--model", required=True, help="fine-tuning output dir (or a .keras file + --vocab)")
+    s.add_argument("--out", required=True, help="model dir, e.g. saved_models/sentiment")
+    s.add_argument("--version", type=int, default=None, help="version number (default: next free)")
+    s.add_argument("--vocab", default=None, help="vocab.txt (for a bare .keras)")
+    s.add_argument("--pair", action="store_true", help="serving_default also takes text_pair")
+    s.set_defaults(run=run_saved_model)
+
+    t = kinds.add_parser("tflite", help="fixed-shape TFLite model, verified against Keras")
+    t.add_argument("--model", required=True, help="fine-tuning output dir (or a .keras file + --vocab)")
+    t.add_argument("--out", required=True, help="output .tflite file")
+    t.add_argument("--quantize", choices=("none", "float16", "dynamic", "int8"), default="none")
+    t.add_argument("--with-tokenizer", action="store_true",
+                   help="keep the (tensorflow-text) tokenizer inside: serving_default takes text")
+    t.add_argument("--sequence-length", type=int, default=None,
+                   help="fixed sequence length (default: the model's max length from task.json)")
+    t.add_argument("--vocab", default=None, help="vocab.txt (for a bare .keras)")
+    t.add_argument("--dataset", default=None,
+                   help="calibration/verification data (default: the task's dataset)")
+    t.add_argument("--verify-examples", type=int, default=None,
+                   help="verify on the first N test examples (default: the whole test split)")
+    t.add_argument("--no-verify", action="store_true", help="skip running it against Keras")
+    t.set_defaults(run=run_tflite)
+
+
+def run_saved_model(args) -> int:
+    from bert_tf.export import export_saved_model, servability_report
+    from bert_tf.export.model_dir import load_source
+    source = load_source(args.model, vocab=args.vocab, pair=args.pair or None)
+    path = export_saved_model(source, args.out, version=args.version)
+    outside = servability_report(path)
+    print(f"wrote {path}")
+    print("servable by stock TF Serving: " + ("yes" if not outside else f"NO, ops {outside}"))
+    return 0 if not outside else 1
+
+
+def run_tflite(args) -> int:
+    from bert_tf.export.tflite_tool import convert_and_verify
+    report = convert_and_verify(args.model, args.out, quantize=args.quantize,
+                                with_tokenizer=args.with_tokenizer,
+                                sequence_length=args.sequence_length, vocab=args.vocab,
+                                dataset=args.dataset, verify_examples=args.verify_examples,
+                                verify=not args.no_verify)
+    print(f"wrote {report['path']}")
+    return 0

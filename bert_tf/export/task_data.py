@@ -1,0 +1,34 @@
+"""Real texts for calibration and verification, from the task's own dataset (`bert_tf.data`).
+
+A fine-tuning output's task.json may name its dataset (`"dataset": "rotten_tomatoes"`); otherwise
+the task decides: classification -> rotten_tomatoes, token classification -> wnut_ner, question
+answering -> squad_fixture.
+"""
+
+from __future__ import annotations
+
+from bert_tf.export.task_spec import ExportError
+
+DEFAULT_DATASET = {"classification": "rotten_tomatoes", "regression": "rotten_tomatoes",
+                   "token_classification": "wnut_ner", "question_answering": "squad_fixture"}
+
+
+def task_texts(dataset: str, split: str, limit: int | None = None) -> tuple:
+    """(texts, gold label ids or None): strings, or (question, context) tuples for QA."""
+    from bert_tf.data import datasets
+    if dataset == "rotten_tomatoes":
+        rows = datasets.rotten_tomatoes(split)
+        texts, gold = [t for t, _ in rows], [label for _, label in rows]
+    elif dataset == "wnut_ner":
+        texts, gold = [" ".join(tokens) for tokens, _ in datasets.wnut_ner(split)], None
+    elif dataset == "squad_fixture":
+        texts, gold = [], None
+        for article in datasets.squad_fixture()["data"]:
+            for paragraph in article["paragraphs"]:
+                texts += [(qa["question"], paragraph["context"]) for qa in paragraph["qas"]]
+    else:
+        raise ExportError(f"no texts for dataset {dataset!r}; known: {sorted(set(DEFAULT_DATASET.values()))}")
+    if limit is not None:
+        texts = texts[:limit]
+        gold = gold[:limit] if gold is not None else None
+    return texts, gold

@@ -1,0 +1,267 @@
+"""Fine-tunes the real MiniLM-L6 weights with bert_tf and with Hugging Face transformers (PyTorch),
+same recipe, same split, and prints both test metrics and wall times side by side.
+
+    python tools/compare_finetune.py --task sentiment --max-length 64 --epochs 1 --train-limit 4000
+    python tools/compare_finetune.py --task ner --max-length 64 --epochs 3
+
+Data: `bert_tf.data.datasets` (Rotten Tomatoes / WNUT tweets from pinned packages, hash split
+80/10/10); `--train-limit N` keeps N training examples picked by a seeded permutation (both sides
+get the same file). Recipe on both sides: AdamW as google-research/bert has it (no bias correction,
+eps 1e-6, weight decay 0.01 except LayerNorm and bias), linear warmup over `--warmup` of the steps
+then linear decay to 0 (lr 0 at step 0), global-norm clipping 1.0, the checkpoint's dropout (0.1),
+batches drawn by a seeded shuffle, the last partial batch wrapped into the next epoch (the steps
+count is ceil(epochs * n / batch)), `--seed` for head initialization, dropout and data order
+(each framework's own RNG: same policy, different streams). The dev split is scored after every
+epoch and the best epoch's model is scored on the test split. NER: a word's label sits on its first
+word-piece (-100 elsewhere); words cut off by `--max-length` are predicted "O"; entity F1 by
+seqeval (conlleval rules) through `bert_tf.metrics` on both sides.
+
+Tokenization: bert_tf uses its in-graph tokenizer, PyTorch uses transformers' BertTokenizerFast on
+the same vocab.txt (checked against the published reference ids first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+REFERENCE_SENTENCE = "Hello, my dog is cute"
+REFERENCE_IDS = [101, 7592, 1010, 2026, 3899, 2003, 10140, 102]
+TASKS = {"sentiment": "classify", "ner": "ner"}
+
+
+def write_splits(task: str, folder: str, train_limit: int | None, seed: int) -> dict:
+    from bert_tf.data import classification, conll, datasets
+    paths = {}
+    for split in datasets.SPLITS:
+        if task == "sentiment":
+            rows = [(text, datasets.ROTTEN_TOMATOES_LABELS[label])
+                    for text, label in datasets.rotten_tomatoes(split)]
+        else:
+            rows = datasets.wnut_ner(split)
+        if split == "train" and train_limit is not None and train_limit < len(rows):
+            keep = np.sort(np.random.default_rng(seed).permutation(len(rows))[:train_limit])
+            rows = [rows[i] for i in keep]
+        path = os.path.join(folder, f"{split}.{'csv' if task == 'sentiment' else 'conll'}")
+        if task == "sentiment":
+            classification.write_classification(path, rows)
+        else:
+            conll.write_conll(path, rows)
+        paths[split] = (path, len(rows))
+    return paths
+
+
+# ------------------------------------------------------------------------------------- bert_tf
+def run_bert_tf(task: str, init: str, paths: dict, args, out: str) -> dict:
+    from bert_tf.tasks import FinetuneOptions, evaluate, finetune
+    options = FinetuneOptions(TASKS[task], init, paths["train"][0], out, eval=paths["dev"][0],
+                              max_length=args.max_length, epochs=args.epochs,
+                              batch_size=args.batch_size, learning_rate=args.learning_rate,
+                              warmup=args.warmup, seed=args.seed, strategy="one_device",
+                              progress=args.progress)
+    started = time.perf_counter()
+    result = finetune(options)
+    seconds = time.perf_counter() - started
+    test = evaluate(out, paths["test"][0])
+    return {"dev": result.metrics, "test": test, "best_step": result.best_step,
+            "steps": result.steps, "seconds": seconds}
+
+
+# ------------------------------------------------------------------------------------- PyTorch
+class BertAdamW:
+    """google-research/bert's AdamWeightDecayOptimizer in PyTorch (the same update as bert_tf's
+    AdamWeightDecay): m/v without bias correction, decoupled weight decay."""
+
+    def __init__(self, named_parameters, lr_at, weight_decay=0.01, betas=(0.9, 0.999), eps=1e-6):
+        import torch
+        self.torch = torch
+        self.params = [(n, p) for n, p in named_parameters if p.requires_grad]
+        self.decay = {n: not any(k in n for k in ("LayerNorm", "bias")) for n, _ in self.params}
+        self.state = {n: (torch.zeros_like(p), torch.zeros_like(p)) for n, p in self.params}
+        self.lr_at, self.wd, self.betas, self.eps, self.step_count = lr_at, weight_decay, betas, eps, 0
+
+    def step(self):
+        lr = self.lr_at(self.step_count)
+        b1, b2 = self.betas
+        with self.torch.no_grad():
+            for name, p in self.params:
+                if p.grad is None:
+                    continue
+                m, v = self.state[name]
+                m.mul_(b1).add_(p.grad, alpha=1 - b1)
+                v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                update = m / (v.sqrt() + self.eps)
+                if self.decay[name]:
+                    update = update + self.wd * p
+                p.sub_(lr * update)
+        self.step_count += 1
+
+
+def lr_schedule(peak: float, total: int, warmup: int):
+    def lr_at(step):
+        if step < warmup:
+            return peak * step / warmup
+        return peak * (1.0 - min(step, total) / total)
+    return lr_at
+
+
+def torch_features(task: str, tokenizer, path: str, label_names, max_length: int):
+    """HF tokenization: {input_ids, token_type_ids, attention_mask, labels} tensors + word_ids."""
+    import torch
+    from bert_tf.data.classification import read_classification
+    from bert_tf.data.conll import read_conll
+    if task == "sentiment":
+        data = read_classification(path, label_names=label_names)
+        enc = tokenizer(data.texts, max_length=max_length, truncation=True, padding="max_length",
+                        return_tensors="pt")
+        enc["labels"] = torch.tensor(data.labels)
+        return enc, data.labels, None
+    sentences = read_conll(path, label_names=label_names)
+    enc = tokenizer([tokens for tokens, _ in sentences], is_split_into_words=True,
+                    max_length=max_length, truncation=True, padding="max_length")
+    index = {name: i for i, name in enumerate(label_names)}
+    labels, word_ids = [], []
+    for i, (_, tags) in enumerate(sentences):
+        ids, previous, row = enc.word_ids(i), None, []
+        for w in ids:
+            row.append(-100 if w is None or w == previous else index[tags[w]])
+            previous = w
+        labels.append(row)
+        word_ids.append(ids)
+    tensors = {k: torch.tensor(v) for k, v in enc.items()}
+    tensors["labels"] = torch.tensor(labels)
+    return tensors, [tags for _, tags in sentences], word_ids
+
+
+def torch_score(task, model, features, gold, word_ids, label_names, batch_size=64):
+    import torch
+    from bert_tf import metrics
+    model.eval()
+    n = features["input_ids"].shape[0]
+    logits = []
+    with torch.no_grad():
+        for s in range(0, n, batch_size):
+            batch = {k: v[s:s + batch_size] for k, v in features.items() if k != "labels"}
+            logits.append(model(**batch).logits.numpy())
+    predicted = np.concatenate(logits).argmax(-1)
+    if task == "sentiment":
+        return metrics.classification_metrics(np.asarray(gold), predicted)
+    tags = []
+    for i, sentence in enumerate(gold):
+        first = {}
+        for position, w in enumerate(word_ids[i]):
+            if w is not None and w not in first:
+                first[w] = position
+        tags.append([label_names[predicted[i, first[w]]] if w in first else "O"
+                     for w in range(len(sentence))])
+    return metrics.entity_metrics(gold, tags)
+
+
+def run_torch(task: str, init: str, paths: dict, args, label_names) -> dict:
+    import torch
+    import transformers
+    torch.manual_seed(args.seed)
+    tokenizer = transformers.BertTokenizerFast(os.path.join(init, "vocab.txt"), do_lower_case=True)
+    got = tokenizer(REFERENCE_SENTENCE)["input_ids"]
+    if got != REFERENCE_IDS:
+        raise RuntimeError(f"transformers tokenizer gives {got} for {REFERENCE_SENTENCE!r}, "
+                           f"expected {REFERENCE_IDS} (vocab not loaded?)")
+    cls = transformers.BertForSequenceClassification if task == "sentiment" \
+        else transformers.BertForTokenClassification
+    started = time.perf_counter()
+    model = cls.from_pretrained(init, num_labels=len(label_names))
+    train, _, _ = torch_features(task, tokenizer, paths["train"][0], label_names, args.max_length)
+    dev = torch_features(task, tokenizer, paths["dev"][0], label_names, args.max_length)
+    test = torch_features(task, tokenizer, paths["test"][0], label_names, args.max_length)
+    n = train["input_ids"].shape[0]
+    per_epoch = math.ceil(n / args.batch_size)
+    total = max(1, math.ceil(per_epoch * args.epochs))
+    optimizer = BertAdamW(model.named_parameters(),
+                          lr_schedule(args.learning_rate, total, int(args.warmup * total)))
+    generator = torch.Generator().manual_seed(args.seed)
+    order = torch.cat([torch.randperm(n, generator=generator)
+                       for _ in range(math.ceil(total * args.batch_size / n) + 1)])
+    best, best_state, best_step = None, None, None
+    metric = "accuracy" if task == "sentiment" else "f1"
+    for step in range(total):
+        model.train()
+        index = order[step * args.batch_size:(step + 1) * args.batch_size]
+        loss = model(**{k: v[index] for k, v in train.items()}).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        model.zero_grad(set_to_none=True)
+        if (step + 1) % per_epoch == 0 or step + 1 == total:
+            scores = torch_score(task, model, dev[0], dev[1], dev[2], label_names)
+            print(f"[torch] step {step + 1}/{total} loss {loss.item():.4f} dev {metric} "
+                  f"{scores[metric]:.4f}", file=sys.stderr, flush=True)
+            if best is None or scores[metric] > best[metric]:
+                best, best_step = scores, step + 1
+                best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    seconds = time.perf_counter() - started
+    model.load_state_dict(best_state)
+    test_scores = torch_score(task, model, test[0], test[1], test[2], label_names)
+    return {"dev": best, "test": test_scores, "best_step": best_step, "steps": total,
+            "seconds": seconds}
+
+
+# ------------------------------------------------------------------------------------- main
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=sorted(TASKS), required=True)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--warmup", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-limit", type=int, default=None,
+                        help="use this many training examples (seeded pick), default all")
+    parser.add_argument("--sides", default="bert_tf,torch", help="which runs (comma-separated)")
+    parser.add_argument("--out", default=None, help="keep outputs here (default: a temp dir)")
+    parser.add_argument("--progress", action="store_true", help="bert_tf progress bar")
+    args = parser.parse_args(argv)
+
+    from bert_tf.data import datasets
+    from bert_tf.data.fetch import minilm_dir
+    init = minilm_dir()
+    out = args.out or tempfile.mkdtemp(prefix="compare-finetune-")
+    os.makedirs(out, exist_ok=True)
+    paths = write_splits(args.task, os.path.join(out, "data"), args.train_limit, args.seed)
+    print(f"{args.task}: train {paths['train'][1]}, dev {paths['dev'][1]}, test {paths['test'][1]} "
+          f"examples; outputs in {out}", flush=True)
+    label_names = datasets.label_names("rotten_tomatoes" if args.task == "sentiment" else "wnut_ner")
+    results = {}
+    sides = args.sides.split(",")
+    if "bert_tf" in sides:
+        results["bert_tf"] = run_bert_tf(args.task, init, paths, args, os.path.join(out, "bert_tf"))
+        # bert_tf orders labels as its reader does; the torch side must use the same names only
+        # for scoring, so its own order is fine.
+    if "torch" in sides:
+        results["torch"] = run_torch(args.task, init, paths, args, label_names)
+    metric = "accuracy" if args.task == "sentiment" else "f1"
+    print(f"\nrecipe: {vars(args)}")
+    print(f"{'side':8} {'test ' + metric:>14} {'dev ' + metric:>13} {'best step':>10} "
+          f"{'steps':>6} {'wall s':>8}")
+    for side, r in results.items():
+        print(f"{side:8} {100 * r['test'][metric]:14.2f} {100 * r['dev'][metric]:13.2f} "
+              f"{r['best_step']:>10} {r['steps']:>6} {r['seconds']:8.1f}")
+    if len(results) == 2:
+        gap = 100 * (results["bert_tf"]["test"][metric] - results["torch"]["test"][metric])
+        print(f"bert_tf - torch: {gap:+.2f} points of test {metric}")
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump({"recipe": vars(args), "results": results}, f, indent=1, default=float)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
