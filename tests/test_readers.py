@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from bert_tf.data import classification, conll, squad
+from bert_tf.data import classification, conll, readers, squad
 
 
 def _write(path, text):
@@ -206,7 +206,7 @@ def test_squad_file_read_write(tmp_path):
     path = str(tmp_path / "s.json")
     squad.write_squad_json(data, path)
     assert squad.load_squad_json(path) == data
-    assert squad.read_squad(path)[0].answers[0].text == "cät"
+    assert readers.read_squad(path)[0].answers[0].text == "cät"
     bad = _write(tmp_path / "bad.json", '{"data": [\n  {"title": }\n]}')
     with pytest.raises(squad.SquadFormatError, match=r"bad\.json: line 2 column \d+: invalid JSON"):
         squad.read_squad(bad)

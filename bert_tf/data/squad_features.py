@@ -161,3 +161,45 @@ def stack_features(features) -> dict:
         "offsets": np.stack([f.offsets for f in features]),
         "token_is_max_context": np.stack([f.token_is_max_context for f in features]),
     }
+
+
+def byte_to_char_offsets(text: str, byte_offsets) -> np.ndarray:
+    """[n, 2] UTF-8 byte spans (what tensorflow-text's `tokenize_with_offsets` returns) → character
+    spans into `text` (what `create_features` and the decoder expect). They differ once the text
+    has a non-ASCII character before the token."""
+    encoded = text.encode("utf-8")
+    # char_at_byte[b] = index of the character that byte b starts (or continues); [len(bytes)+1]
+    char_at_byte = np.zeros(len(encoded) + 1, np.int64)
+    position = 0
+    for index, ch in enumerate(text):
+        width = len(ch.encode("utf-8"))
+        char_at_byte[position:position + width] = index
+        position += width
+    char_at_byte[len(encoded)] = len(text)
+    spans = np.asarray(byte_offsets, np.int64).reshape(-1, 2)
+    if spans.size and (spans.min() < 0 or spans.max() > len(encoded)):
+        raise SquadFeatureError(f"byte offsets outside the {len(encoded)}-byte text")
+    return char_at_byte[spans]
+
+
+def features_for_examples(examples, tokenize, *, cls_id: int, sep_id: int, pad_id: int = 0,
+                          max_seq_length: int = 384, max_query_length: int = 64,
+                          doc_stride: int = 128, with_answers: bool = True) -> list:
+    """Features for `squad.SquadExample`s, with any tokenizer.
+
+    tokenize(text) -> (ids [n], char offsets [n, 2]) for one string (no special tokens). Training
+    (`with_answers=True`) targets the first gold answer, as run_squad.py does; impossible questions
+    and `with_answers=False` target [CLS].
+    """
+    features = []
+    for example in examples:
+        query_ids, _ = tokenize(example.question)
+        context_ids, context_offsets = tokenize(example.context)
+        answer = example.answers[0] if with_answers and example.answers else None
+        features.extend(create_features(
+            example.id, query_ids, context_ids, context_offsets,
+            answer_start=None if answer is None else answer.start,
+            answer_end=None if answer is None else answer.end, cls_id=cls_id, sep_id=sep_id,
+            pad_id=pad_id, max_seq_length=max_seq_length, max_query_length=max_query_length,
+            doc_stride=doc_stride))
+    return features
