@@ -1,0 +1,91 @@
+"""`bert-tf finetune {classify,ner,squad}`: fine-tune a pre-trained checkpoint on a task file."""
+
+from __future__ import annotations
+
+TASK_HELP = {
+    "classify": "sentence (pair) classification on CSV/TSV/JSON Lines (text[,text_pair],label)",
+    "ner": "token classification on CoNLL files (token ... tag, blank line between sentences)",
+    "squad": "extractive QA on SQuAD 1.1 / 2.0 JSON",
+}
+
+
+def _common(p):
+    p.add_argument("--init", required=True, help="pre-trained checkpoint: HF dir, google dir, "
+                   "KerasHub preset dir, Model Garden checkpoint or a bert_tf .keras")
+    p.add_argument("--train", required=True, help="training file")
+    p.add_argument("--eval", default=None, help="eval file: scored every epoch, best model kept")
+    p.add_argument("--out", required=True, help="output directory (model.keras, labels.json, "
+                   "vocab.txt, task.json, checkpoints/, tensorboard/)")
+    p.add_argument("--vocab", default=None, help="vocab.txt (default: the one next to --init)")
+    p.add_argument("--cased", action="store_true", help="cased vocabulary: no lowercasing")
+    p.add_argument("--max-length", type=int, default=None, help="tokens per sequence "
+                   "(default 128; 384 for squad)")
+    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--batch-size", type=int, default=32, help="global batch size")
+    p.add_argument("--learning-rate", type=float, default=5e-5)
+    p.add_argument("--warmup", type=float, default=0.1, help="warmup fraction of the steps")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strategy", default="auto",
+                   help="auto, one_device, mirrored, multi_worker or tpu")
+    p.add_argument("--mixed-precision", choices=("float16", "bfloat16"), default=None)
+    p.add_argument("--freeze-encoder", action="store_true",
+                   help="train only the task head (feature extraction); default: full fine-tuning")
+    p.add_argument("--eval-every", type=int, default=None, help="steps between evaluations "
+                   "(default: one epoch)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register(subparsers):
+    p = subparsers.add_parser("finetune", help="fine-tune on classification, NER or SQuAD data")
+    tasks = p.add_subparsers(dest="task", metavar="TASK")
+    tasks.required = True
+    for name, help_text in TASK_HELP.items():
+        t = tasks.add_parser(name, help=help_text)
+        _common(t)
+        if name == "classify":
+            t.add_argument("--text-column", default="text")
+            t.add_argument("--text-pair-column", default=None)
+            t.add_argument("--label-column", default="label")
+        elif name == "ner":
+            t.add_argument("--scheme", choices=("iob2", "iob1"), default="iob2",
+                           help="tag scheme of the files (iob1 is converted to iob2)")
+        else:
+            t.add_argument("--doc-stride", type=int, default=128)
+            t.add_argument("--max-query-length", type=int, default=64)
+            t.add_argument("--max-answer-length", type=int, default=30)
+            t.add_argument("--null-score-diff-threshold", type=float, default=0.0)
+        t.set_defaults(run=run)
+
+
+def task_settings(args) -> dict:
+    if args.task == "classify":
+        return {"text_column": args.text_column, "text_pair_column": args.text_pair_column,
+                "label_column": args.label_column}
+    if args.task == "ner":
+        return {"scheme": args.scheme}
+    return {"doc_stride": args.doc_stride, "max_query_length": args.max_query_length,
+            "max_answer_length": args.max_answer_length,
+            "null_score_diff_threshold": args.null_score_diff_threshold}
+
+
+def run(args) -> int:
+    import json
+    import logging
+
+    from bert_tf.tasks import FinetuneOptions, finetune
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    max_length = args.max_length or (384 if args.task == "squad" else 128)
+    result = finetune(FinetuneOptions(
+        task=args.task, init=args.init, train=args.train, eval=args.eval, out=args.out,
+        vocab=args.vocab, lowercase=not args.cased, max_length=max_length, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, warmup=args.warmup,
+        weight_decay=args.weight_decay, seed=args.seed, strategy=args.strategy,
+        mixed_precision=args.mixed_precision, freeze_encoder=args.freeze_encoder,
+        eval_every=args.eval_every, progress=not args.no_progress,
+        task_settings=task_settings(args)))
+    print(json.dumps({"out": result.out, "steps": result.steps, "best_step": result.best_step,
+                      "metrics": result.metrics, "train_seconds": round(result.train_seconds, 1)},
+                     default=float))
+    return 0

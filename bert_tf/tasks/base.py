@@ -1,0 +1,111 @@
+"""What every fine-tuning task provides, and the pieces they share (batched tokenization, batched
+prediction, the padded-feature container).
+
+A task turns reader records into `TaskFeatures` (numpy model inputs + training targets + whatever
+decoding needs), defines the loss on the model's outputs, and turns the model's outputs back into
+predictions and metrics. Features are built with the in-graph `BertTokenizer` run on batches of
+strings; packing that needs per-word or per-character bookkeeping (NER labels, SQuAD windows) is done
+in numpy on the tokenizer's ragged output and offsets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import weakref
+
+import numpy as np
+import tensorflow as tf
+
+#: model input names every task feeds (int32 [batch, seq])
+INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
+#: label id that the loss and the metrics ignore (continuation word-pieces, special tokens, padding)
+IGNORE_INDEX = -100
+
+
+class TaskDataError(ValueError):
+    """Task inputs that cannot be turned into features (the message names the file and record)."""
+
+
+@dataclasses.dataclass
+class TaskFeatures:
+    inputs: dict    # name -> int32 [n, seq]
+    targets: dict   # name -> int array [n, ...]; empty when the records have no labels
+    extras: dict = dataclasses.field(default_factory=dict)  # decoding-only data, per feature
+
+    def __len__(self) -> int:
+        return int(self.inputs["input_ids"].shape[0])
+
+
+def tokenize_texts(tokenizer, texts, pairs=None, batch_size: int = 512) -> dict:
+    """Packs texts (or text pairs) with the in-graph tokenizer → dict of int32 numpy [n, seq]."""
+    out = {name: [] for name in INPUT_NAMES}
+    for start in range(0, len(texts), batch_size):
+        first = tf.constant(list(texts[start:start + batch_size]))
+        batch = tokenizer(first) if pairs is None else \
+            tokenizer((first, tf.constant(list(pairs[start:start + batch_size]))))
+        for name in INPUT_NAMES:
+            out[name].append(np.asarray(batch[name], np.int32))
+    return {name: np.concatenate(parts, 0) for name, parts in out.items()}
+
+
+def word_pieces(tokenizer, words, batch_size: int = 4096) -> list:
+    """The WordPiece ids of each given word, on its own (a word BERT's pre-tokenizer splits further,
+    like "@user", gives the pieces of all its parts): list of int lists, [] for a word that
+    normalizes to nothing (only control characters or accents)."""
+    pieces = []
+    for start in range(0, len(words), batch_size):
+        ragged = tokenizer.tokenize(tf.constant(list(words[start:start + batch_size])))  # [b, (w), (p)]
+        pieces.extend(ragged.merge_dims(1, 2).to_list())
+    return pieces
+
+
+# model -> its traced inference function, so that evaluating every epoch does not retrace
+_INFERENCE = weakref.WeakKeyDictionary()
+
+
+def predict_outputs(model, inputs: dict, batch_size: int = 64) -> dict:
+    """Runs the model (dropout off) over numpy inputs in batches → dict of numpy outputs [n, ...].
+    The last batch is padded to `batch_size` (and the padding dropped) so one trace serves all."""
+    if model not in _INFERENCE:
+        _INFERENCE[model] = tf.function(lambda x: model(x, training=False))
+    call = _INFERENCE[model]
+    n = int(inputs["input_ids"].shape[0])
+    parts = {}
+    for start in range(0, n, batch_size):
+        batch = {k: v[start:start + batch_size] for k, v in inputs.items()}
+        short = batch_size - len(batch["input_ids"])
+        if short and n > batch_size:
+            batch = {k: np.concatenate([v, np.repeat(v[-1:], short, 0)]) for k, v in batch.items()}
+        batch = {k: tf.constant(v) for k, v in batch.items()}
+        for name, value in call(batch).items():
+            parts.setdefault(name, []).append(np.asarray(value, np.float32))
+    return {name: np.concatenate(values, 0)[:n] for name, values in parts.items()}
+
+
+def train_dataset(features: TaskFeatures, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Endless, seeded, reshuffled-every-epoch global batches of (inputs, targets): the same
+    sequence on every run with the same seed, which the trainer's resume relies on."""
+    if not features.targets:
+        raise TaskDataError("training needs labeled data")
+    n = len(features)
+    dataset = tf.data.Dataset.from_tensor_slices((features.inputs, features.targets))
+    return (dataset.shuffle(n, seed=seed, reshuffle_each_iteration=True).repeat()
+            .batch(batch_size, drop_remainder=True).prefetch(2))
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    return max(1, math.ceil(num_examples / batch_size))
+
+
+def masked_mean_cross_entropy(labels, logits):
+    """Mean token-level cross entropy over labels != IGNORE_INDEX.
+
+    labels: int [b, s]; logits: float [b, s, L]. Averaged over the labeled tokens of the batch,
+    as Hugging Face's token classification does; 0 when the batch has none.
+    """
+    labels = tf.cast(labels, tf.int32)
+    weights = tf.cast(labels != IGNORE_INDEX, tf.float32)
+    safe = tf.where(labels == IGNORE_INDEX, 0, labels)
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(safe, tf.cast(logits, tf.float32))
+    return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)

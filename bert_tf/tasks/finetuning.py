@@ -1,0 +1,253 @@
+"""`finetune`: pre-trained encoder + task head, trained on a file, best eval checkpoint kept.
+
+The run is the classic BERT recipe: AdamW (google's, weight decay 0.01 except LayerNorm/bias) with
+linear warmup then linear decay to 0, global-norm clipping at 1.0, dropout as configured in the
+checkpoint. Training goes through `bert_tf.training.Trainer` (any tf.distribute strategy, mixed
+precision with fp16 loss scaling, resumable checkpoints in OUT/checkpoints, TensorBoard scalars in
+OUT/tensorboard, a progress bar). The eval file is scored with the task's real metric (accuracy,
+seqeval entity F1, SQuAD F1) every `eval_every` steps (default: each epoch) and at the end; each
+new best is saved as OUT/model.keras, so that file is the best checkpoint when the run ends.
+`freeze_encoder` trains only the head (feature extraction); full fine-tuning is the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+
+import keras
+
+from bert_tf.tasks import artifacts
+from bert_tf.tasks.base import predict_outputs, steps_per_epoch, train_dataset
+from bert_tf.tasks.registry import task_class
+from bert_tf.training import Callback, Trainer, TrainingOptions, create_optimizer, create_strategy
+
+logger = logging.getLogger(__name__)
+
+MIXED_PRECISION = {None: None, "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+
+
+class FinetuneError(ValueError):
+    """Fine-tuning settings that cannot work (the message names the option)."""
+
+
+@dataclasses.dataclass
+class FinetuneOptions:
+    task: str                       # "classify", "ner" or "squad"
+    init: str                       # pre-trained checkpoint (any format bert_tf.weights reads)
+    train: str
+    out: str
+    eval: str | None = None
+    vocab: str | None = None        # default: vocab.txt next to (or inside) --init
+    lowercase: bool = True
+    max_length: int = 128
+    epochs: float = 2.0
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    warmup: float = 0.1             # fraction of the total steps
+    weight_decay: float = 0.01
+    seed: int = 0
+    strategy: str = "auto"
+    mixed_precision: str | None = None   # None, "float16" or "bfloat16"
+    freeze_encoder: bool = False
+    eval_every: int | None = None   # steps; default: once per epoch
+    eval_batch_size: int = 64
+    progress: bool = True
+    task_settings: dict = dataclasses.field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.max_length < 8:
+            raise FinetuneError(f"--max-length must be at least 8, got {self.max_length}")
+        if self.epochs <= 0:
+            raise FinetuneError(f"--epochs must be positive, got {self.epochs}")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise FinetuneError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not self.learning_rate > 0:
+            raise FinetuneError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if not 0 <= self.warmup < 1:
+            raise FinetuneError(f"--warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise FinetuneError(f"--mixed-precision must be float16 or bfloat16, got "
+                                f"{self.mixed_precision!r}")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise FinetuneError(f"--eval-every must be at least 1 step, got {self.eval_every}")
+        for name in ("train", "eval"):
+            path = getattr(self, name)
+            if path is not None and not os.path.isfile(path):
+                raise FinetuneError(f"--{name} {path}: no such file")
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+    out: str
+    best_step: int | None
+    metrics: dict           # the best eval metrics ({} without an eval file)
+    history: list           # [(step, metrics)] of every evaluation
+    train_seconds: float
+    steps: int
+
+
+def find_vocab(init: str, vocab: str | None) -> str:
+    if vocab is not None:
+        if not os.path.isfile(vocab):
+            raise FinetuneError(f"--vocab {vocab}: no such file")
+        return vocab
+    folder = init if os.path.isdir(init) else os.path.dirname(os.path.abspath(init))
+    for name in ("vocab.txt", os.path.join("assets", "vocab.txt")):
+        if os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    raise FinetuneError(f"no vocab.txt next to --init {init}; pass --vocab")
+
+
+def _scalars(values: dict) -> dict:
+    return {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
+
+
+class BestCheckpoint(Callback):
+    """Scores the eval set with the task's metric every `every_steps` and at the end, and saves
+    the model as OUT/model.keras whenever the metric beats the best so far (ties keep the earlier)."""
+
+    def __init__(self, task, records, features, out_dir: str, every_steps: int, batch_size: int):
+        self.task, self.records, self.features = task, records, features
+        self.out_dir, self.every_steps, self.batch_size = out_dir, every_steps, batch_size
+        self.history_path = os.path.join(out_dir, artifacts.HISTORY_FILE)
+        self.history, self.best = [], None   # best: (step, metrics)
+
+    def on_train_begin(self, trainer, step):
+        # Resuming: keep what earlier runs found, so a worse later model does not replace it.
+        if step > 0 and os.path.exists(self.history_path):
+            saved = artifacts.read_json(self.history_path)
+            self.history = [tuple(x) for x in saved["history"]]
+            self.best = tuple(saved["best"]) if saved.get("best") else None
+
+    def on_step_end(self, trainer, step, logs):
+        if step % self.every_steps == 0:
+            self._evaluate(trainer, step)
+
+    def on_train_end(self, trainer, result):
+        if not result.interrupted and (not self.history or self.history[-1][0] != result.step):
+            self._evaluate(trainer, result.step)
+
+    def _evaluate(self, trainer, step):
+        if not trainer.is_chief:
+            return
+        outputs = predict_outputs(trainer.model, self.features.inputs, self.batch_size)
+        scores = self.task.score(self.records, self.features, outputs)
+        trainer.write_scalars(_scalars(scores), step, prefix="eval")
+        self.history.append((step, scores))
+        value = scores[self.task.metric]
+        logger.info("step %d eval %s=%.4f", step, self.task.metric, value)
+        if self.best is None or value > self.best[1][self.task.metric]:
+            self.best = (step, scores)
+            artifacts.save_model_atomic(trainer.model, self.out_dir)
+        artifacts.write_json_atomic(self.history_path, {"history": self.history,
+                                                        "best": list(self.best)})
+
+
+class FinalModel(Callback):
+    """Without an eval file, the final model is the one kept."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+
+    def on_train_end(self, trainer, result):
+        if trainer.is_chief and not result.interrupted:
+            artifacts.save_model_atomic(trainer.model, self.out_dir)
+
+
+def finetune(options: FinetuneOptions) -> FinetuneResult:
+    """Runs one fine-tuning job end to end and writes the output directory (see `bert_tf.tasks`)."""
+    from bert_tf.text import BertTokenizer
+    from bert_tf.text.vocabulary import read_vocabulary
+    from bert_tf.weights import load_encoder
+
+    options.validate()
+    cls = task_class(options.task)
+    vocab_path = find_vocab(options.init, options.vocab)
+    tokenizer = BertTokenizer(read_vocabulary(vocab_path), lowercase=options.lowercase,
+                              sequence_length=options.max_length)
+    labels = cls.read_labels(options.train, **options.task_settings)
+    task = cls(tokenizer, labels, **options.task_settings)
+    train_records = task.read(options.train)
+    train_features = task.encode(train_records, training=True)
+    eval_records = eval_features = None
+    if options.eval is not None:
+        eval_records = task.read(options.eval)
+        eval_features = task.encode(eval_records)
+    per_epoch = steps_per_epoch(len(train_features), options.batch_size)
+    total_steps = max(1, math.ceil(per_epoch * options.epochs))
+    warmup_steps = int(options.warmup * total_steps)
+    logger.info("%s: %d training features, %d steps/epoch, %d steps (%d warmup)", options.task,
+                len(train_features), per_epoch, total_steps, warmup_steps)
+
+    os.makedirs(options.out, exist_ok=True)
+    artifacts.write_labels(options.out, task.label_names)
+    artifacts.write_vocab(options.out, tokenizer.get_vocabulary())
+
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        if options.mixed_precision:
+            keras.mixed_precision.set_global_policy(MIXED_PRECISION[options.mixed_precision])
+        keras.utils.set_random_seed(options.seed)  # head initialization and dropout
+        strategy = create_strategy(options.strategy)
+        with strategy.scope():
+            model = task.build_model(load_encoder(options.init))
+            if options.freeze_encoder:
+                model.encoder.trainable = False
+            optimizer = create_optimizer("adamw", options.learning_rate, total_steps, warmup_steps,
+                                         options.weight_decay)
+        if options.eval is not None:
+            selector = BestCheckpoint(task, eval_records, eval_features, options.out,
+                                      options.eval_every or per_epoch, options.eval_batch_size)
+        else:
+            selector = FinalModel(options.out)
+        trainer = Trainer(model, task.loss, optimizer, strategy, options.out, TrainingOptions(
+            total_steps=total_steps, seed=options.seed, checkpoint_every=per_epoch,
+            log_every=max(1, min(50, per_epoch)), keep_checkpoints=1,
+            loss_scaling=options.mixed_precision == "float16", progress=options.progress),
+            callbacks=[selector])
+        started = time.perf_counter()
+        result = trainer.fit(train_dataset(train_features, options.batch_size, options.seed),
+                             global_batch_size=options.batch_size)
+        seconds = time.perf_counter() - started
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+    best_step, best_metrics, history = None, {}, []
+    if isinstance(selector, BestCheckpoint):
+        history = selector.history
+        if selector.best is not None:
+            best_step, best_metrics = selector.best
+    if not result.interrupted:
+        artifacts.write_task(options.out, {
+            "task": options.task, "max_length": options.max_length, "lowercase": options.lowercase,
+            "task_settings": task.settings(), "metric": task.metric, "metrics": best_metrics,
+            "best_step": best_step, "steps": result.step, "init": os.path.abspath(options.init),
+            "hyperparameters": {k: getattr(options, k) for k in (
+                "epochs", "batch_size", "learning_rate", "warmup", "weight_decay", "seed",
+                "strategy", "mixed_precision", "freeze_encoder")}})
+    return FinetuneResult(options.out, best_step, best_metrics, history, seconds, result.step)
+
+
+def evaluate(model_dir: str, data: str, batch_size: int = 64) -> dict:
+    """Scores a fine-tuned output directory on a labeled file with the task's metric."""
+    loaded = artifacts.FinetunedModel.load(model_dir)
+    records = loaded.task.read(data)
+    features = loaded.task.encode(records)
+    return loaded.task.score(records, features, predict_outputs(loaded.model, features.inputs, batch_size))
+
+
+def predict(model_dir: str, data: str | None = None, lines=None, batch_size: int = 64) -> list:
+    """Predictions (one dict per record) for an unlabeled file, or for raw input lines."""
+    loaded = artifacts.FinetunedModel.load(model_dir)
+    task = loaded.task
+    records = task.read(data, labeled=False) if data is not None else task.records_from_texts(lines)
+    if len(records) == 0:
+        raise FinetuneError(f"{data or '<stdin>'}: no input records")
+    features = task.encode(records)
+    return task.predictions(records, features, predict_outputs(loaded.model, features.inputs, batch_size))
+
+
