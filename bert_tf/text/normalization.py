@@ -48,9 +48,11 @@ def split_pattern(lowercase: bool) -> tuple[str, str]:
 
 
 def to_valid_utf8(text: tf.Tensor) -> tf.Tensor:
-    """Replaces invalid UTF-8 byte sequences by U+FFFD (which step 1 then drops)."""
-    return tf.strings.unicode_transcode(text, input_encoding="UTF-8", output_encoding="UTF-8",
+    """Replaces invalid UTF-8 byte sequences by U+FFFD (which step 1 then drops), and NUL by
+    U+0001: the regex splitter stops at NUL; both are dropped, and byte offsets stay the same."""
+    text = tf.strings.unicode_transcode(text, input_encoding="UTF-8", output_encoding="UTF-8",
                                         errors="replace", replacement_char=0xFFFD)
+    return tf.strings.regex_replace(text, r"\x00", "\x01")
 
 
 def split_words_with_offsets(text: tf.Tensor, lowercase: bool):
