@@ -94,5 +94,30 @@ def load_encoder(path, config=None, **encoder_kwargs):
     return encoder
 
 
-__all__ = ["CanonicalTensors", "WeightsError", "assign", "collect", "encoder_slots", "detect_format", "read_checkpoint",
+OUTPUT_FORMATS = ("huggingface", "google", "keras_hub")
+
+
+def convert_checkpoint(source, output_dir, output_format: str = "huggingface") -> str:
+    """Loads the encoder at `source` (any readable format) and writes it in `output_format`."""
+    if output_format not in OUTPUT_FORMATS:
+        raise WeightsError(f"Unknown output format {output_format!r}; expected one of {OUTPUT_FORMATS}")
+    encoder = load_encoder(source)
+    vocab = os.path.join(os.fspath(source), "vocab.txt")
+    vocab = vocab if os.path.isfile(vocab) else None  # the tokenizer's vocab travels along
+    if output_format == "google":
+        from bert_tf.weights.google import save_google_checkpoint
+        return save_google_checkpoint(encoder, output_dir, vocab_file=vocab)
+    if output_format == "huggingface":
+        from bert_tf.weights.huggingface import save_pretrained
+        path = save_pretrained(encoder, output_dir)
+    else:
+        from bert_tf.weights.keras_hub import save_keras_hub_preset
+        path = save_keras_hub_preset(encoder, output_dir)
+    if vocab:
+        import shutil
+        shutil.copyfile(vocab, os.path.join(path, "vocab.txt"))
+    return path
+
+
+__all__ = ["OUTPUT_FORMATS", "convert_checkpoint", "CanonicalTensors", "WeightsError", "assign", "collect", "encoder_slots", "detect_format", "read_checkpoint",
            "load_encoder", "split_heads"]
