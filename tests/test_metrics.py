@@ -22,7 +22,8 @@ label_lists = st.integers(1, 60).flatmap(
                         st.lists(st.integers(0, 4), min_size=n, max_size=n)))
 
 
-@settings(max_examples=150, deadline=None)
+@pytest.mark.filterwarnings("ignore:A single label was found")
+@settings(max_examples=60, deadline=None)
 @given(label_lists)
 def test_classification_metrics_match_sklearn(pair):
     y_true, y_pred = pair
@@ -77,7 +78,7 @@ tag_seqs = st.lists(st.sampled_from(["O", "O", "B-PER", "I-PER", "B-LOC", "I-LOC
                     max_size=12)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(st.lists(st.tuples(tag_seqs, st.randoms(use_true_random=False)), min_size=1, max_size=6))
 def test_entity_metrics_match_independent_chunk_count(pairs):
     y_true, y_pred = [], []

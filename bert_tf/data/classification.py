@@ -3,9 +3,9 @@
 Format comes from the extension (`.csv`, `.tsv`, `.jsonl`/`.ndjson`) unless given. CSV/TSV need a
 header row naming the columns. TSV is read the way GLUE files are meant to be read (tab-delimited,
 no quoting: a `"` is an ordinary character); CSV uses standard quoting so texts may hold commas and
-newlines. Labels are strings (JSON numbers/bools are turned into their text); the label vocabulary
-is either given (dev/test: an unknown label is an error, never dropped) or built from the file,
-sorted, numerically when every label is an integer so that "10" comes after "9".
+newlines. Labels are strings (JSON integers/booleans become their text, other types are errors);
+the label vocabulary is either given (dev/test: an unknown label is an error, never dropped) or
+built from the file, sorted, numerically when every label is an integer so "10" comes after "9".
 """
 
 from __future__ import annotations
