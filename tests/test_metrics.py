@@ -204,3 +204,11 @@ def test_squad_rejects_bad_input(fixture_squad):
     data = _as_v2(fixture_squad)
     with pytest.raises(metrics.MetricInputError, match="no gold answers"):
         metrics.squad(data, {}, version_2=False)
+
+
+def test_entity_metrics_without_seqeval_says_what_to_install(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "seqeval", None)  # makes `import seqeval...` raise ImportError
+    monkeypatch.setitem(sys.modules, "seqeval.metrics", None)
+    with pytest.raises(RuntimeError, match="pip install seqeval"):
+        metrics.entity_metrics([["O"]], [["O"]])
