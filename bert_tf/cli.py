@@ -15,7 +15,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Subcommand modules under bert_tf.commands, in the order `--help` lists them.
-COMMAND_MODULES = ("demo", "convert")
+COMMAND_MODULES = ("demo", "dataset", "convert")
 
 
 class CommandError(Exception):
