@@ -2,14 +2,18 @@
 
 Every implementation does the whole path in each timed call: tokenize the strings, run the model,
 softmax, hand back numpy. Same sentences, same batch order for all.
-- bert_tf: `TrimmedClassifierPath` (in-graph tokenizer, rows cut to the batch's bucketed longest
-  length, XLA model).
+- bert_tf savedmodel trimmed+xla: a SavedModel (`serving_path.export_trimmed_saved_model`), loaded
+  back from disk: in-graph tokenizer, rows cut to the batch's longest length rounded up to 16, the
+  model as an XLA function. The signature we propose for `bert_tf.export`.
+- bert_tf export_saved_model (pad 128): `bert_tf.export.export_saved_model` as it is today.
+- bert_tf tf.function trimmed+xla: the same path as the first, not saved (no SavedModel loader).
 - hf torch: `BertTokenizerFast` (padding to the batch's longest, its usual use) +
   `BertForSequenceClassification` (sdpa) under `torch.inference_mode()`; same weights as ours.
 - keras_hub xla: `BertTextClassifierPreprocessor` (packs to 128, as KerasHub does) in a
   tf.function + `BertTextClassifier` in tf.function(jit_compile=True); same shape, its own
   initialization (KerasHub's BERT computes tanh-gelu; MiniLM's is exact gelu).
-The check: bert_tf's labels equal those of the float32 Keras model on 128-padded inputs (and HF's).
+The check: every bert_tf path's labels (and HF's) equal those of the float32 Keras model on
+128-padded inputs.
 """
 
 from __future__ import annotations
@@ -62,37 +66,65 @@ def keras_float32_labels(model, texts) -> np.ndarray:
                            for batch in _batches(texts, 32)])
 
 
-def run(model, sizes, log) -> list:
+def saved_model_paths(model, sizes, work_dir):
+    """bert_tf's two SavedModels, loaded back from disk: the proposed trimmed+XLA signature, and
+    `bert_tf.export.export_saved_model` as it is (tokenizer in the graph, rows padded to 128)."""
+    import os
+
+    import tensorflow as tf
+
+    from bert_tf.benchmarks.serving_path import export_trimmed_saved_model
+    from bert_tf.export import export_saved_model
+
+    trimmed = tf.saved_model.load(export_trimmed_saved_model(
+        model.tokenizer, model.classifier, os.path.join(work_dir, "trimmed"), sizes.p1_bucket))
+    trimmed_fn = trimmed.signatures["serving_default"]
+    exported = tf.saved_model.load(export_saved_model(
+        model.classifier, os.path.join(work_dir, "export"), tokenizer=model.tokenizer,
+        write_configs=False))
+    exported_fn = exported.signatures["serving_default"]
+    return {
+        "bert_tf savedmodel trimmed+xla": (
+            lambda texts: trimmed_fn(text=tf.constant(texts))["probabilities"].numpy()),
+        "bert_tf export_saved_model (pad 128)": (
+            lambda texts: exported_fn(text=tf.constant(texts))["probabilities"].numpy()),
+    }, (trimmed, exported)
+
+
+def _labels(fn, texts, batch):
+    return np.concatenate([np.argmax(fn(b), -1) for b in _batches(texts, batch)])
+
+
+def run(model, sizes, work_dir, log) -> list:
     texts, _ = sentences("test", sizes.p1_batch * sizes.p1_batches)
     batches = _batches(texts, sizes.p1_batch)
-    ours = TrimmedClassifierPath(model.tokenizer, model.classifier, bucket=sizes.p1_bucket)
-    paths = {"bert_tf tf.function+xla trimmed": ours, "hf torch": hf_path(model),
-             "keras_hub xla": keras_hub_path(model)}
+    ours, keep_alive = saved_model_paths(model, sizes, work_dir)
+    ours["bert_tf tf.function trimmed+xla"] = TrimmedClassifierPath(
+        model.tokenizer, model.classifier, bucket=sizes.p1_bucket)
+    paths = {**ours, "hf torch": hf_path(model), "keras_hub xla": keras_hub_path(model)}
 
-    # Labels first (also the warm-up of every bucket shape of ours).
+    # Labels vs the float32 Keras model (this also warms up every bucket shape of the XLA paths).
+    # The padded export computes exactly the Keras graph, so it is checked on the timed subset only.
     check_texts, check_labels = sentences("test", sizes.p1_check_sentences)
     reference = keras_float32_labels(model, check_texts)
-    our_labels = np.concatenate([np.argmax(ours(b), -1) for b in _batches(check_texts, sizes.p1_batch)])
-    hf_labels = np.concatenate([np.argmax(paths["hf torch"](b), -1)
-                                for b in _batches(check_texts, sizes.p1_batch)])
-    agreement = float(np.mean(our_labels == reference))
-    hf_agreement = float(np.mean(hf_labels == reference))
-    accuracy = float(np.mean(our_labels == check_labels))
-    log(f"P1 labels: bert_tf fast path vs float32 Keras {agreement:.4%} identical "
-        f"({len(check_texts)} test snippets), HF vs Keras {hf_agreement:.4%}, accuracy {accuracy:.4f}")
-    if agreement < 1.0:
-        log(f"P1 WARNING: the trimmed XLA path changed {int(np.sum(our_labels != reference))} of "
-            f"{len(check_texts)} labels vs the float32 Keras model")
+    extras = {}
+    for name in [*ours, "hf torch"]:
+        subset = name == "bert_tf export_saved_model (pad 128)"
+        checked = texts if subset else check_texts
+        expected = reference[:len(texts)] if subset else reference
+        labels = _labels(paths[name], checked, sizes.p1_batch)
+        agreement = float(np.mean(labels == expected))
+        accuracy = float(np.mean(labels == check_labels[:len(checked)]))
+        extras[name] = {"labels_identical": agreement, "accuracy": accuracy, "checked": len(checked)}
+        log(f"P1 labels: {name} vs float32 Keras {agreement:.4%} identical ({len(checked)} test "
+            f"snippets), accuracy {accuracy:.4f}")
+        if agreement < 1.0:
+            log(f"P1 WARNING: {name} changed {int(np.sum(labels != expected))} labels")
 
     cases = {name: ((lambda fn=fn: [fn(b) for b in batches]), len(texts)) for name, fn in paths.items()}
     timings = alternate(cases, sizes.warmups, sizes.repeats)
     case = f"batch {sizes.p1_batch}"
-    rows = []
-    for name, timing in timings.items():
-        extra = {}
-        if name.startswith("bert_tf"):
-            extra = {"labels_identical": agreement, "accuracy": accuracy,
-                     "checked": len(check_texts)}
-        rows.append(Row("P1", case, name, "ours" if name.startswith("bert_tf") else "peer",
-                        "sent/s", timing.throughputs(), extra=extra))
-    return rows
+    del keep_alive
+    return [Row("P1", case, name, "ours" if name.startswith("bert_tf") else "peer", "sent/s",
+                timing.throughputs(), extra=extras.get(name, {}))
+            for name, timing in timings.items()]

@@ -33,25 +33,25 @@ class Row:
 
 
 def comparisons(rows) -> list:
-    """[(measure, case, ours Row, [peer Rows], ratio or None, best peer impl)] in row order."""
+    """[(measure, case, ours Row, [peer Rows], ratio or None, best peer impl)], one entry per
+    "ours" row (a case may hold several bert_tf variants, each compared with the best peer)."""
     groups = {}
     for row in rows:
         groups.setdefault((row.measure, row.case), []).append(row)
     out = []
     for (measure, case), members in groups.items():
-        ours = [r for r in members if r.role == "ours"]
         peers = [r for r in members if r.role == "peer"]
-        if len(ours) != 1 or not peers:
-            out.append((measure, case, ours[0] if ours else None, peers, None, None))
-            continue
-        ours = ours[0]
-        if ours.higher_is_better:
-            best = max(peers, key=lambda r: r.stats["median"])
-            ratio = ours.stats["median"] / best.stats["median"]
-        else:
-            best = min(peers, key=lambda r: r.stats["median"])
-            ratio = best.stats["median"] / ours.stats["median"]
-        out.append((measure, case, ours, peers, ratio, best.impl))
+        for ours in (r for r in members if r.role == "ours"):
+            if not peers:
+                out.append((measure, case, ours, peers, None, None))
+                continue
+            if ours.higher_is_better:
+                best = max(peers, key=lambda r: r.stats["median"])
+                ratio = ours.stats["median"] / best.stats["median"]
+            else:
+                best = min(peers, key=lambda r: r.stats["median"])
+                ratio = best.stats["median"] / ours.stats["median"]
+            out.append((measure, case, ours, peers, ratio, best.impl))
     return out
 
 

@@ -50,3 +50,48 @@ class TrimmedClassifierPath:
 
     def __call__(self, texts) -> "np.ndarray":  # noqa: F821
         return self._probabilities(self._features(self._tf.constant(texts))).numpy()
+
+
+def export_trimmed_saved_model(tokenizer, classifier, out_dir: str, bucket: int = 16) -> str:
+    """Writes a SavedModel whose `serving_default` (text [batch] -> probabilities [batch, c]) is
+    the trimmed path above: tokenizer, `trim_to_bucket`, then the model as an XLA function (the
+    jit_compile attribute survives saving; the loaded model compiles one executable per shape).
+    This is the signature we propose for `bert_tf.export`; the directory is written atomically."""
+    import os
+    import shutil
+    import tempfile
+
+    import tensorflow as tf
+
+    class TrimmedServing(tf.Module):
+        def __init__(self):
+            super().__init__(name="bert_trimmed_serving")
+            self.tokenizer = tokenizer
+            self.model = classifier
+            # Keras 3 variables: track the tf.Variables so the loader finds them.
+            self.model_variables = [v.value for v in classifier.variables]
+
+            @tf.function(jit_compile=True, reduce_retracing=True)
+            def probabilities(features):
+                logits = classifier(features, training=False)["logits"]   # [b, c]
+                return tf.nn.softmax(logits, axis=-1)
+
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+            def serve(text):
+                features = trim_to_bucket(tokenizer(text), bucket)
+                return {"probabilities": probabilities(
+                    {k: tf.ensure_shape(v, [None, None]) for k, v in features.items()})}
+            self.serve = serve
+
+    module = TrimmedServing()
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".tmp-savedmodel-", dir=parent)
+    try:
+        tf.saved_model.save(module, staging,
+                            signatures={"serving_default": module.serve.get_concrete_function()})
+        os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir

@@ -58,7 +58,7 @@ TINY = Sizes(
     "tiny", warmups=1, repeats=2, real_weights=False, tiny_config=_TINY_ENCODER,
     probe_sentences=64, p1_batch=8, p1_batches=1, p1_check_sentences=32,
     p2_config=replace(_TINY_ENCODER, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
-    p2_batches=(1, 2), p2_seq=16, p2_calls={1: 1, 2: 1}, matmul_size=128,
+    p2_batches=(2,), p2_seq=16, p2_calls={2: 1}, matmul_size=128,
     p3_variants=("float32", "dynamic_int8"), p3_latency_sentences=4, p3_accuracy_sentences=16,
     p3_calibration_sentences=4,
     p4_config=_TINY_ENCODER, p4_batch=2, p4_seq=16, p4_steps=1,

@@ -64,7 +64,7 @@ def run_suite(out_dir: str, measures=MEASURES, sizes="full", threads: int = 2,
                                                             work_dir, size.tiny_config)
                     log(f"sentiment model: {'MiniLM-L6 real weights' if size.real_weights else 'tiny random'}"
                         f", probe training accuracy {sentiment_model.probe_accuracy:.4f}")
-                rows.extend(_run_measure(measure, size, sentiment_model, threads, log))
+                rows.extend(_run_measure(measure, size, sentiment_model, threads, work_dir, log))
             except Exception as error:  # one measure failing must not lose the others' numbers
                 errors[measure] = f"{type(error).__name__}: {error}"
                 log(f"{measure} FAILED: {errors[measure]}\n{traceback.format_exc()}")
@@ -92,10 +92,10 @@ def run_suite(out_dir: str, measures=MEASURES, sizes="full", threads: int = 2,
     return result
 
 
-def _run_measure(measure, size, sentiment_model, threads, log) -> list:
+def _run_measure(measure, size, sentiment_model, threads, work_dir, log) -> list:
     if measure == "P1":
         from bert_tf.benchmarks import p1_end_to_end
-        return p1_end_to_end.run(sentiment_model, size, log)
+        return p1_end_to_end.run(sentiment_model, size, work_dir, log)
     if measure == "P2":
         from bert_tf.benchmarks import p2_encoder
         return p2_encoder.run(size, log)

@@ -1,0 +1,78 @@
+"""The benchmark suite: its timing and ratio logic, and one tiny run of the whole pipeline.
+
+No timing assertions (machines differ and CI is shared); the smoke run checks that every
+implementation was measured, that outputs are written and agree with each other, and that the
+id check of P5 holds (bert_tf's ids equal HF BertTokenizerFast's on real sentences).
+"""
+
+import json
+import os
+
+import pytest
+
+from bert_tf.benchmarks import results, timing
+from bert_tf.benchmarks.timing import BenchmarkError
+
+
+def test_alternate_rotates_the_order_and_counts_items():
+    calls = []
+    cases = {name: ((lambda name=name: calls.append(name)), 4) for name in "abc"}
+    timings = timing.alternate(cases, warmups=1, repeats=3)
+    assert calls[:3] == ["a", "b", "c"]                     # warm-ups
+    assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert all(len(t.seconds) == 3 and t.items == 4 for t in timings.values())
+    t = timing.Timings((2.0, 4.0), items=8)
+    assert t.throughputs() == [4.0, 2.0] and t.latencies_ms() == [250.0, 500.0]
+    with pytest.raises(BenchmarkError, match="repeats"):
+        timing.alternate(cases, warmups=0, repeats=0)
+
+
+def test_ratio_is_oriented_so_that_above_one_means_bert_tf_is_better():
+    rows = [results.Row("P", "x", "ours", "ours", "seq/s", [10, 12, 11]),
+            results.Row("P", "x", "slow", "peer", "seq/s", [1, 1, 1]),
+            results.Row("P", "x", "fast", "peer", "seq/s", [5, 5.5, 4]),
+            results.Row("Q", "y", "ours", "ours", "ms", [2, 2, 2], higher_is_better=False),
+            results.Row("Q", "y", "peer", "peer", "ms", [8, 6, 7], higher_is_better=False),
+            results.Row("Q", "z", "alone", "info", "ms", [1], higher_is_better=False)]
+    by_case = {(m, c): (r, best) for m, c, _, _, r, best in results.comparisons(rows)}
+    assert by_case[("P", "x")] == (pytest.approx(11 / 5), "fast")
+    assert by_case[("Q", "y")] == (pytest.approx(7 / 2), "peer")
+    assert ("Q", "z") not in by_case
+    assert "2.20x  vs fast" in results.format_table(rows)
+
+
+@pytest.mark.slow
+def test_tiny_suite_runs_every_implementation_and_writes_outputs(tmp_path):
+    from bert_tf.benchmarks import run_suite
+    from bert_tf.benchmarks.sizes import TINY
+
+    lines = []
+    result = run_suite(str(tmp_path), measures=("P2", "P5"), sizes="tiny", threads=2,
+                       log=lines.append)
+    assert not result.errors
+    data = json.loads(open(result.json_path, encoding="utf-8").read())
+    impls = {(r["measure"], r["impl"]) for r in data["rows"]}
+    for name in ("bert_tf xla", "keras_hub xla", "model_garden xla", "hf torch"):
+        assert ("P2", name) in impls
+    assert ("P5", "hf BertTokenizerFast") in impls
+    for row in (r for r in data["rows"] if r["role"] != "info"):  # the ceiling has its own count
+        assert len(row["values"]) == TINY.repeats and row["min"] <= row["median"] <= row["max"]
+    p2 = [r for r in data["rows"] if r["measure"] == "P2" and r["impl"] == "bert_tf xla"]
+    assert len(p2) == len(TINY.p2_batches) and all(r["extra"]["mfu"] > 0 for r in p2)
+    p5 = next(r for r in data["rows"] if r["impl"] == "bert_tf tf.function")
+    assert p5["extra"]["ids_identical"] == 1.0
+    ratios = {(r["measure"], r["case"]): r["ratio"] for r in data["ratios"]}
+    assert len(ratios) == len(TINY.p2_batches) + 1 and all(v > 0 for v in ratios.values())
+    with open(result.chart_path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert open(result.table_path, encoding="utf-8").read().strip() == result.table.strip()
+    assert data["environment"]["threads"]["requested"] == 2
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
+
+
+def test_unknown_measure_is_one_clear_error(tmp_path):
+    from bert_tf.benchmarks import run_suite
+    with pytest.raises(BenchmarkError, match="unknown measure"):
+        run_suite(str(tmp_path), measures=("P9",), sizes="tiny")
+    with pytest.raises(BenchmarkError, match="unknown sizes"):
+        run_suite(str(tmp_path), measures=("P2",), sizes="huge")
