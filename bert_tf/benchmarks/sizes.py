@@ -26,14 +26,14 @@ class Sizes:
     tiny_config: BertConfig | None = None
     probe_sentences: int = 1024          # training snippets the linear head is fitted on
     p1_batch: int = 32
-    p1_batches: int = 8                  # batches per timed repetition
+    p1_batches: int = 6                  # batches per timed repetition
     p1_check_sentences: int | None = None  # label agreement check (None: the whole test split)
     p1_bucket: int = 16
     # P2: fixed-shape encoder
     p2_config: BertConfig = field(default_factory=_p2_base)
     p2_batches: tuple = (1, 8, 32)
     p2_seq: int = 128
-    p2_calls: dict = field(default_factory=lambda: {1: 8, 8: 2, 32: 1})  # calls per repetition
+    p2_calls: dict = field(default_factory=lambda: {1: 4, 8: 1, 32: 1})  # calls per repetition
     matmul_size: int = 2048
     # P3: TFLite at batch 1
     p3_variants: tuple = ("float32", "float16", "dynamic_int8", "full_int8")

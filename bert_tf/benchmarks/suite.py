@@ -70,26 +70,33 @@ def run_suite(out_dir: str, measures=MEASURES, sizes="full", threads: int = 2,
                 log(f"{measure} FAILED: {errors[measure]}\n{traceback.format_exc()}")
             durations[measure] = time.perf_counter() - started
             log(f"{measure} took {durations[measure]:.1f} s")
+            # Written after every measure, so a long run stopped midway keeps what it measured.
+            env, table, paths = _write_outputs(out_dir, rows, thread_info, sizes, measures,
+                                               durations, errors, threads)
 
-    env = environment.describe(thread_info)
-    env.update({"sizes": sizes, "measures": list(measures), "durations_s": durations,
-                "errors": errors})
-    table = format_table(rows)
-    os.makedirs(out_dir, exist_ok=True)
-    json_path = os.path.join(out_dir, "bench.json")
-    table_path = os.path.join(out_dir, "bench.txt")
-    chart_path = os.path.join(out_dir, "bench_ratios.png")
-    import json
-    write_atomic(json_path, json.dumps(to_json(rows, env), indent=2).encode("utf-8"))
-    write_atomic(table_path, (table + "\n").encode("utf-8"))
-    write_ratio_chart(chart_path, rows, f"bert_tf / best peer — {env['cpu']}, "
-                      f"{threads} threads, sizes {sizes}")
     log(table)
+    json_path, table_path, chart_path = paths
     result = SuiteResult(rows, env, table, json_path, table_path, chart_path, errors)
     if errors:
         raise BenchmarkError(f"{len(errors)} measure(s) failed ({'; '.join(f'{k}: {v}' for k, v in errors.items())}); "
                              f"the others' results are in {json_path}")
     return result
+
+
+def _write_outputs(out_dir, rows, thread_info, sizes, measures, durations, errors, threads):
+    import json
+    env = environment.describe(thread_info)
+    env.update({"sizes": sizes, "measures": list(measures), "durations_s": dict(durations),
+                "errors": dict(errors)})
+    table = format_table(rows)
+    os.makedirs(out_dir, exist_ok=True)
+    paths = (os.path.join(out_dir, "bench.json"), os.path.join(out_dir, "bench.txt"),
+             os.path.join(out_dir, "bench_ratios.png"))
+    write_atomic(paths[0], json.dumps(to_json(rows, env), indent=2).encode("utf-8"))
+    write_atomic(paths[1], (table + "\n").encode("utf-8"))
+    write_ratio_chart(paths[2], rows, f"bert_tf / best peer — {env['cpu']}, {threads} threads, "
+                      f"sizes {sizes}, load {env['load_average_1_5_15'][0]:.1f}")
+    return env, table, paths
 
 
 def _run_measure(measure, size, sentiment_model, threads, work_dir, log) -> list:
