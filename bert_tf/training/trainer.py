@@ -15,8 +15,8 @@ the loss). One optimizer step:
    fp16 loss scaling, a step whose gradients are not finite is skipped and the scale halved.
 
 Checkpoints (`tf.train.CheckpointManager` in `model_dir/checkpoints`) hold the model, the optimizer,
-the step (which is also the data position: resuming skips the `step` global batches already
-consumed), the data seed and the loss scale. `fit` resumes from the latest checkpoint by itself,
+the dropout RNG state, the step (which is also the data position: resuming skips the `step` global
+batches already consumed), the data seed and the loss scale. `fit` resumes from the latest checkpoint by itself,
 saves every `checkpoint_every` steps and at the end, and on SIGTERM saves and returns early.
 A run killed with SIGKILL resumes from its last checkpoint and, because data order and dropout
 state are restored, ends with the weights of an uninterrupted run.
@@ -183,6 +183,11 @@ class Trainer:
                                                options.loss_scale_growth_steps) \
                 if options.loss_scaling else None
         objects = {"model": model, "optimizer": optimizer, "step": self.step, "seed": self.seed}
+        # Keras keeps dropout's RNG state in SeedGenerator variables that tf.train.Checkpoint does
+        # not reach through the model; without them a resumed run would draw other dropout masks.
+        rng_state = [v for v in model.variables if "seed_generator_state" in v.path]
+        if rng_state:
+            objects["rng_state"] = rng_state
         if self.loss_scale is not None:
             objects["loss_scale"] = self.loss_scale
         self.checkpoint = tf.train.Checkpoint(**objects)
@@ -246,7 +251,7 @@ class Trainer:
     def _replica_step(self, batch):
         inputs, targets = self.split_batch(batch)
         k = self.options.grad_accum_steps
-        gradients = tf.function(self._gradients, jit_compile=True) if self.options.xla \
+        gradients = tf.function(self._gradients, jit_compile=True, autograph=False) if self.options.xla \
             else self._gradients
         if k == 1:
             grads, metrics = gradients(inputs, targets)
@@ -303,7 +308,9 @@ class Trainer:
         self.loss_scale.update(finite)
 
     def _make_train_step(self):
-        @tf.function
+        # No autograph: the step uses tf.while_loop/tf.cond itself, and converting the model's
+        # Python (Keras internals included) would only cost tracing time.
+        @tf.function(autograph=False)
         def train_step(iterator):
             metrics = self.strategy.run(self._replica_step, args=(next(iterator),))
             self.step.assign_add(1)
@@ -446,7 +453,7 @@ class Trainer:
                 context = tf.distribute.get_replica_context()
                 return context.all_reduce(tf.distribute.ReduceOp.SUM, (weighted, count))
 
-            @tf.function(reduce_retracing=True)
+            @tf.function(reduce_retracing=True, autograph=False)
             def eval_step(batch):
                 sums, count = self.strategy.run(replica_eval, args=(batch,))
                 local = self.strategy.experimental_local_results

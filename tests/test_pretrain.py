@@ -1,0 +1,160 @@
+"""`pretrain` as users run it, in subprocesses: kill -9 and resume to the same weights, and
+MultiWorkerMirroredStrategy with two local workers."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_tf.training.pretraining import PretrainingConfig, setup_pretraining
+from tests.test_training import tiny_config, write_synthetic_records
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env(**extra):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow", **extra)
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def _safetensors(path):
+    from safetensors.numpy import load_file
+    return load_file(os.path.join(path, "model.safetensors"))
+
+
+def _latest_step(out):
+    latest = tf.train.latest_checkpoint(os.path.join(out, "checkpoints"))
+    return int(latest.rsplit("-", 1)[1]) if latest else 0
+
+
+@pytest.fixture(scope="module")
+def records_and_config(tmp_path_factory):
+    base = tmp_path_factory.mktemp("pretrain")
+    records = write_synthetic_records(str(base / "data"), n=160)
+    config = str(base / "config.json")
+    tiny_config(dropout=0.1).to_json_file(config)   # dropout on: its RNG state must resume too
+    return base, records, config
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_gives_uninterrupted_weights(records_and_config):
+    base, records, config = records_and_config
+    steps = 120
+
+    def command(out):
+        return [sys.executable, "-m", "bert_tf.commands.pretrain", "--config", config,
+                "--data", records, "--out", out, "--steps", str(steps), "--batch-size", "8",
+                "--warmup-steps", "10", "--learning-rate", "1e-3", "--checkpoint-every", "10",
+                "--log-every", "10", "--strategy", "one_device", "--seed", "5", "--no-progress"]
+
+    reference, killed = str(base / "reference"), str(base / "killed")
+    done = subprocess.run(command(reference), cwd=REPO, env=_env(), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    process = subprocess.Popen(command(killed), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 600
+        while _latest_step(killed) < 20 and process.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    interrupted_at = _latest_step(killed)
+    assert 20 <= interrupted_at < steps, f"killed at checkpoint {interrupted_at}"
+    assert not os.path.exists(os.path.join(killed, "pretrained"))
+
+    resumed = subprocess.run(command(killed), cwd=REPO, env=_env(), capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {os.path.join(killed, 'checkpoints', f'ckpt-{interrupted_at}')}" in resumed.stderr
+    a, b = _safetensors(os.path.join(reference, "pretrained")), _safetensors(os.path.join(killed, "pretrained"))
+    assert a.keys() == b.keys()
+    worst = max(float(np.abs(a[k] - b[k]).max()) for k in a)
+    assert worst <= 1e-6, f"resumed weights differ by {worst}"
+    start = _safetensors(os.path.join(reference, "pretrained"))  # sanity: training moved them
+    assert set(start) >= {"cls.predictions.bias", "bert.embeddings.word_embeddings.weight"}
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+WORKER = """
+import sys
+import numpy as np
+from bert_tf.training.pretraining import PretrainingConfig, setup_pretraining
+config = PretrainingConfig(sys.argv[1], sys.argv[2], sys.argv[3], total_steps=3, batch_size=8,
+                           warmup_steps=1, learning_rate=1e-3, strategy=sys.argv[5], seed=9,
+                           log_every=1, checkpoint_every=100, progress=False)
+trainer, dataset, _ = setup_pretraining(config)
+result = trainer.fit(dataset, global_batch_size=8)
+np.savez(sys.argv[4], *[v.numpy() for v in trainer.model.trainable_variables])
+print("replicas", trainer.strategy.num_replicas_in_sync, "chief", trainer.is_chief, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_multi_worker_two_local_workers(tmp_path):
+    records = write_synthetic_records(str(tmp_path / "data"))
+    config = str(tmp_path / "config.json")
+    tiny_config(dropout=0.0).to_json_file(config)
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    out = str(tmp_path / "out")
+    workers = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        workers.append(subprocess.Popen(
+            [sys.executable, "-c", WORKER, config, records, out, str(tmp_path / f"w{index}.npz"),
+             "multi_worker"],
+            cwd=REPO, env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True))
+    outputs = []
+    try:
+        for w in workers:
+            outputs.append(w.communicate(timeout=600))
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+    for w, (stdout, stderr) in zip(workers, outputs):
+        assert w.returncode == 0, stderr[-3000:]
+    assert "replicas 2 chief True" in outputs[0][0] and "replicas 2 chief False" in outputs[1][0]
+    w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
+    assert len(w0.files) == len(w1.files) > 0
+    for name in w0.files:
+        np.testing.assert_array_equal(w0[name], w1[name])
+    # Only the chief writes checkpoints to OUT; the other worker's scratch is gone.
+    assert _latest_step(out) == 3
+    scratch = os.path.join(out, ".worker-scratch")
+    assert not os.path.isdir(scratch) or not any(files for _, _, files in os.walk(scratch))
+
+    # Two workers with one replica each = one device with the same global batch of 8.
+    config_one = PretrainingConfig(config, records, str(tmp_path / "one"), total_steps=3,
+                                   batch_size=8, warmup_steps=1, learning_rate=1e-3,
+                                   strategy="one_device", seed=9, log_every=1,
+                                   checkpoint_every=100, progress=False)
+    trainer, dataset, _ = setup_pretraining(config_one)
+    trainer.fit(dataset)
+    one = {f"arr_{i}": v.numpy() for i, v in enumerate(trainer.model.trainable_variables)}
+    worst = max(float(np.abs(one[n] - w0[n]).max()) for n in w0.files)
+    assert worst <= 1e-5, f"2 workers differ from 1 device by {worst}"
