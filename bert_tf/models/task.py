@@ -12,6 +12,23 @@ import keras
 from bert_tf.models.encoder import INPUT_NAMES, BertEncoder, as_int32, complete_inputs
 
 
+def check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def dropout_dense_head(encoder: BertEncoder, units: int, dropout_rate: float, name: str):
+    """(Dropout, Dense(units)) with BERT's truncated-normal initializer, in the encoder's dtype
+    policy: the head google-research/bert puts on top of the encoder for every fine-tuning task."""
+    policy = encoder.dtype_policy
+    dropout = keras.layers.Dropout(dropout_rate, dtype=policy)
+    dense = keras.layers.Dense(units, name=name, dtype=policy,
+                               kernel_initializer=keras.initializers.TruncatedNormal(
+                                   stddev=encoder.config.initializer_range))
+    return dropout, dense
+
+
 class BertTaskModel(keras.Model):
     #: extra model inputs beyond BERT's three: name → (shape without batch, dtype)
     extra_inputs: dict = {}
