@@ -181,15 +181,23 @@ class BertTokenizer(keras.layers.Layer):
         ids, piece_starts, piece_ends = self._wordpiece.tokenize_with_offsets(words)
         # ids/piece_*: [n_words, (pieces)], offsets into the *normalized* word. Map them back to the
         # raw word by normalizing each raw character on its own and accumulating byte lengths.
-        chars, char_starts = tf.strings.unicode_split_with_offsets(raw.flat_values, "UTF-8")
+        # Characters are split from all raw words joined into one string (a flat split: a ragged
+        # [words, chars] split would materialize [n_words, longest word] index tensors).
+        raw_words = raw.flat_values  # [n_words]
+        raw_lengths = tf.cast(tf.strings.length(raw_words), tf.int64)
+        word_concat_end = tf.cumsum(raw_lengths)  # [n_words] byte where each word ends when joined
+        word_concat_start = word_concat_end - raw_lengths
+        chars, char_starts = tf.strings.unicode_split_with_offsets(
+            tf.strings.reduce_join(raw_words), "UTF-8")  # [n_chars], bytes into the joined string
         char_ends = char_starts + tf.cast(tf.strings.length(chars), tf.int64)
         char_lengths = tf.strings.length(
-            normalization.normalize_words(chars.flat_values, self.lowercase))  # [n_chars]
+            normalization.normalize_words(chars, self.lowercase))  # [n_chars]
         cumulative = tf.cumsum(tf.cast(char_lengths, tf.int64))  # normalized bytes up to each char
-        char_row_starts = chars.row_splits[:-1]  # [n_words] first char of each word
-        word_base = tf.gather(tf.concat([[0], cumulative], 0), char_row_starts)  # [n_words]
-        first_char = char_row_starts
-        last_char = tf.maximum(chars.row_splits[1:] - 1, first_char)
+        first_char = tf.searchsorted(char_starts, word_concat_start, side="left", out_type=tf.int64)
+        last_char = tf.maximum(
+            tf.searchsorted(char_starts, word_concat_end, side="left", out_type=tf.int64) - 1,
+            first_char)
+        word_base = tf.gather(tf.concat([[0], cumulative], 0), first_char)  # [n_words]
         piece_word = ids.value_rowids()  # [n_pieces] flat word index of every piece
 
         def to_raw(normalized_offset, char_bounds):
@@ -197,7 +205,8 @@ class BertTokenizer(keras.layers.Layer):
             char = tf.searchsorted(cumulative, key, side="right", out_type=tf.int64)
             char = tf.clip_by_value(char, tf.gather(first_char, piece_word),
                                     tf.gather(last_char, piece_word))
-            return tf.gather(char_bounds.flat_values, char)
+            sentinel = tf.concat([char_bounds, [0]], 0)  # valid index even with no characters
+            return tf.gather(sentinel, char) - tf.gather(word_concat_start, piece_word)
 
         word_start_flat = tf.gather(starts.flat_values, piece_word)
         word_end_flat = tf.gather(ends.flat_values, piece_word)
