@@ -35,15 +35,6 @@ class SquadRecords:
         return len(self.examples)
 
 
-def char_offsets(text: str, byte_starts, byte_ends) -> np.ndarray:
-    """Byte offsets into `text.encode()` → character offsets into `text`: [n, 2] int64."""
-    # char_bytes[c] = byte where character c starts; char_bytes[len(text)] = total bytes
-    char_bytes = np.cumsum([0] + [len(ch.encode("utf-8")) for ch in text])
-    starts = np.searchsorted(char_bytes, np.asarray(byte_starts), side="right") - 1
-    ends = np.searchsorted(char_bytes, np.asarray(byte_ends), side="left")
-    return np.stack([starts, ends], -1).astype(np.int64).reshape(-1, 2)
-
-
 class SquadTask:
     name = "squad"
     metric = "f1"
@@ -99,8 +90,9 @@ class SquadTask:
         context_tokens = {}
         for c, context in enumerate(contexts):
             ids = pieces["token_ids"][c].flat_values.numpy()
-            spans = char_offsets(context, pieces["start_offsets"][c].flat_values.numpy(),
-                                 pieces["end_offsets"][c].flat_values.numpy())
+            byte_spans = np.stack([pieces["start_offsets"][c].flat_values.numpy(),
+                                   pieces["end_offsets"][c].flat_values.numpy()], -1)  # [n, 2]
+            spans = squad_features.byte_to_char_offsets(context, byte_spans)
             context_tokens[context] = (ids, spans)
         features = []
         for example, query in zip(examples, questions.to_list()):
