@@ -36,8 +36,8 @@ Lower-level API (for QA/NER alignment and whole-word masking), ragged, before pa
 TFLite: TFLite's tensorflow-text custom ops include FastBertNormalize and FastWordpieceTokenize
 but no regex or ICU normalization ops. With `tflite_compatible=True`, `call` uses those two ops
 (tensorflow-text's FastBertTokenizer) instead. That normalizer also applies compatibility mappings
-BERT does not ("…" -> "...", "½" -> "1⁄2", fullwidth -> ASCII), so a few sentences get different ids;
-the tests measure the rate. The ragged methods always use the exact path.
+BERT does not ("…" -> "...", "½" -> "1⁄2", fullwidth -> ASCII), and its word-length limit counts
+bytes, not characters, so a few sentences get different ids; the tests measure the rate. The ragged methods always use the exact path.
 """
 
 from __future__ import annotations
@@ -107,9 +107,11 @@ class BertTokenizer(keras.layers.Layer):
             unknown_token=unk_token, no_pretokenization=True, support_detokenization=True)
         self._fast_bert = None
         if self.tflite_compatible:
+            # This op can only limit bytes per word: equal to BERT's character limit for ASCII
+            # words; longer non-ASCII words (> max_chars_per_word bytes) become [UNK] here.
             self._fast_bert = tf_text.FastBertTokenizer(
                 vocab=vocabulary, suffix_indicator=suffix_indicator,
-                max_bytes_per_word=4 * self.max_chars_per_word, token_out_type=tf.int32,
+                max_bytes_per_word=self.max_chars_per_word, token_out_type=tf.int32,
                 unknown_token=unk_token, lower_case_nfd_strip_accents=self.lowercase)
         self._vocabulary_tensor = None
         self.built = True

@@ -86,19 +86,18 @@ def read_text_lines(paths):
     """Yields the non-empty lines of UTF-8 text files; a decoding error names file and line."""
     for path in paths:
         try:
-            f = open(path, encoding="utf-8")
+            f = open(path, "rb")  # decoded line by line so an error names the right line
         except OSError as e:
             raise VocabularyLearningError(f"{path}: cannot read ({e.strerror})") from None
         with f:
-            line_number = 0
-            try:
-                for line_number, line in enumerate(f, start=1):
-                    line = line.strip()
-                    if line:
-                        yield line
-            except UnicodeDecodeError as e:
-                raise VocabularyLearningError(
-                    f"{path}: line {line_number + 1}: not UTF-8 text ({e.reason})") from None
+            for line_number, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8").strip()
+                except UnicodeDecodeError as e:
+                    raise VocabularyLearningError(
+                        f"{path}: line {line_number}: not UTF-8 text ({e.reason})") from None
+                if line:
+                    yield line
 
 
 def learn_vocabulary_file(input_paths, output_path: str, vocab_size: int, **kwargs) -> list:
