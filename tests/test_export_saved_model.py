@@ -217,3 +217,32 @@ def test_versions_increment_and_interrupted_export_leaves_nothing(tiny, tmp_path
         export_saved_model(model, target, tokenizer=tokenizer, labels=LABELS)
     assert sorted(os.listdir(target)) == ["3"]  # no version 4, no staging dir
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
+
+
+def test_token_classifier_and_span_labeler_serve_entities_and_answers(tiny, tmp_path):
+    from bert_tf.models import BertSpanLabeler, BertTokenClassifier
+    from tests.harness import random_batch
+    from tests.harness_export import run_export_test
+    encoder = tiny["model"].encoder
+    tokenizer = tiny["tokenizer"]
+    tags = ["O", "B-person", "I-person", "B-geo-loc", "I-geo-loc"]
+    tagger = BertTokenClassifier(encoder, num_labels=len(tags))
+    path, loaded = run_export_test(tagger, random_batch(encoder.config, seq=10), tmp_path / "ner",
+                                   tokenizer=tokenizer)
+    text = ["Barack Obama visited Paris", ""]
+    out = loaded.signatures["serving_default"](text=tf.constant(text))
+    count = out["entity_count"].numpy()
+    assert count[1] == 0 and out["entity_texts"].shape[0] == 2
+    for i in range(count[0]):  # every span is a real slice of the input, of a known type
+        start, end = out["entity_starts"].numpy()[0, i], out["entity_ends"].numpy()[0, i]
+        assert out["entity_texts"].numpy()[0, i] == text[0].encode()[start:end]
+        assert out["entity_labels"].numpy()[0, i].decode() in ("person", "geo-loc")
+    qa = BertSpanLabeler(encoder)
+    _, loaded = run_export_test(qa, random_batch(encoder.config, seq=10), tmp_path / "qa",
+                                tokenizer=tokenizer)
+    context = "BERT was published by Google in 2018."
+    out = loaded.signatures["serving_default"](question=tf.constant(["Who published BERT?"]),
+                                               context=tf.constant([context]))
+    start, end = out["answer_start"].numpy()[0], out["answer_end"].numpy()[0]
+    assert 0 <= start < end <= len(context.encode())
+    assert out["answer"].numpy()[0] == context.encode()[start:end]

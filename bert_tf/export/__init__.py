@@ -11,7 +11,10 @@ __all__ = ["export_saved_model", "next_version", "servability_report", "convert_
 
 def __getattr__(name):
     # TFLite conversion pulls in the converter; import it only when asked for.
-    if name in ("convert_tflite", "verify_tflite"):
-        from bert_tf.export import tflite
-        return getattr(tflite, name)
+    if name == "convert_tflite":
+        from bert_tf.export.tflite import convert_tflite
+        return convert_tflite
+    if name == "verify_tflite":
+        from bert_tf.export.tflite_verify import verify_tflite
+        return verify_tflite
     raise AttributeError(name)

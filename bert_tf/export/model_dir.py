@@ -15,7 +15,7 @@ import os
 from bert_tf.export.task_spec import ExportError, TaskSpec, spec_for, task_of
 
 _LENGTH_KEYS = ("sequence_length", "max_length", "max_seq_length")
-_TASK_ALIASES = {"sentiment": "classification", "text_classification": "classification",
+_TASK_ALIASES = {"sentiment": "classification", "classify": "classification", "text_classification": "classification",
                  "ner": "token_classification", "tagging": "token_classification",
                  "qa": "question_answering", "squad": "question_answering"}
 

@@ -13,6 +13,7 @@ leaves nothing behind. Versions auto-increment from the largest existing one.
 from __future__ import annotations
 
 import os
+import types
 
 import numpy as np
 import tensorflow as tf
@@ -40,7 +41,8 @@ class _IdsOnlyModule(BertServingModule):
 
     def __init__(self, model, spec):
         tf.Module.__init__(self, name="bert_serving")
-        self.model, self.tokenizer, self.spec = model, None, spec
+        self._untracked = types.SimpleNamespace(model=model)
+        self.tokenizer, self.spec = None, spec
         self.model_variables = [v.value for v in model.variables]
         self.serve_ids = tf.function(self._serve_ids, input_signature=[ids_signature()])
         self.serve_examples = tf.function(

@@ -15,6 +15,8 @@ uncaptured or missing variables.
 
 from __future__ import annotations
 
+import types
+
 import tensorflow as tf
 
 from bert_tf.export import task_outputs
@@ -43,7 +45,9 @@ class BertServingModule(tf.Module):
 
     def __init__(self, model, tokenizer, spec: TaskSpec):
         super().__init__(name="bert_serving")
-        self.model = model
+        # Held outside the object graph: tracking the Keras model would also save its optimizer
+        # (twice the weights again); the functions only need the variables tracked below.
+        self._untracked = types.SimpleNamespace(model=model)
         self.tokenizer = tokenizer
         self.spec = spec
         # See the module docstring: the loader must find the tf.Variables themselves.
@@ -64,7 +68,7 @@ class BertServingModule(tf.Module):
     # ------------------------------------------------------------------ raw logits
     def logits(self, features) -> dict:
         """features: int32 [b, s] ids dict -> the model's raw outputs (float32)."""
-        outputs = self.model({k: features[k] for k in ID_NAMES}, training=False)
+        outputs = self._untracked.model({k: features[k] for k in ID_NAMES}, training=False)
         return {k: tf.convert_to_tensor(v) for k, v in outputs.items()}
 
     def _serve_ids(self, features):
@@ -73,9 +77,9 @@ class BertServingModule(tf.Module):
             tf.shape(features[name]), tf.shape(ids),
             message=f"{name} must have the shape of input_ids") for name in ID_NAMES[1:]]
         checks.append(tf.debugging.assert_less(
-            tf.shape(ids)[1], self.model.encoder.config.max_position_embeddings + 1,
+            tf.shape(ids)[1], self._untracked.model.encoder.config.max_position_embeddings + 1,
             message=f"sequences are longer than the model's "
-                    f"{self.model.encoder.config.max_position_embeddings} positions"))
+                    f"{self._untracked.model.encoder.config.max_position_embeddings} positions"))
         with tf.control_dependencies(checks):
             features = {k: tf.identity(v) for k, v in features.items()}
         return self.logits(features)

@@ -26,6 +26,8 @@ import tempfile
 import time
 
 import numpy as np
+import types
+
 import tensorflow as tf
 
 from bert_tf.export.atomic_files import write_text_atomic  # noqa: F401 (same atomic habit below)
@@ -57,13 +59,15 @@ def lite_forward(model, features) -> dict:
 class TFLiteModule(tf.Module):
     def __init__(self, model, spec, sequence_length, tokenizer=None):
         super().__init__(name="bert_tflite")
-        self.model = model
+        # Held outside the object graph: tracking the Keras model would also save its optimizer
+        # (twice the weights again); the functions only need the variables tracked below.
+        self._untracked = types.SimpleNamespace(model=model)
         self.spec = spec
         # Keras 3 variables wrap tf.Variables: the converter must see the inner ones to freeze them.
         self.model_variables = [v.value for v in model.variables]
         ids_spec = {name: tf.TensorSpec([1, sequence_length], tf.int32, name=name)
                     for name in ID_NAMES}
-        self.serve_ids = tf.function(lambda features: lite_forward(self.model, features),
+        self.serve_ids = tf.function(lambda features: lite_forward(self._untracked.model, features),
                                      input_signature=[ids_spec])
         self.tokenizer = None
         if tokenizer is not None:
@@ -82,7 +86,7 @@ class TFLiteModule(tf.Module):
 
     def _serve_text(self, *texts):
         features = self.tokenizer(tuple(texts) if len(texts) == 2 else texts[0])
-        outputs = lite_forward(self.model, features)
+        outputs = lite_forward(self._untracked.model, features)
         outputs["input_ids"] = features["input_ids"]
         if self.spec.task == CLASSIFICATION:
             logits = outputs["logits"]
@@ -151,6 +155,9 @@ def convert_tflite(model, out_path, quantize="none", sequence_length=128, tokeni
     """
     if quantize not in QUANTIZATIONS:
         raise ExportError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+    if quantize == "int8" and representative_data is None:
+        raise ExportError("int8 quantization needs representative_data (a few hundred examples "
+                          "from the task's own data) to calibrate activations")
     sequence_length = int(sequence_length)
     if not 3 <= sequence_length <= model.encoder.config.max_position_embeddings:
         raise ExportError(f"sequence_length must be in [3, "

@@ -1,0 +1,74 @@
+"""TFLite conversion on a tiny classifier with the real MiniLM vocab, run with ai-edge-litert:
+float32 parity with Keras, quantized label agreement on real Rotten Tomatoes test sentences, the
+tokenizer inside (custom ops via tensorflow-text's registrar) against the exact tokenizer."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_tf import BertConfig, BertEncoder
+from bert_tf.data import datasets
+from bert_tf.export import ExportError, convert_tflite, verify_tflite
+from bert_tf.export.tflite import interpreter
+from bert_tf.models import BertClassifier
+from bert_tf.text import BertTokenizer
+
+SEQUENCE_LENGTH = 32
+
+
+@pytest.fixture(scope="module")
+def tiny(minilm_vocab):
+    import keras
+    keras.utils.set_random_seed(11)
+    tokenizer = BertTokenizer.from_vocab_file(minilm_vocab, sequence_length=SEQUENCE_LENGTH)
+    config = BertConfig(vocab_size=tokenizer.vocabulary_size(), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    test = datasets.rotten_tomatoes("test")[:200]
+    return {"model": BertClassifier(BertEncoder(config), num_classes=2), "tokenizer": tokenizer,
+            "texts": [t for t, _ in test], "gold": [label for _, label in test]}
+
+
+def test_float32_with_tokenizer_matches_keras_and_exact_tokenizer(tiny, tmp_path):
+    path = convert_tflite(tiny["model"], tmp_path / "m.tflite", sequence_length=SEQUENCE_LENGTH,
+                          tokenizer=tiny["tokenizer"], labels=["rotten", "fresh"])
+    lite = interpreter(path)
+    assert set(lite.get_signature_list()) == {"serving_default", "serve_ids"}
+    assert lite.get_signature_runner("serve_ids").get_input_details()["input_ids"]["shape"].tolist() \
+        == [1, SEQUENCE_LENGTH]
+    report = verify_tflite(path, tiny["model"], tiny["tokenizer"], tiny["texts"], tiny["gold"])
+    assert report["max_abs_diff"] <= 1e-4
+    assert report["label_agreement"] == 1.0 and report["accuracy_delta"] == 0.0
+    # FastBertNormalize applies NFKD-style compatibility mappings BERT does not (DESIGN.md):
+    # rows may differ only where such characters occur.
+    for row in report["tokenizer_mismatch_rows"]:
+        assert any(ord(c) > 127 for c in tiny["texts"][row]), tiny["texts"][row]
+    assert report["tokenizer_id_mismatches"] <= 2
+    assert report["text_signature_label_agreement_with_ids"] >= 0.99
+
+
+@pytest.mark.parametrize("quantize", ["dynamic", "int8"])
+def test_quantized_models_agree_on_real_test_sentences(tiny, tmp_path, quantize):
+    # int8 calibrates on real dev sentences, through the tokenizer inside the model
+    calibration = [t for t, _ in datasets.rotten_tomatoes("dev")[:50]] if quantize == "int8" else None
+    path = convert_tflite(tiny["model"], tmp_path / f"{quantize}.tflite", quantize=quantize,
+                          sequence_length=SEQUENCE_LENGTH, tokenizer=None if quantize == "dynamic"
+                          else tiny["tokenizer"], representative_data=calibration,
+                          labels=["rotten", "fresh"])
+    report = verify_tflite(path, tiny["model"], tiny["tokenizer"], tiny["texts"][:100],
+                           tiny["gold"][:100])
+    if quantize == "dynamic":  # int8 weights: about a quarter of the float32 bytes
+        float_bytes = 4 * sum(int(np.prod(v.shape)) for v in tiny["model"].weights)
+        assert report["file_bytes"] < 0.4 * float_bytes
+    assert report["label_agreement"] >= (0.99 if quantize == "dynamic" else 0.8), report
+    assert abs(report["accuracy_delta"]) <= 0.2
+
+
+def test_bad_arguments_are_clear_errors(tiny, tmp_path):
+    with pytest.raises(ExportError, match="quantize must be one of"):
+        convert_tflite(tiny["model"], tmp_path / "x.tflite", quantize="int4")
+    with pytest.raises(ExportError, match="sequence_length must be in"):
+        convert_tflite(tiny["model"], tmp_path / "x.tflite", sequence_length=4096)
+    with pytest.raises(ExportError, match="representative_data"):
+        convert_tflite(tiny["model"], tmp_path / "x.tflite", quantize="int8",
+                       sequence_length=SEQUENCE_LENGTH)
+    assert not list(tmp_path.iterdir())
