@@ -15,7 +15,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Subcommand modules under bert_tf.commands, in the order `--help` lists them.
-COMMAND_MODULES = ("demo", "dataset", "convert")
+COMMAND_MODULES = ("demo", "vocab", "dataset", "create_pretraining_data", "pretrain", "finetune",
+                   "evaluate", "predict", "export", "convert", "bench")
 
 
 class CommandError(Exception):
