@@ -101,7 +101,9 @@ def finetune_sentiment(options: DemoOptions, log=print):
     features = {k: np.asarray(v) for k, v in tokenizer(tf.constant([t for t, _ in train])).items()}
     labels = np.array([label for _, label in train], np.int32)
     model.compile(optimizer=keras.optimizers.AdamW(options.learning_rate, weight_decay=0.01),
-                  loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)})
+                  loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+                  # XLA-compiling the train step costs minutes of CPU before the first step.
+                  jit_compile=False)
     steps = -(-len(labels) // options.batch_size)
     progress = _Progress(steps, options.max_train_seconds, options.progress)
     log(f"Fine-tuning MiniLM-L6 on {len(labels)} Rotten Tomatoes reviews "

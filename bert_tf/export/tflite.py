@@ -23,17 +23,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
-
-import numpy as np
 import types
 
+import numpy as np
 import tensorflow as tf
 
-from bert_tf.export.atomic_files import write_text_atomic  # noqa: F401 (same atomic habit below)
 from bert_tf.export.serving_module import ID_NAMES, text_input_names
-from bert_tf.export.task_spec import (CLASSIFICATION, QUESTION_ANSWERING, REGRESSION, ExportError,
-                                      spec_for)
+from bert_tf.export.task_spec import CLASSIFICATION, ExportError, spec_for
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 TFLITE_MASK_VALUE = -100.0
