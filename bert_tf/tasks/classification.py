@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from bert_tf import metrics
 from bert_tf.data.classification import ClassificationData, read_classification
-from bert_tf.tasks.base import TaskFeatures, tokenize_texts
+from bert_tf.tasks.base import TaskDataError, TaskFeatures, tokenize_texts
 
 
 class ClassificationTask:
@@ -39,15 +39,18 @@ class ClassificationTask:
                                    self.text_pair_column, label_names=self.label_names)
 
     def records_from_texts(self, texts) -> ClassificationData:
-        """Unlabeled records from raw lines (prediction from stdin); a pair is `a<TAB>b`."""
-        texts, pairs = list(texts), None
+        """Unlabeled records from raw lines (prediction from stdin); a pair is `a<TAB>b`; blank
+        lines are skipped."""
+        numbered = [(n, t.rstrip("\r")) for n, t in enumerate(texts, 1) if t.strip()]
+        texts, pairs = [t for _, t in numbered], None
         if self.text_pair_column is not None:
             split = [t.split("\t", 1) for t in texts]
-            bad = [i for i, s in enumerate(split, 1) if len(s) != 2]
+            bad = [n for (n, _), s in zip(numbered, split) if len(s) != 2]
             if bad:
-                raise ValueError(f"<stdin>: line {bad[0]}: a text-pair model needs 'first<TAB>second'")
+                raise TaskDataError(f"<stdin>: line {bad[0]}: a text-pair model needs "
+                                    "'first<TAB>second'")
             texts, pairs = [s[0] for s in split], [s[1] for s in split]
-        return ClassificationData(texts, pairs, None, self.label_names, list(range(1, len(texts) + 1)))
+        return ClassificationData(texts, pairs, None, self.label_names, [n for n, _ in numbered])
 
     def encode(self, records: ClassificationData, training: bool = False) -> TaskFeatures:
         inputs = tokenize_texts(self.tokenizer, records.texts, records.text_pairs)

@@ -115,10 +115,9 @@ class BestCheckpoint(Callback):
         self.out_dir, self.every_steps, self.batch_size = out_dir, every_steps, batch_size
         self.history_path = os.path.join(out_dir, artifacts.HISTORY_FILE)
         self.history, self.best = [], None   # best: (step, metrics)
-
-    def on_train_begin(self, trainer, step):
-        # Resuming: keep what earlier runs found, so a worse later model does not replace it.
-        if step > 0 and os.path.exists(self.history_path):
+        # Resuming (checkpoints exist): keep what earlier runs found, so that a worse later model
+        # does not replace the best one, and a finished run keeps its numbers.
+        if os.path.isdir(os.path.join(out_dir, "checkpoints")) and os.path.exists(self.history_path):
             saved = artifacts.read_json(self.history_path)
             self.history = [tuple(x) for x in saved["history"]]
             self.best = tuple(saved["best"]) if saved.get("best") else None

@@ -18,7 +18,7 @@ import dataclasses
 import numpy as np
 
 from bert_tf import metrics
-from bert_tf.data.conll import read_conll, tag_vocabulary
+from bert_tf.data.conll import DOCSTART, read_conll, tag_vocabulary
 from bert_tf.tasks.base import (IGNORE_INDEX, TaskDataError, TaskFeatures, masked_mean_cross_entropy,
                                 word_pieces)
 
@@ -51,12 +51,32 @@ class NerTask:
 
     def read(self, path: str, labeled: bool = True) -> TaggedSentences:
         if not labeled:
-            # Unlabeled input: one sentence per line, tokens split on whitespace.
-            with open(path, encoding="utf-8") as f:
-                return self.records_from_texts(f.read().split("\n"), source=path)
+            return self._read_tokens(path)
         return TaggedSentences(read_conll(path, scheme=self.scheme, label_names=self.label_names), path)
 
+    @staticmethod
+    def _read_tokens(path: str) -> TaggedSentences:
+        """A CoNLL file for prediction: the first column is the token, other columns (tags) are
+        ignored, blank lines end sentences, -DOCSTART- lines are skipped."""
+        try:
+            with open(path, "rb") as f:
+                text = f.read().decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise TaskDataError(f"{path}: not UTF-8 ({e})") from None
+        sentences, tokens = [], []
+        for line in text.split("\n") + [""]:
+            fields = line.rstrip("\r").split("\t") if "\t" in line else line.split()
+            token = fields[0].strip() if fields else ""
+            if token == DOCSTART or not token:
+                if tokens:
+                    sentences.append((tokens, None))
+                tokens = []
+                continue
+            tokens.append(token)
+        return TaggedSentences(sentences, path)
+
     def records_from_texts(self, lines, source: str = "<stdin>") -> TaggedSentences:
+        """Raw text for prediction: one sentence per line, tokens split on whitespace."""
         return TaggedSentences([(line.split(), None) for line in lines if line.strip()], source)
 
     def encode(self, records: TaggedSentences, training: bool = False) -> TaskFeatures:

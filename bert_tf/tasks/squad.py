@@ -84,18 +84,23 @@ class SquadTask:
         examples = records.examples
         if not examples:
             raise TaskDataError(f"{records.source}: no questions")
-        questions = tokenizer.tokenize(tf.constant([e.question for e in examples])).merge_dims(1, 2)
-        contexts = sorted({e.context for e in examples}, key=[e.context for e in examples].index)
-        pieces = tokenizer.tokenize_with_offsets(tf.constant(contexts))
+        questions = []
+        for start in range(0, len(examples), 1024):
+            batch = tf.constant([e.question for e in examples[start:start + 1024]])
+            questions.extend(tokenizer.tokenize(batch).merge_dims(1, 2).to_list())
+        contexts = list(dict.fromkeys(e.context for e in examples))  # unique, in file order
         context_tokens = {}
-        for c, context in enumerate(contexts):
-            ids = pieces["token_ids"][c].flat_values.numpy()
-            byte_spans = np.stack([pieces["start_offsets"][c].flat_values.numpy(),
-                                   pieces["end_offsets"][c].flat_values.numpy()], -1)  # [n, 2]
-            spans = squad_features.byte_to_char_offsets(context, byte_spans)
-            context_tokens[context] = (ids, spans)
+        for start in range(0, len(contexts), 256):
+            batch = contexts[start:start + 256]
+            pieces = tokenizer.tokenize_with_offsets(tf.constant(batch))  # [b, (words), (pieces)]
+            for c, context in enumerate(batch):
+                ids = pieces["token_ids"][c].flat_values.numpy()
+                byte_spans = np.stack([pieces["start_offsets"][c].flat_values.numpy(),
+                                       pieces["end_offsets"][c].flat_values.numpy()], -1)  # [n, 2]
+                spans = squad_features.byte_to_char_offsets(context, byte_spans)
+                context_tokens[context] = (ids, spans)
         features = []
-        for example, query in zip(examples, questions.to_list()):
+        for example, query in zip(examples, questions):
             ids, spans = context_tokens[example.context]
             answer_start = answer_end = None
             if training and example.answers and not example.is_impossible:

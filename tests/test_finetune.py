@@ -1,0 +1,207 @@
+"""`bert-tf finetune / evaluate / predict` end to end on small real-data subsets with a tiny
+encoder (real vocabulary, random weights: these tests check the machinery, not the accuracy; the
+accuracy comparison against PyTorch is tools/compare_finetune.py)."""
+
+import json
+import os
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+import bert_tf.cli
+from bert_tf.config import BertConfig
+from bert_tf.data import classification, conll, datasets
+from bert_tf.models import BertEncoder
+
+COMMANDS = ("finetune", "evaluate", "predict")
+
+
+@pytest.fixture(autouse=True)
+def _commands(monkeypatch):
+    monkeypatch.setattr(bert_tf.cli, "COMMAND_MODULES",
+                        tuple(dict.fromkeys(bert_tf.cli.COMMAND_MODULES + COMMANDS)))
+
+
+@pytest.fixture(scope="module")
+def tiny_init(tmp_path_factory, minilm_vocab):
+    """A tiny encoder in Hugging Face layout with the real bert-base-uncased vocab next to it."""
+    folder = str(tmp_path_factory.mktemp("tiny_init"))
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    keras.utils.set_random_seed(0)
+    BertEncoder(config).save_pretrained(folder)
+    shutil.copy(minilm_vocab, os.path.join(folder, "vocab.txt"))
+    return folder
+
+
+def cli(*argv):
+    return bert_tf.cli.main([str(a) for a in argv])
+
+
+def common(init, out, max_length=32):
+    return ["--init", init, "--out", out, "--max-length", max_length, "--batch-size", 8,
+            "--no-progress", "--strategy", "one_device"]
+
+
+def sentiment_files(folder, n_train=48, n_dev=24):
+    train = os.path.join(folder, "train.csv")
+    dev = os.path.join(folder, "dev.jsonl")
+    names = datasets.ROTTEN_TOMATOES_LABELS
+    classification.write_classification(
+        train, [(t, names[y]) for t, y in datasets.rotten_tomatoes("train")[:n_train]])
+    classification.write_classification(
+        dev, [(t, names[y]) for t, y in datasets.rotten_tomatoes("dev")[:n_dev]])
+    return train, dev
+
+
+def test_classify_writes_the_documented_output_dir(tmp_path, tiny_init, capsys, monkeypatch):
+    train, dev = sentiment_files(tmp_path)
+    out = tmp_path / "out"
+    assert cli("finetune", "classify", *common(tiny_init, out), "--train", train, "--eval", dev,
+               "--epochs", 1, "--eval-every", 3, "--learning-rate", 1e-3) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    task = json.loads((out / "task.json").read_text())
+    assert task["task"] == "classify" and task["max_length"] == 32 and task["lowercase"] is True
+    assert json.loads((out / "labels.json").read_text()) == ["fresh", "rotten"]
+    assert (out / "vocab.txt").read_text().split("\n")[:1] == ["[PAD]"]
+    history = json.loads((out / "eval_history.json").read_text())
+    assert [step for step, _ in history["history"]] == [3, 6]  # 48 examples / 8 = 6 steps/epoch
+    best_step, best = history["best"]
+    assert best["accuracy"] == max(m["accuracy"] for _, m in history["history"])
+    assert task["best_step"] == best_step == summary["best_step"] and task["metrics"] == best
+    assert os.listdir(out / "tensorboard") and os.listdir(out / "checkpoints")
+
+    # model.keras loads with plain Keras and is the best checkpoint: `evaluate` reproduces its score.
+    model = keras.saving.load_model(out / "model.keras")
+    assert type(model).__name__ == "BertClassifier" and model.num_classes == 2
+    assert cli("evaluate", "--model", out, "--data", dev) == 0
+    assert json.loads(capsys.readouterr().out) == pytest.approx(best)
+
+    # predict: a file, and lines on stdin, give one JSON object per input with valid labels.
+    predictions = tmp_path / "pred.jsonl"
+    assert cli("predict", "--model", out, "--data", dev, "--output", predictions) == 0
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert len(rows) == 24 and all(r["label"] in ("fresh", "rotten") for r in rows)
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in rows)
+    capsys.readouterr()
+    import io
+    monkeypatch.setattr("sys.stdin", io.StringIO("a joyless, tedious film\n\nsheer delight\n"))
+    assert cli("predict", "--model", out) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in rows] == ["a joyless, tedious film", "sheer delight"]
+
+
+def test_freeze_encoder_trains_only_the_head(tmp_path, tiny_init):
+    from bert_tf.weights import load_encoder
+    train, _ = sentiment_files(tmp_path, 16, 8)
+    out = tmp_path / "frozen"
+    assert cli("finetune", "classify", *common(tiny_init, out), "--train", train,
+               "--epochs", 1, "--freeze-encoder", "--learning-rate", 1e-2) == 0
+    # without --eval the final model is kept
+    assert not (out / "eval_history.json").exists() and (out / "model.keras").exists()
+    trained = keras.saving.load_model(out / "model.keras")
+    initial = load_encoder(tiny_init)
+    for a, b in zip(initial.weights, trained.encoder.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    head = trained.get_layer("classifier").kernel.numpy()
+    keras.utils.set_random_seed(0)  # the same seed initializes the same head...
+    from bert_tf.models import BertClassifier
+    fresh = BertClassifier(load_encoder(tiny_init), 2).get_layer("classifier").kernel.numpy()
+    assert not np.allclose(head, fresh)  # ...which training moved
+
+
+def test_classifier_learns_a_learnable_task(tmp_path, tiny_init):
+    """The loop really optimizes: a word-presence task goes to (near) perfect dev accuracy."""
+    from bert_tf.tasks import FinetuneOptions, finetune
+    rng = np.random.default_rng(0)
+    filler = "the a film plot actor scene story music long short".split()
+
+    def rows(n):
+        out = []
+        for _ in range(n):
+            label = ["bad", "good"][int(rng.integers(2))]
+            words = list(rng.choice(filler, 5)) + [label]
+            rng.shuffle(words)
+            out.append((" ".join(words), label))
+        return out
+    train, dev = tmp_path / "train.tsv", tmp_path / "dev.tsv"
+    classification.write_classification(train, rows(64))
+    classification.write_classification(dev, rows(32))
+    result = finetune(FinetuneOptions("classify", tiny_init, str(train), str(tmp_path / "o"),
+                                      eval=str(dev), max_length=16, epochs=5, batch_size=16,
+                                      learning_rate=5e-3, warmup=0.1, strategy="one_device",
+                                      progress=False))
+    assert result.metrics["accuracy"] >= 0.9, result.history
+
+
+def test_ner_end_to_end(tmp_path, tiny_init, capsys):
+    train, dev = tmp_path / "train.conll", tmp_path / "dev.conll"
+    conll.write_conll(train, datasets.wnut_ner("train")[:32])
+    conll.write_conll(dev, datasets.wnut_ner("dev")[:16])
+    out = tmp_path / "ner"
+    assert cli("finetune", "ner", *common(tiny_init, out), "--train", train, "--eval", dev,
+               "--epochs", 1) == 0
+    task = json.loads((out / "task.json").read_text())
+    assert set(task["metrics"]) >= {"precision", "recall", "f1", "per_type"}
+    labels = json.loads((out / "labels.json").read_text())
+    assert labels[0] == "O" and all(t[:2] in ("B-", "I-") for t in labels[1:])
+    capsys.readouterr()
+    assert cli("predict", "--model", out, "--data", dev) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    gold = datasets.wnut_ner("dev")[:16]
+    assert [r["tokens"] for r in rows] == [tokens for tokens, _ in gold]
+    assert all(len(r["tags"]) == len(r["tokens"]) and set(r["tags"]) <= set(labels) for r in rows)
+
+
+def test_squad_end_to_end_on_the_fixture(tmp_path, tiny_init, capsys):
+    """The fixture (5 questions) is far too small to learn from: this checks that a span run
+    completes, windows long contexts, and decodes valid spans of the right context."""
+    from bert_tf.data.squad import read_squad
+    fixture = tmp_path / "squad.json"
+    datasets.write_split("squad_fixture", None, fixture)
+    out = tmp_path / "qa"
+    assert cli("finetune", "squad", *common(tiny_init, out, max_length=64), "--train", fixture,
+               "--eval", fixture, "--epochs", 1, "--doc-stride", 24, "--max-query-length", 16) == 0
+    task = json.loads((out / "task.json").read_text())
+    assert task["task_settings"]["doc_stride"] == 24 and {"exact_match", "f1"} <= set(task["metrics"])
+    capsys.readouterr()
+    assert cli("predict", "--model", out, "--data", fixture) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    contexts = {e.id: e.context for e in read_squad(str(fixture))}
+    assert sorted(r["id"] for r in rows) == sorted(contexts)
+    for r in rows:
+        assert r["answer"] and r["answer"] in contexts[r["id"]]
+        assert len(r["answer"].split()) <= 30
+
+
+@pytest.mark.parametrize("task, name, content, message", [
+    ("classify", "bad.csv", "text,label\ngreat,fresh\nawful,meh\n",
+     r"bad\.csv: line 3: label 'meh' is not one of the known labels"),
+    ("classify", "bad.csv", "text,score\ngreat,fresh\n", r"bad\.csv: line 2: missing label column"),
+    ("ner", "bad.conll", "Paris\tB-geo-loc\nis\n", r"bad\.conll: line 2: expected a token and a tag"),
+    ("squad", "bad.json", json.dumps({"data": [{"title": "t", "paragraphs": [{"context": "abc def",
+     "qas": [{"id": "q", "question": "?", "answers": [{"text": "xyz", "answer_start": 0}]}]}]}]}),
+     r"bad\.json: .*answer 'xyz' is not in the context"),
+])
+def test_bad_data_is_one_line_exit_2(tmp_path, tiny_init, capsys, task, name, content, message):
+    import re
+    good = {"classify": "text,label\ngood one,fresh\nbad one,rotten\n",
+            "ner": "Paris\tB-geo-loc\nis\tO\n",
+            "squad": None}[task]
+    bad = tmp_path / name
+    bad.write_text(content)
+    train = bad if good is None else tmp_path / ("train" + os.path.splitext(name)[1])
+    if good is not None:
+        train.write_text(good)
+    assert cli("finetune", task, *common(tiny_init, tmp_path / "o"), "--train", train,
+               "--eval", bad) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+    assert not (tmp_path / "o" / "task.json").exists()
+
+
+def test_evaluate_on_a_directory_that_is_not_a_finetune_output(tmp_path, capsys):
+    assert cli("evaluate", "--model", tmp_path, "--data", tmp_path / "x.csv") == 2
+    assert "task.json: missing" in capsys.readouterr().err
