@@ -215,10 +215,34 @@ def dynamic_masking_dataset(input_files, vocab_file: str, batch_size: int,
       input_context: a `tf.distribute.InputContext`; each input pipeline takes every n-th document.
     Returns a `tf.data.Dataset` of dicts with the keys of `load_pretraining_dataset`.
     """
+    vocab = documents_lib.read_vocab(vocab_file)
+    to_pieces = documents_lib.wordpiece_fn(vocab_file, lowercase=lowercase)
+    token_documents = []
+    for path in pretraining.expand_input_files(input_files):
+        for document in documents_lib.tokenize_documents(documents_lib.read_documents(path), to_pieces):
+            token_documents.append([[vocab[p] for p in sentence] for sentence in document])
+    return dynamic_masking_dataset_from_documents(
+        token_documents, list(vocab), batch_size, max_seq_length, max_predictions_per_seq,
+        masked_lm_prob=masked_lm_prob, whole_word_mask=whole_word_mask,
+        short_seq_prob=short_seq_prob, seed=seed, repeat=repeat,
+        shuffle_buffer_size=shuffle_buffer_size, bucket_boundaries=bucket_boundaries,
+        input_context=input_context, drop_remainder=drop_remainder)
+
+
+def dynamic_masking_dataset_from_documents(token_documents, vocab_words: Sequence[str],
+                                           batch_size: int, max_seq_length: int = 128,
+                                           max_predictions_per_seq: int = 20, *,
+                                           masked_lm_prob: float = 0.15,
+                                           whole_word_mask: bool = False,
+                                           short_seq_prob: float = 0.1, seed: int | None = None,
+                                           repeat: bool = True, shuffle_buffer_size: int = 10000,
+                                           bucket_boundaries=None, input_context=None,
+                                           drop_remainder: bool = True):
+    """`dynamic_masking_dataset` on documents already tokenized: lists of sentences of token ids
+    (`vocab_words[id]` is the piece). Same arguments and batches."""
     pretraining.PretrainingOptions(
         max_seq_length=max_seq_length, max_predictions_per_seq=max_predictions_per_seq,
-        masked_lm_prob=masked_lm_prob, short_seq_prob=short_seq_prob, dupe_factor=1,
-        whole_word_mask=whole_word_mask, random_seed=0).validate()
+        masked_lm_prob=masked_lm_prob, short_seq_prob=short_seq_prob).validate()
     if batch_size < 1:
         raise pretraining.PretrainingDataError(f"batch_size must be at least 1, got {batch_size}")
     boundaries = sorted({int(b) for b in bucket_boundaries or ()} | {max_seq_length})
@@ -227,20 +251,15 @@ def dynamic_masking_dataset(input_files, vocab_file: str, batch_size: int,
             f"bucket_boundaries must lie in [5, max_seq_length={max_seq_length}], got {bucket_boundaries}")
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
-
-    vocab = documents_lib.read_vocab(vocab_file)
-    to_pieces = documents_lib.wordpiece_fn(vocab_file, lowercase=lowercase)
-    all_documents = []
-    for path in pretraining.expand_input_files(input_files):
-        for document in documents_lib.tokenize_documents(documents_lib.read_documents(path), to_pieces):
-            all_documents.append([[vocab[p] for p in sentence] for sentence in document])
+    vocab = {w: i for i, w in enumerate(vocab_words)}
+    all_documents = [d for d in token_documents if d]
     pipeline_id, num_pipelines = 0, 1
     if input_context is not None:
         pipeline_id, num_pipelines = input_context.input_pipeline_id, input_context.num_input_pipelines
         batch_size = input_context.get_per_replica_batch_size(batch_size)
         all_documents = all_documents[pipeline_id::num_pipelines]
     if not all_documents:
-        raise pretraining.PretrainingDataError(f"no text in {input_files!r} (for input pipeline "
+        raise pretraining.PretrainingDataError(f"no text in the documents (for input pipeline "
                                                f"{pipeline_id} of {num_pipelines})")
 
     def pairs(epoch):
@@ -274,7 +293,7 @@ def dynamic_masking_dataset(input_files, vocab_file: str, batch_size: int,
             reduce_func=lambda key, window: window.ragged_batch(batch_size,
                                                                 drop_remainder=drop_remainder))
 
-    masker = DynamicMasker(list(vocab), max_predictions_per_seq, masked_lm_prob, whole_word_mask)
+    masker = DynamicMasker(list(vocab_words), max_predictions_per_seq, masked_lm_prob, whole_word_mask)
 
     def mask(index, batch):
         ids, segments, labels = batch
