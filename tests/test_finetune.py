@@ -130,8 +130,8 @@ def test_classifier_learns_a_learnable_task(tmp_path, tiny_init):
     classification.write_classification(train, rows(64))
     classification.write_classification(dev, rows(32))
     result = finetune(FinetuneOptions("classify", tiny_init, str(train), str(tmp_path / "o"),
-                                      eval=str(dev), max_length=16, epochs=5, batch_size=16,
-                                      learning_rate=5e-3, warmup=0.1, strategy="one_device",
+                                      eval=str(dev), max_length=16, epochs=6, batch_size=8,
+                                      learning_rate=3e-3, warmup=0.1, strategy="one_device",
                                       progress=False))
     assert result.metrics["accuracy"] >= 0.9, result.history
 
