@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from bert_tf.data import datasets, squad_features
+from bert_tf.data import datasets
 from bert_tf.data.squad import SquadExample
 from bert_tf.tasks import IGNORE_INDEX, ClassificationTask, NerTask, SquadTask
 from bert_tf.tasks.base import predict_outputs
