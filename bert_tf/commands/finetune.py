@@ -28,7 +28,7 @@ def _common(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strategy", default="auto",
                    help="auto, one_device, mirrored, multi_worker or tpu")
-    p.add_argument("--mixed-precision", choices=("float16", "bfloat16"), default=None)
+    p.add_argument("--mixed-precision", choices=("bf16", "fp16", "bfloat16", "float16"), default=None)
     p.add_argument("--freeze-encoder", action="store_true",
                    help="train only the task head (feature extraction); default: full fine-tuning")
     p.add_argument("--eval-every", type=int, default=None, help="steps between evaluations "

@@ -27,7 +27,8 @@ from bert_tf.training import Callback, Trainer, TrainingOptions, create_optimize
 
 logger = logging.getLogger(__name__)
 
-MIXED_PRECISION = {None: None, "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+MIXED_PRECISION = {None: None, "float16": "mixed_float16", "bfloat16": "mixed_bfloat16",
+                   "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}  # pretrain's short names too
 
 
 class FinetuneError(ValueError):
@@ -70,7 +71,7 @@ class FinetuneOptions:
         if not 0 <= self.warmup < 1:
             raise FinetuneError(f"--warmup is a fraction of the steps in [0, 1), got {self.warmup}")
         if self.mixed_precision not in MIXED_PRECISION:
-            raise FinetuneError(f"--mixed-precision must be float16 or bfloat16, got "
+            raise FinetuneError(f"--mixed-precision must be bf16/bfloat16 or fp16/float16, got "
                                 f"{self.mixed_precision!r}")
         if self.eval_every is not None and self.eval_every < 1:
             raise FinetuneError(f"--eval-every must be at least 1 step, got {self.eval_every}")
@@ -206,7 +207,7 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
         trainer = Trainer(model, task.loss, optimizer, strategy, options.out, TrainingOptions(
             total_steps=total_steps, seed=options.seed, checkpoint_every=per_epoch,
             log_every=max(1, min(50, per_epoch)), keep_checkpoints=1,
-            loss_scaling=options.mixed_precision == "float16", progress=options.progress),
+            loss_scaling=MIXED_PRECISION[options.mixed_precision] == "mixed_float16", progress=options.progress),
             callbacks=[selector])
         started = time.perf_counter()
         result = trainer.fit(train_dataset(train_features, options.batch_size, options.seed),
