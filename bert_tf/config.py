@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
+
+from bert_tf.atomic import write_text_atomic
 
 # "gelu" is the exact erf form (HF's meaning); "gelu_new"/"gelu_tanh" the tanh approximation that
 # google-research/bert's modeling.py computes; "gelu_pytorch_tanh" is HF's name for the same thing.
@@ -149,17 +150,3 @@ class BertConfig:
         path = os.fspath(path)
         data = self.to_hf_dict() if hf_format else self.to_dict()
         write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

@@ -19,7 +19,6 @@ except RuntimeError:
     pass  # already initialized by an earlier import in this process; tests needing 2 devices skip
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 

@@ -10,7 +10,6 @@ import textwrap
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from bert_tf.demo import DemoOptions, format_report, run_demo
 from bert_tf.export import servability_report

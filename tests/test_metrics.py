@@ -4,7 +4,6 @@ evaluation scripts as vendored in tf-models-official (`official/nlp/tools/squad_
 
 import copy
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -4,7 +4,6 @@ tokenizer inside (custom ops via tensorflow-text's registrar) against the exact 
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from bert_tf import BertConfig, BertEncoder
 from bert_tf.data import datasets

@@ -1,7 +1,6 @@
 """Fuzzing BertTokenizer with hypothesis: random Unicode, invalid UTF-8 bytes, empty and huge
 strings never crash, and the outputs always have shape [batch, sequence_length] with ids in range."""
 
-import numpy as np
 import pytest
 import tensorflow as tf
 from hypothesis import HealthCheck, given, settings

@@ -10,7 +10,6 @@ import json
 import os
 import re
 
-import keras
 import keras_hub
 import numpy as np
 import pytest

@@ -9,10 +9,9 @@ peers. The ratio is ours / best peer, oriented so that > 1 means bert_tf is bett
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 
+from bert_tf.atomic import write_bytes_atomic
 from bert_tf.benchmarks.timing import summarize
 
 
@@ -84,19 +83,7 @@ def to_json(rows, environment: dict) -> dict:
     }
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Writes `data` to a temp file next to `path`, then renames it over `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+write_atomic = write_bytes_atomic
 
 
 def write_json(path: str, rows, environment: dict) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import glob
 import hashlib
-import io
 import os
 import shutil
 import subprocess

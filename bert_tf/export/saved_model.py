@@ -18,7 +18,7 @@ import types
 import numpy as np
 import tensorflow as tf
 
-from bert_tf.export.atomic_files import StagingDir, write_text_atomic
+from bert_tf.atomic import StagingDir, write_text_atomic
 from bert_tf.export.serving_config import write_server_configs
 from bert_tf.export.serving_module import ID_NAMES, BertServingModule, ids_signature, text_input_names
 from bert_tf.export.task_spec import ExportError, spec_for

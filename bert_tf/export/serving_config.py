@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from bert_tf.export.atomic_files import write_text_atomic
+from bert_tf.atomic import write_text_atomic
 
 MODELS_CONFIG = "models.config"
 BATCHING_PARAMETERS = "batching_parameters.txt"

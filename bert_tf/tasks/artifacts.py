@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
-from bert_tf.config import write_text_atomic
+from bert_tf.atomic import atomic_path, write_text_atomic
 from bert_tf.text.vocabulary import read_vocabulary, write_vocabulary
 
 MODEL_FILE = "model.keras"
@@ -44,17 +43,9 @@ def read_json(path: str):
 def save_model_atomic(model, out_dir: str) -> str:
     """`model.save(OUT/model.keras)` through a temp file, so the previous best stays intact until
     the new one is complete."""
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp-", suffix=".keras")
-    os.close(fd)
     final = os.path.join(out_dir, MODEL_FILE)
-    try:
+    with atomic_path(final, suffix=".keras") as tmp:
         model.save(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return final
 
 

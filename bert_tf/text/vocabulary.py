@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
+
+from bert_tf.atomic import write_text_atomic
 
 
 class VocabularyError(ValueError):
@@ -61,15 +62,4 @@ def check_vocabulary(tokens, source: str = "vocabulary", special_tokens: Special
 def write_vocabulary(tokens, path: str) -> None:
     """Writes tokens one per line, atomically (temp file in the same folder, then rename)."""
     check_vocabulary(tokens, source=path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-vocab-", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for token in tokens:
-                f.write(token + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, "".join(token + "\n" for token in tokens))

@@ -28,6 +28,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from bert_tf.atomic import write_json_atomic
 from bert_tf.config import BertConfig
 from bert_tf.data.tfrecords import load_pretraining_dataset, read_metadata
 from bert_tf.models import BertEncoder, BertPretrainer, pretraining_losses
@@ -151,10 +152,7 @@ def save_pretrained_atomic(model: BertPretrainer, directory: str) -> str:
 def _write_run_file(config: PretrainingConfig, bert_config: BertConfig, path: str) -> None:
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "model_config"}
     settings["model_config"] = bert_config.to_dict()
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-run-", dir=os.path.dirname(path))
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(settings, f, indent=2, default=str)
-    os.replace(tmp, path)
+    write_json_atomic(path, settings, default=str)
 
 
 def setup_pretraining(config: PretrainingConfig, strategy=None):

@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 
 import numpy as np
 
-from bert_tf.config import BertConfig, write_text_atomic
+from bert_tf.atomic import atomic_path, write_text_atomic
+from bert_tf.config import BertConfig
 from bert_tf.weights.canonical import CanonicalTensors, WeightsError, collect, encoder_slots
 from bert_tf.weights.safetensors_io import read_safetensors, read_sharded_index, write_safetensors
 
@@ -159,13 +159,6 @@ def save_pretrained(encoder, directory: str, extra_slots: dict | None = None, pr
         config_data["architectures"] = ["BertForPreTraining"]
     write_text_atomic(os.path.join(directory, "config.json"),
                       json.dumps(config_data, indent=2, sort_keys=True) + "\n")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".safetensors")
-    os.close(fd)
-    try:
+    with atomic_path(os.path.join(directory, "model.safetensors"), suffix=".safetensors") as tmp:
         write_safetensors(tmp, tensors)
-        os.replace(tmp, os.path.join(directory, "model.safetensors"))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return directory
