@@ -1,9 +1,15 @@
 """Pre-training from scratch on a real corpus (Wikipedia articles shipped in gensim 4.4.0's wheel):
 the training loss falls well below its start and held-out masked-LM accuracy beats the unigram
-baseline (always predicting the most frequent masked token of the training data)."""
+baseline (always predicting the most frequent masked token of the training data).
+
+Recipe: a post-LN tiny BERT at peak learning rate 5e-3 sits on the unigram plateau (it predicts
+"the" everywhere: held-out accuracy == baseline after 1000 steps); at 2e-3 (or 1e-3) with a short
+warmup it leaves the plateau within a few hundred steps and learns to use the context.
+"""
 
 import collections
 import os
+import time
 
 import numpy as np
 import pytest
@@ -50,11 +56,10 @@ def _masked_targets(pattern):
     return dataset
 
 
+STEPS, BATCH, LEARNING_RATE, WARMUP = 1000, 32, 2e-3, 100
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("BERT_TF_PRETRAIN_ACCEPTANCE"),
-                    reason="acceptance run not yet passing: at 1000 steps the tiny model is still at "
-                           "the unigram plateau (held-out accuracy == baseline); set "
-                           "BERT_TF_PRETRAIN_ACCEPTANCE=1 to run it")
 def test_pretraining_from_scratch_on_wikipedia(tmp_path, minilm_vocab):
     from bert_tf.data.corpora import wikipedia_articles
     from bert_tf.models import BertPretrainer
@@ -79,11 +84,12 @@ def test_pretraining_from_scratch_on_wikipedia(tmp_path, minilm_vocab):
     config_path = str(tmp_path / "bert_config.json")
     config.to_json_file(config_path)
     out = str(tmp_path / "out")
-    steps = int(os.environ.get("BERT_TF_PRETRAIN_TEST_STEPS", "1000"))
+    started = time.perf_counter()
     first = run_pretraining(PretrainingConfig(
-        config_path, train_pattern, out, total_steps=steps, batch_size=32, learning_rate=5e-3,
-        warmup_steps=steps // 10, log_every=10, checkpoint_every=steps, strategy="one_device",
-        seed=1, progress=False))
+        config_path, train_pattern, out, total_steps=STEPS, batch_size=BATCH,
+        learning_rate=LEARNING_RATE, warmup_steps=WARMUP, log_every=10, checkpoint_every=STEPS,
+        strategy="one_device", seed=1, progress=False))
+    seconds = time.perf_counter() - started
 
     # Held-out MLM accuracy over every real prediction, and the baseline on the same predictions.
     model = BertPretrainer.from_pretrained(os.path.join(out, "pretrained"))
@@ -102,9 +108,55 @@ def test_pretraining_from_scratch_on_wikipedia(tmp_path, minilm_vocab):
     losses = [tf.make_ndarray(v.tensor) for e in tf.compat.v1.train.summary_iterator(events[0])
               for v in e.summary.value if v.tag == "train/loss"]
     start_loss, final_loss = float(losses[0]), float(np.mean(losses[-3:]))
-    print(f"\nWikipedia pre-training, {steps} steps x 32: train loss {start_loss:.3f} -> "
-          f"{final_loss:.3f}; held-out MLM accuracy {accuracy:.4f} vs unigram baseline "
-          f"{baseline:.4f} (token id {most_frequent}) over {int(total)} predictions")
-    assert first.step == steps
-    assert final_loss < start_loss - 1.0, (start_loss, final_loss)
-    assert accuracy > baseline + 0.02, (accuracy, baseline)
+    print(f"\nWikipedia pre-training, {STEPS} steps x {BATCH} (lr {LEARNING_RATE}) in {seconds:.0f} s: "
+          f"train loss (MLM + NSP, mean of first 10 / last 30 steps) {start_loss:.3f} -> {final_loss:.3f}; "
+          f"held-out MLM accuracy {accuracy:.4f} vs unigram baseline {baseline:.4f} "
+          f"(token id {most_frequent}) over {int(total)} predictions")
+    assert first.step == STEPS
+    assert final_loss <= 0.8 * start_loss, (start_loss, final_loss)
+    # Well clear of the plateau: half as accurate again as always guessing the commonest token.
+    assert accuracy >= 1.5 * baseline and accuracy > baseline + 0.02, (accuracy, baseline)
+
+
+def test_masked_lm_head_reads_the_masked_positions(tmp_path):
+    """Mechanics, apart from any plateau: when the token at each masked position is left in the
+    input, the pretrainer learns to output it (chance is 1/45) on fresh random sequences — which
+    only works if the gathered positions, the labels and the tied projection line up (shifting
+    the labels by one position keeps it near chance, 0.09)."""
+    from bert_tf.models import BertEncoder, BertPretrainer, pretraining_losses
+    from bert_tf.training.distribution import create_strategy
+    from bert_tf.training.optimization import create_optimizer
+    from bert_tf.training.trainer import Trainer, TrainingOptions
+
+    vocab, seq, predictions, batch, steps = 50, 16, 4, 32, 200
+    rng = np.random.default_rng(0)
+
+    def examples(n):
+        ids = rng.integers(5, vocab, size=(n, seq)).astype(np.int32)
+        ids[:, 0] = 2
+        positions = np.sort(np.stack([rng.choice(np.arange(1, seq), predictions, replace=False)
+                                      for _ in range(n)]), axis=1).astype(np.int32)
+        labels = np.take_along_axis(ids, positions, axis=1)
+        return {"input_ids": ids, "token_type_ids": np.zeros_like(ids),
+                "attention_mask": np.ones_like(ids), "masked_lm_positions": positions,
+                "masked_lm_ids": labels, "masked_lm_weights": np.ones(positions.shape, np.float32),
+                "next_sentence_labels": np.zeros(n, np.int32)}
+
+    train = tf.data.Dataset.from_tensor_slices(examples(steps * batch)).batch(batch)
+    config = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=seq,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    strategy = create_strategy("one_device")
+    with strategy.scope():
+        model = BertPretrainer(BertEncoder(config))
+        optimizer = create_optimizer("adamw", 3e-3, steps, 20)
+    trainer = Trainer(model, pretraining_losses, optimizer, strategy, str(tmp_path),
+                      TrainingOptions(total_steps=steps, log_every=steps, checkpoint_every=steps,
+                                      progress=False))
+    trainer.fit(train)
+    held_out = examples(256)
+    inputs = {k: held_out[k] for k in ("input_ids", "token_type_ids", "attention_mask",
+                                       "masked_lm_positions")}
+    predicted = np.argmax(model(inputs, training=False)["mlm_logits"].numpy(), axis=-1)
+    accuracy = float((predicted == held_out["masked_lm_ids"]).mean())
+    assert accuracy > 0.9, accuracy
