@@ -14,11 +14,15 @@ DEFAULT_DATASET = {"classification": "rotten_tomatoes", "regression": "rotten_to
 
 
 def task_texts(dataset: str, split: str, limit: int | None = None) -> tuple:
-    """(texts, gold label ids or None): strings, or (question, context) tuples for QA."""
+    """(texts, gold label NAMES or None): strings, or (question, context) tuples for QA.
+
+    Names, not ids: a fine-tuned model numbers its labels its own way (labels.json; a CSV reader
+    sorts them), so callers map names to the model's ids with `gold_label_ids`."""
     from bert_tf.data import datasets
     if dataset == "rotten_tomatoes":
         rows = datasets.rotten_tomatoes(split)
-        texts, gold = [t for t, _ in rows], [label for _, label in rows]
+        names = datasets.label_names("rotten_tomatoes")
+        texts, gold = [t for t, _ in rows], [names[label] for _, label in rows]
     elif dataset == "wnut_ner":
         texts, gold = [" ".join(tokens) for tokens, _ in datasets.wnut_ner(split)], None
     elif dataset == "squad_fixture":
@@ -32,3 +36,13 @@ def task_texts(dataset: str, split: str, limit: int | None = None) -> tuple:
         texts = texts[:limit]
         gold = gold[:limit] if gold is not None else None
     return texts, gold
+
+
+def gold_label_ids(gold_names, model_labels, dataset: str) -> list:
+    """Maps gold label names to the model's label ids; a name the model lacks is an error."""
+    index = {name: i for i, name in enumerate(model_labels or ())}
+    unknown = sorted(set(gold_names) - set(index))
+    if unknown:
+        raise ExportError(f"the model's labels {list(model_labels or ())} do not include {unknown} "
+                          f"from dataset {dataset!r}; pass --dataset data that matches the model")
+    return [index[name] for name in gold_names]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bert_tf.export.model_dir import load_source
-from bert_tf.export.task_data import DEFAULT_DATASET, task_texts
+from bert_tf.export.task_data import DEFAULT_DATASET, gold_label_ids, task_texts
 from bert_tf.export.tflite import convert_tflite
 from bert_tf.export.tflite_verify import format_report, verify_tflite
 
@@ -30,8 +30,10 @@ def convert_and_verify(model, out, quantize="none", with_tokenizer=False, sequen
     if verify:
         texts, gold = task_texts(dataset, "test" if dataset != "squad_fixture" else None,
                                  limit=verify_examples)
-        if source.spec.task not in ("classification", "regression"):
+        if source.spec.task != "classification" or gold is None:
             gold = None
+        else:
+            gold = gold_label_ids(gold, source.spec.labels, dataset)
         report.update(verify_tflite(path, source.model, source.tokenizer, texts, gold_labels=gold))
         log(format_report(report, f"{path} ({quantize}) vs Keras on {dataset} test:"))
     return report
