@@ -69,3 +69,28 @@ class StagingDir:
         else:
             shutil.rmtree(self.path, ignore_errors=True)
         return False
+
+
+@contextlib.contextmanager
+def staged_directory(directory: str, publish_order=None):
+    """Yields a hidden staging directory next to `directory` to write a whole set of files into.
+
+    On success a new `directory` appears by one rename; an existing one gets each staged file
+    renamed over its namesake in `publish_order` (a sort key over file names; e.g. data before the
+    index that points at it, config last) and keeps its other files. On failure, or after
+    publishing, the staging directory is removed.
+    """
+    directory = os.fspath(directory)
+    parent = os.path.dirname(os.path.abspath(directory))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(directory)}-")
+    try:
+        yield staging
+        if not os.path.exists(directory):
+            os.rename(staging, directory)
+            return
+        for name in sorted(os.listdir(staging), key=publish_order):
+            os.replace(os.path.join(staging, name), os.path.join(directory, name))
+    finally:
+        if os.path.isdir(staging):
+            shutil.rmtree(staging)

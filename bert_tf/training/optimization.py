@@ -71,15 +71,20 @@ class WarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "power": self.power}
 
 
-class _DecoupledDecayMixin:
-    """Weight-decay exclusion by variable path (regex search), shared by both optimizers."""
+class _AdamMomentsWithDecay(keras.optimizers.Optimizer):
+    """What both BERT optimizers share: Adam's first/second moments, decoupled weight decay with
+    exclusion by variable path (regex search), and their config. Subclasses write `update_step`."""
 
-    def _init_decay(self, weight_decay_rate, exclude_from_weight_decay):
+    def __init__(self, learning_rate, weight_decay_rate=0.01, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-6, exclude_from_weight_decay=DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY,
+                 **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
         if weight_decay_rate < 0:
             raise OptimizationError(f"weight decay must be non-negative, got {weight_decay_rate}")
         self.weight_decay_rate = float(weight_decay_rate)
         self.exclude_from_weight_decay = tuple(exclude_from_weight_decay)
         self._exclude_patterns = [re.compile(p) for p in self.exclude_from_weight_decay]
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
     def decays(self, variable) -> bool:
         """Whether weight decay (and, for LAMB, layer adaptation) applies to `variable`."""
@@ -88,22 +93,6 @@ class _DecoupledDecayMixin:
         path = getattr(variable, "path", None) or variable.name
         return not any(p.search(path) for p in self._exclude_patterns)
 
-    def _decay_config(self):
-        return {"weight_decay_rate": self.weight_decay_rate,
-                "exclude_from_weight_decay": list(self.exclude_from_weight_decay)}
-
-
-@keras.saving.register_keras_serializable(package="bert_tf")
-class AdamWeightDecay(_DecoupledDecayMixin, keras.optimizers.Optimizer):
-    """google-research/bert's AdamWeightDecayOptimizer (no bias correction, decoupled decay)."""
-
-    def __init__(self, learning_rate=1e-4, weight_decay_rate=0.01, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-6, exclude_from_weight_decay=DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY,
-                 name="adam_weight_decay", **kwargs):
-        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self._init_decay(weight_decay_rate, exclude_from_weight_decay)
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
-
     def build(self, var_list):
         if self.built:
             return
@@ -111,51 +100,50 @@ class AdamWeightDecay(_DecoupledDecayMixin, keras.optimizers.Optimizer):
         self._m = self.add_optimizer_variables(var_list, "m")
         self._v = self.add_optimizer_variables(var_list, "v")
 
-    def update_step(self, gradient, variable, learning_rate):
-        lr = ops.cast(learning_rate, variable.dtype)
+    def _update_moments(self, gradient, variable):
+        """m, v after this step's gradient (assigned in place); gradient cast to the variable's dtype."""
         gradient = ops.cast(gradient, variable.dtype)
         index = self._get_variable_index(variable)
         m, v = self._m[index], self._v[index]
         self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * gradient)
         self.assign(v, self.beta_2 * v + (1.0 - self.beta_2) * ops.square(gradient))
+        return m, v
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
+                       "weight_decay_rate": self.weight_decay_rate,
+                       "exclude_from_weight_decay": list(self.exclude_from_weight_decay)})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class AdamWeightDecay(_AdamMomentsWithDecay):
+    """google-research/bert's AdamWeightDecayOptimizer (no bias correction, decoupled decay)."""
+
+    def __init__(self, learning_rate=1e-4, name="adam_weight_decay", **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        m, v = self._update_moments(gradient, variable)
         update = m / (ops.sqrt(v) + self.epsilon)
         if self.decays(variable):
             update = update + self.weight_decay_rate * variable
         self.assign_sub(variable, lr * update)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update({"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
-                       **self._decay_config()})
-        return config
-
 
 @keras.saving.register_keras_serializable(package="bert_tf")
-class Lamb(_DecoupledDecayMixin, keras.optimizers.Optimizer):
+class Lamb(_AdamMomentsWithDecay):
     """LAMB: bias-corrected Adam direction + decay, scaled by the layer-wise trust ratio."""
 
-    def __init__(self, learning_rate=1e-3, weight_decay_rate=0.01, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-6, exclude_from_weight_decay=DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY,
-                 name="lamb", **kwargs):
+    def __init__(self, learning_rate=1e-3, name="lamb", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self._init_decay(weight_decay_rate, exclude_from_weight_decay)
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
-
-    def build(self, var_list):
-        if self.built:
-            return
-        super().build(var_list)
-        self._m = self.add_optimizer_variables(var_list, "m")
-        self._v = self.add_optimizer_variables(var_list, "v")
 
     def update_step(self, gradient, variable, learning_rate):
         lr = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.cast(gradient, variable.dtype)
         t = ops.cast(self.iterations + 1, variable.dtype)
-        index = self._get_variable_index(variable)
-        m, v = self._m[index], self._v[index]
-        self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * gradient)
-        self.assign(v, self.beta_2 * v + (1.0 - self.beta_2) * ops.square(gradient))
+        m, v = self._update_moments(gradient, variable)
         m_hat = m / (1.0 - ops.power(self.beta_1, t))
         v_hat = v / (1.0 - ops.power(self.beta_2, t))
         update = m_hat / (ops.sqrt(v_hat) + self.epsilon)
@@ -168,12 +156,6 @@ class Lamb(_DecoupledDecayMixin, keras.optimizers.Optimizer):
                               weight_norm / ops.maximum(update_norm, 1e-30), 1.0)
             update = ratio * update
         self.assign_sub(variable, lr * update)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
-                       **self._decay_config()})
-        return config
 
 
 def create_optimizer(name: str = "adamw", learning_rate: float = 1e-4, total_steps: int = 1,

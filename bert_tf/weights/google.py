@@ -28,11 +28,11 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 
 import numpy as np
 
-from bert_tf.config import BertConfig, ConfigError, write_text_atomic
+from bert_tf.atomic import staged_directory, write_text_atomic
+from bert_tf.config import BertConfig, ConfigError
 from bert_tf.weights.canonical import Slot, WeightsError, collect, encoder_slots
 
 logger = logging.getLogger(__name__)
@@ -203,25 +203,13 @@ def save_google_checkpoint(encoder, directory: str, heads: dict | None = None,
         tensors[name] = collect({name: value})[name] if isinstance(value, Slot) else np.asarray(value)
     config_text = json.dumps(google_config_dict(encoder.config), indent=2, sort_keys=True) + "\n"
 
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=".tmp-google-")
-    try:
+    # Data shards, then the index that points at them, then the config: a reader of an existing
+    # directory never sees an index without its data.
+    with staged_directory(directory, lambda n: (".index" in n, n == CONFIG_FILE, n)) as staging:
         write_tf1_checkpoint(os.path.join(staging, CHECKPOINT_PREFIX), tensors)
         write_text_atomic(os.path.join(staging, CONFIG_FILE), config_text)
         if vocab_file is not None:
             shutil.copyfile(vocab_file, os.path.join(staging, "vocab.txt"))
-        if not os.path.exists(directory):
-            os.rename(staging, directory)
-            return directory
-        # data shards, then the index that points at them, then the config: a reader never sees an
-        # index without its data.
-        order = sorted(os.listdir(staging), key=lambda n: (".index" in n, n == CONFIG_FILE, n))
-        for name in order:
-            os.replace(os.path.join(staging, name), os.path.join(directory, name))
-    finally:
-        if os.path.isdir(staging):
-            shutil.rmtree(staging)
     return directory
 
 

@@ -32,11 +32,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
+from bert_tf.atomic import staged_directory
 from bert_tf.config import BertConfig
 from bert_tf.weights.canonical import CanonicalTensors, WeightsError, assign, collect, encoder_slots
 
@@ -198,19 +197,8 @@ def save_keras_hub_preset(encoder, directory: str) -> str:
     appears by one rename; files of an existing one are replaced one by one, weights first."""
     directory = os.fspath(directory)
     backbone = to_keras_hub_backbone(encoder)
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=".tmp-keras-hub-")
-    try:
+    with staged_directory(directory, lambda n: (n == "config.json", n)) as staging:
         backbone.save_to_preset(staging)
-        if not os.path.exists(directory):
-            os.rename(staging, directory)
-            return directory
-        for name in sorted(os.listdir(staging), key=lambda n: (n == "config.json", n)):
-            os.replace(os.path.join(staging, name), os.path.join(directory, name))
-    finally:
-        if os.path.isdir(staging):
-            shutil.rmtree(staging)
     return directory
 
 
