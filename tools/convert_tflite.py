@@ -4,22 +4,14 @@
 the `.tflite` (ai-edge-litert) against the Keras model on the task's test split and prints max abs
 diff, label agreement, metric delta, file size and latency (same as `bert-tf export tflite`)."""
 
-import argparse
 import sys
 
-from bert_tf.cli import CommandError
-from bert_tf.commands import export
+from bert_tf.cli import main as bert_tf_main
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="convert_tflite.py")
-    export.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["export", "tflite", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.run(args) or 0)
-    except (CommandError, FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"convert_tflite: error: {e}", file=sys.stderr)
-        return 2
+    # The same parser and the same one-line errors (exit 2) as `bert-tf export tflite`.
+    return bert_tf_main(["export", "tflite", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

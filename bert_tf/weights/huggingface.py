@@ -27,17 +27,20 @@ _TIED = {"cls.predictions.decoder.weight": "bert/embeddings/word_embeddings",
          "cls.predictions.decoder.bias": "cls/predictions/output_bias"}
 
 
+# Head tensors whose names follow no rule (google's NSP weights are already [2, hidden] like HF's).
+_HEAD_NAMES = {"cls.predictions.bias": "cls/predictions/output_bias",
+               "cls.seq_relationship.weight": "cls/seq_relationship/output_weights",
+               "cls.seq_relationship.bias": "cls/seq_relationship/output_bias"}
+_HEAD_NAMES_BY_CANONICAL = {canonical: hf for hf, canonical in _HEAD_NAMES.items()}
+
+
 def hf_to_canonical(name: str):
     """HF tensor name → (canonical name, transpose?) or None for a name BERT does not have."""
     name = name.replace(".gamma", ".weight").replace(".beta", ".bias")  # pre-2019 PyTorch names
     if name.startswith("bert."):
         name = name[len("bert."):]
-    if name == "cls.predictions.bias":
-        return "cls/predictions/output_bias", False
-    if name == "cls.seq_relationship.weight":
-        return "cls/seq_relationship/output_weights", False
-    if name == "cls.seq_relationship.bias":
-        return "cls/seq_relationship/output_bias", False
+    if name in _HEAD_NAMES:
+        return _HEAD_NAMES[name], False
     match = re.fullmatch(r"(.+)\.(weight|bias)", name)
     if not match:
         return None
@@ -55,12 +58,8 @@ def hf_to_canonical(name: str):
 
 def canonical_to_hf(name: str, prefix: str = ""):
     """Canonical name → (HF name, transpose?). `prefix` is "bert." for BertFor* checkpoints."""
-    if name == "cls/predictions/output_bias":
-        return "cls.predictions.bias", False
-    if name == "cls/seq_relationship/output_weights":
-        return "cls.seq_relationship.weight", False
-    if name == "cls/seq_relationship/output_bias":
-        return "cls.seq_relationship.bias", False
+    if name in _HEAD_NAMES_BY_CANONICAL:
+        return _HEAD_NAMES_BY_CANONICAL[name], False
     path, last = name.rsplit("/", 1)
     if path.startswith("bert/"):
         path = prefix + path[len("bert/"):]
