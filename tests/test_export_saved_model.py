@@ -201,6 +201,41 @@ def test_bad_inputs_give_clear_errors_or_defined_results(tiny):
         ids(input_ids=good * 999999, token_type_ids=good * 0, attention_mask=good)
 
 
+def test_attended_length_cuts_only_what_no_row_attends_to():
+    from bert_tf.export.trimming import attended_length, pad_positions
+    mask = tf.constant([[1, 1, 1, 0, 0, 0, 0, 0, 0, 0],
+                        [0, 0, 1, 1, 0, 1, 0, 0, 0, 0]])     # left padding and a hole
+    assert int(attended_length(mask, bucket=1)) == 6
+    assert int(attended_length(mask, bucket=4)) == 8
+    assert int(attended_length(mask, bucket=16)) == 10     # never past the input
+    assert int(attended_length(tf.zeros([2, 10], tf.int32), bucket=4)) == 1
+    padded = pad_positions(tf.ones([2, 3, 5]), 7)
+    assert padded.shape == (2, 7, 5) and float(tf.reduce_sum(padded)) == 30.0
+
+
+@pytest.mark.parametrize("trim_bucket,jit_compile", [(0, False), (4, True)])
+def test_trimmed_and_xla_exports_equal_the_full_length_model(tiny, tmp_path, trim_bucket,
+                                                             jit_compile):
+    """The default export cuts padding to 16-position buckets (the `tiny` fixture); untrimmed and
+    XLA-compiled exports give the same outputs, including for ids with left padding and holes."""
+    model, tokenizer = tiny["model"], tiny["tokenizer"]
+    path = export_saved_model(model, tmp_path / "m", tokenizer=tokenizer, labels=LABELS,
+                              trim_bucket=trim_bucket, jit_compile=jit_compile)
+    loaded = tf.saved_model.load(path)
+    out = loaded.signatures["serving_default"](text=tf.constant(SENTENCES))
+    np.testing.assert_allclose(out["probabilities"].numpy(),
+                               keras_probabilities(tiny["keras_logits"]), atol=1e-6)
+    rng = np.random.default_rng(3)
+    ids = rng.integers(1000, 2000, size=[3, 24]).astype(np.int32)
+    mask = np.zeros([3, 24], np.int32)
+    mask[0, :5], mask[1, 7:11], mask[2, [0, 2, 9]] = 1, 1, 1     # right, left padding, holes
+    features = {"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": mask}
+    expected = np.asarray(model(features, training=False)["logits"])
+    for served in (loaded.signatures["serve_ids"], tiny["loaded"].signatures["serve_ids"]):
+        got = served(**{k: tf.constant(v) for k, v in features.items()})["logits"].numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 def test_versions_increment_and_interrupted_export_leaves_nothing(tiny, tmp_path, monkeypatch):
     model, tokenizer = tiny["model"], tiny["tokenizer"]
     target = tmp_path / "m"

@@ -89,6 +89,19 @@ def ragged_ids(tokenizer, sentences, batch_size=2048):
     return ids
 
 
+def packed_pieces(tokenizer, sentences, batch_size=2048):
+    """`call`'s ids (printable-ASCII rows take FastBertTokenizer, the rest the exact path) without
+    [CLS]/[SEP]/[PAD]; the tokenizer must have sequence_length 512."""
+    assert tokenizer.sequence_length == 512
+    fn = tf.function(lambda x: tokenizer(x))
+    pieces = []
+    for i in range(0, len(sentences), batch_size):
+        out = fn(tf.constant(sentences[i:i + batch_size]))
+        for ids, mask in zip(out["input_ids"].numpy(), out["attention_mask"].numpy()):
+            pieces.append(ids[1:int(mask.sum()) - 1].tolist())
+    return pieces
+
+
 def describe_differences(hf, ours, theirs, sentences):
     lines = []
     for i in [i for i in range(len(sentences)) if ours[i] != theirs[i]][:10]:
@@ -100,13 +113,17 @@ def describe_differences(hf, ours, theirs, sentences):
 @pytest.mark.slow
 def test_uncased_parity_on_real_sentences(vocab_path, real_sentences):
     hf = hf_tokenizer(vocab_path)
-    tokenizer = BertTokenizer.from_vocab_file(vocab_path)
+    tokenizer = BertTokenizer.from_vocab_file(vocab_path, sequence_length=512)
     theirs = hf(real_sentences, add_special_tokens=False)["input_ids"]
     ours = ragged_ids(tokenizer, real_sentences)
     same = sum(a == b for a, b in zip(ours, theirs))
     # Measured: all 31,668 identical. The acceptance bar is 99.9%; differences are printed.
     assert same / len(real_sentences) >= 0.999, describe_differences(hf, ours, theirs, real_sentences)
     assert same == len(real_sentences), describe_differences(hf, ours, theirs, real_sentences)
+    # The packed path (ASCII rows through FastBertTokenizer) gives the same ids.
+    packed = packed_pieces(tokenizer, real_sentences)
+    cut = [t[:510] for t in theirs]
+    assert packed == cut, describe_differences(hf, packed, cut, real_sentences)
 
 
 @pytest.mark.slow
@@ -140,11 +157,14 @@ def test_cased_parity(vocab_path, real_sentences, tmp_path):
     path = cased_vocab(vocab_path, tmp_path)
     hf = hf_tokenizer(path, lowercase=False)
     assert hf.tokenize("Hello World") == ["Hello", "World"]
-    tokenizer = BertTokenizer.from_vocab_file(path, lowercase=False)
+    tokenizer = BertTokenizer.from_vocab_file(path, lowercase=False, sequence_length=512)
     sentences = real_sentences[::10] + mixed_sentences(real_sentences[:2000], seed=99)
     theirs = hf(sentences, add_special_tokens=False)["input_ids"]
     ours = ragged_ids(tokenizer, sentences)
     assert ours == theirs, describe_differences(hf, ours, theirs, sentences)
+    packed = packed_pieces(tokenizer, sentences)
+    cut = [t[:510] for t in theirs]
+    assert packed == cut, describe_differences(hf, packed, cut, sentences)
 
 
 @pytest.mark.slow

@@ -2,16 +2,20 @@
 
 Every implementation does the whole path in each timed call: tokenize the strings, run the model,
 softmax, hand back numpy. Same sentences, same batch order for all.
-- bert_tf savedmodel trimmed+xla: a SavedModel (`serving_path.export_trimmed_saved_model`), loaded
-  back from disk: in-graph tokenizer, rows cut to the batch's longest length rounded up to 16, the
-  model as an XLA function. The signature we propose for `bert_tf.export`.
-- bert_tf export_saved_model (pad 128): `bert_tf.export.export_saved_model` as it is today.
-- bert_tf tf.function trimmed+xla: the same path as the first, not saved (no SavedModel loader).
+- bert_tf export --xla: `bert_tf.export.export_saved_model(..., jit_compile=True)` (what
+  `bert-tf export saved-model --xla` writes), loaded back from disk: in-graph tokenizer, the batch
+  cut to its longest row rounded up to 16 positions (`bert_tf.export.trimming`), the model as one
+  XLA function.
+- bert_tf export: the default export (trimmed, no XLA: what stock TF Serving runs unflagged).
+- bert_tf export --trim-bucket 0: every row padded to 128 (the export before trimming).
 - hf torch: `BertTokenizerFast` (padding to the batch's longest, its usual use) +
   `BertForSequenceClassification` (sdpa) under `torch.inference_mode()`; same weights as ours.
 - keras_hub xla: `BertTextClassifierPreprocessor` (packs to 128, as KerasHub does) in a
   tf.function + `BertTextClassifier` in tf.function(jit_compile=True); same shape, its own
   initialization (KerasHub's BERT computes tanh-gelu; MiniLM's is exact gelu).
+- onnxruntime: `BertTokenizerFast` as above + the HF classifier exported by `torch.onnx.export`
+  (dynamic batch and length) in an ONNX Runtime session with all graph optimizations (fused
+  attention / gelu / layer norm), the same intra-op thread count (skipped where not installed).
 The check: every bert_tf path's labels (and HF's) equal those of the float32 Keras model on
 128-padded inputs.
 """
@@ -21,7 +25,6 @@ from __future__ import annotations
 import numpy as np
 
 from bert_tf.benchmarks.results import Row
-from bert_tf.benchmarks.serving_path import TrimmedClassifierPath
 from bert_tf.benchmarks.sentiment import hf_sentiment_classifier, sentences
 from bert_tf.benchmarks.timing import alternate
 
@@ -66,50 +69,75 @@ def keras_float32_labels(model, texts) -> np.ndarray:
                            for batch in _batches(texts, 32)])
 
 
+def onnxruntime_path(model, work_dir, threads: int):
+    """HF tokenizer + the HF classifier in ONNX Runtime."""
+    import os
+
+    from bert_tf.benchmarks.peers import hf_tokenizer, onnx_classifier_session
+    tokenizer = hf_tokenizer(model.vocab_path)
+    session = onnx_classifier_session(hf_sentiment_classifier(model),
+                                      os.path.join(work_dir, "hf_classifier.onnx"), threads)
+
+    def predict(texts):
+        encoded = tokenizer(texts, padding=True, truncation=True, max_length=128,
+                            return_tensors="np")
+        logits = session.run(["logits"], {k: encoded[k].astype(np.int64) for k in
+                                          ("input_ids", "token_type_ids", "attention_mask")})[0]
+        shifted = np.exp(logits - logits.max(-1, keepdims=True))
+        return shifted / shifted.sum(-1, keepdims=True)
+    return predict
+
+
+PADDED = "bert_tf export --trim-bucket 0"
+
+
 def saved_model_paths(model, sizes, work_dir):
-    """bert_tf's two SavedModels, loaded back from disk: the proposed trimmed+XLA signature, and
-    `bert_tf.export.export_saved_model` as it is (tokenizer in the graph, rows padded to 128)."""
+    """bert_tf's SavedModels as `bert_tf.export.export_saved_model` writes them, loaded back from
+    disk: the default (trimmed), with XLA, and untrimmed (padded to 128, the baseline)."""
     import os
 
     import tensorflow as tf
 
-    from bert_tf.benchmarks.serving_path import export_trimmed_saved_model
     from bert_tf.export import export_saved_model
 
-    trimmed = tf.saved_model.load(export_trimmed_saved_model(
-        model.tokenizer, model.classifier, os.path.join(work_dir, "trimmed"), sizes.p1_bucket))
-    trimmed_fn = trimmed.signatures["serving_default"]
-    exported = tf.saved_model.load(export_saved_model(
-        model.classifier, os.path.join(work_dir, "export"), tokenizer=model.tokenizer,
-        write_configs=False))
-    exported_fn = exported.signatures["serving_default"]
-    return {
-        "bert_tf savedmodel trimmed+xla": (
-            lambda texts: trimmed_fn(text=tf.constant(texts))["probabilities"].numpy()),
-        "bert_tf export_saved_model (pad 128)": (
-            lambda texts: exported_fn(text=tf.constant(texts))["probabilities"].numpy()),
-    }, (trimmed, exported)
+    variants = {"bert_tf export --xla": dict(trim_bucket=sizes.p1_bucket, jit_compile=True),
+                "bert_tf export": dict(trim_bucket=sizes.p1_bucket),
+                PADDED: dict(trim_bucket=0)}
+    paths, loaded = {}, []
+    for i, (name, options) in enumerate(variants.items()):
+        saved = tf.saved_model.load(export_saved_model(
+            model.classifier, os.path.join(work_dir, f"export{i}"), tokenizer=model.tokenizer,
+            write_configs=False, **options))
+        loaded.append(saved)
+        fn = saved.signatures["serving_default"]
+        paths[name] = lambda texts, fn=fn: fn(text=tf.constant(texts))["probabilities"].numpy()
+    return paths, loaded
 
 
 def _labels(fn, texts, batch):
     return np.concatenate([np.argmax(fn(b), -1) for b in _batches(texts, batch)])
 
 
-def run(model, sizes, work_dir, log) -> list:
+def run(model, sizes, work_dir, log, threads: int = 2) -> list:
+    from bert_tf.benchmarks.peers import onnxruntime_available
     texts, _ = sentences("test", sizes.p1_batch * sizes.p1_batches)
     batches = _batches(texts, sizes.p1_batch)
     ours, keep_alive = saved_model_paths(model, sizes, work_dir)
-    ours["bert_tf tf.function trimmed+xla"] = TrimmedClassifierPath(
-        model.tokenizer, model.classifier, bucket=sizes.p1_bucket)
-    paths = {**ours, "hf torch": hf_path(model), "keras_hub xla": keras_hub_path(model)}
+    peers = {"hf torch": hf_path(model), "keras_hub xla": keras_hub_path(model)}
+    missing = onnxruntime_available()
+    if missing:
+        log(f"P1: onnxruntime peer skipped: {missing}")
+    else:
+        peers["onnxruntime"] = onnxruntime_path(model, work_dir, threads)
+    paths = {**ours, **peers}
 
     # Labels vs the float32 Keras model (this also warms up every bucket shape of the XLA paths).
     # The padded export computes exactly the Keras graph, so it is checked on the timed subset only.
     check_texts, check_labels = sentences("test", sizes.p1_check_sentences)
     reference = keras_float32_labels(model, check_texts)
     extras = {}
-    for name in [*ours, "hf torch"]:
-        subset = name == "bert_tf export_saved_model (pad 128)"
+    for name in [*ours, *(p for p in peers if p != "keras_hub xla")]:
+        subset = name == PADDED
         checked = texts if subset else check_texts
         expected = reference[:len(texts)] if subset else reference
         labels = _labels(paths[name], checked, sizes.p1_batch)

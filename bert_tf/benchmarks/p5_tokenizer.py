@@ -1,6 +1,7 @@
 """P5 tokenizer throughput: raw real sentences -> [batch, 128] padded ids, bert_tf vs HF.
 
-- bert_tf: `BertTokenizer` (exact BERT normalization + FastWordpiece) in a tf.function.
+- bert_tf: `BertTokenizer` in a tf.function (printable-ASCII rows through FastBertTokenizer, the
+  others through exact BERT normalization + FastWordpiece; ids exact either way).
 - bert_tf fast_bert (info): the `tflite_compatible=True` path (tensorflow-text FastBertTokenizer),
   faster, with a few compatibility-mapping differences (its id agreement is reported).
 - hf BertTokenizerFast: the Rust tokenizer, `padding="max_length"`, truncation, numpy out.

@@ -13,14 +13,13 @@ leaves nothing behind. Versions auto-increment from the largest existing one.
 from __future__ import annotations
 
 import os
-import types
-
 import numpy as np
 import tensorflow as tf
 
 from bert_tf.atomic import StagingDir, write_text_atomic
 from bert_tf.export.serving_config import write_server_configs
-from bert_tf.export.serving_module import ID_NAMES, BertServingModule, ids_signature, text_input_names
+from bert_tf.export.serving_module import ID_NAMES, BertServingModule, text_input_names
+from bert_tf.export.trimming import DEFAULT_BUCKET
 from bert_tf.export.task_spec import ExportError, spec_for
 from bert_tf.export.warmup import WARMUP_FILE, write_warmup_requests
 
@@ -34,20 +33,6 @@ def next_version(model_root: str) -> int:
         return 1
     versions = [int(v) for v in os.listdir(model_root) if v.isdigit()]
     return max(versions, default=0) + 1
-
-
-class _IdsOnlyModule(BertServingModule):
-    """No tokenizer given: `serving_default` is `serve_ids` (clients tokenize themselves)."""
-
-    def __init__(self, model, spec):
-        tf.Module.__init__(self, name="bert_serving")
-        self._untracked = types.SimpleNamespace(model=model)
-        self.tokenizer, self.spec = None, spec
-        self.model_variables = [v.value for v in model.variables]
-        self.serve_ids = tf.function(self._serve_ids, input_signature=[ids_signature()])
-        self.serve_examples = tf.function(
-            self._serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-        self.serving_default = self.serve_ids
 
 
 def warmup_requests(spec, tokenizer, with_text: bool) -> list:
@@ -84,13 +69,18 @@ def serialized_examples(ids: dict) -> np.ndarray:
 
 
 def export_saved_model(model, out_dir, tokenizer=None, version=None, labels=None, pair=None,
-                       spec=None, write_configs: bool = True) -> str:
+                       spec=None, write_configs: bool = True, trim_bucket=DEFAULT_BUCKET,
+                       jit_compile: bool = False) -> str:
     """Exports `model` (a bert_tf task model, or a fine-tuning output dir / ExportSource) to
     `out_dir/<version>/`; returns that version directory's path.
 
     tokenizer: a `BertTokenizer` (exact path); with it `serving_default` takes raw text, without it
     `serving_default` is `serve_ids`. labels: label names (default: labels.json of a model dir, or
     LABEL_i). pair: whether classification's `serving_default` also takes `text_pair`.
+    trim_bucket: every signature cuts the batch's trailing padding to a multiple of this many
+    positions before the encoder (exact; see `bert_tf.export.trimming`); None or 0 never cuts.
+    jit_compile: the model runs as an XLA function inside the signatures. TensorFlow (Python,
+    C++) runs it as is; TF Serving needs `--xla_cpu_compilation_enabled=true` for it.
     """
     from bert_tf.export.model_dir import ExportSource, load_source
     if isinstance(model, (str, os.PathLike)):
@@ -119,8 +109,8 @@ def export_saved_model(model, out_dir, tokenizer=None, version=None, labels=None
         raise ExportError(f"{final} already exists: TF Serving versions are immutable; pick "
                           f"another --version or leave it out to take the next one")
 
-    module = (BertServingModule(model, tokenizer, spec) if tokenizer is not None
-              else _IdsOnlyModule(model, spec))
+    module = BertServingModule(model, tokenizer, spec, trim_bucket=trim_bucket,
+                               jit_compile=jit_compile)
     with StagingDir(final) as staging:
         # Assets: files the graph does not read but clients (and humans) need with the model.
         asset_dir = os.path.join(staging, "..", os.path.basename(staging) + "-assets")

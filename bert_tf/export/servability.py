@@ -25,8 +25,9 @@ TF_TEXT_OPS = {
     "NormalizeUTF8WithOffsetsMap": "NFD variant tensorflow-text may choose for offsets",
     # WordPiece (both paths)
     "FastWordpieceTokenizeWithOffsets": "WordPiece: longest match first, ## continuations",
-    # tflite_compatible=True path (FastBertTokenizer)
-    "FastBertNormalize": "lowercase + NFD + accent strip in one op (TFLite-compatible path)",
+    # FastBertTokenizer: printable-ASCII rows of the exact path, and every row with
+    # tflite_compatible=True
+    "FastBertNormalize": "lowercase + NFD + accent strip in one op (ASCII rows, TFLite path)",
 }
 
 

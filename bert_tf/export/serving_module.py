@@ -8,6 +8,13 @@ signatures.
     serve_examples    examples [b] serialized tf.Example (int64 lists `input_ids`,
                       `token_type_ids`, `attention_mask`) -> the same as serve_ids
 
+Without a tokenizer, `serving_default` is `serve_ids` (clients tokenize themselves).
+
+Every signature cuts the batch's trailing padding before the encoder (`trimming`; exact, since
+padded positions have zero attention weight) and pads per-token outputs back to the input's length,
+so a batch of short sentences does not pay for 128 positions. With `jit_compile=True` the model
+runs as one XLA function (one executable per batch shape; the length buckets bound their number).
+
 The module tracks `[v.value for v in model.variables]`: Keras 3 variables wrap a tf.Variable, and
 without the inner ones in the object graph the loader (and the TFLite converter) would see
 uncaptured or missing variables.
@@ -20,6 +27,7 @@ import types
 import tensorflow as tf
 
 from bert_tf.export import task_outputs
+from bert_tf.export.trimming import DEFAULT_BUCKET, pad_positions, trim_features
 from bert_tf.export.task_spec import (CLASSIFICATION, QUESTION_ANSWERING, REGRESSION,
                                       TOKEN_CLASSIFICATION, TaskSpec)
 
@@ -41,24 +49,44 @@ def ids_signature():
 
 
 class BertServingModule(tf.Module):
-    """Signatures for one task model; `signatures()` gives them to `tf.saved_model.save`."""
+    """Signatures for one task model; `signatures()` gives them to `tf.saved_model.save`.
 
-    def __init__(self, model, tokenizer, spec: TaskSpec):
+    tokenizer: a `BertTokenizer`, or None (then `serving_default` is `serve_ids`).
+    trim_bucket: cut trailing padding to a multiple of this many positions (None or 0: never cut).
+    jit_compile: run the model as an XLA function.
+    """
+
+    def __init__(self, model, tokenizer, spec: TaskSpec, trim_bucket=DEFAULT_BUCKET,
+                 jit_compile: bool = False):
         super().__init__(name="bert_serving")
+        if trim_bucket is not None and (not isinstance(trim_bucket, int) or trim_bucket < 0):
+            raise ValueError(f"trim_bucket must be a non-negative integer or None, got {trim_bucket!r}")
+
+        def run_model(features):
+            outputs = model(features, training=False)
+            return {k: tf.convert_to_tensor(v) for k, v in outputs.items()}
+
         # Held outside the object graph: tracking the Keras model would also save its optimizer
         # (twice the weights again); the functions only need the variables tracked below.
-        self._untracked = types.SimpleNamespace(model=model)
+        self._untracked = types.SimpleNamespace(
+            model=model,
+            run_model=(tf.function(run_model, jit_compile=True, reduce_retracing=True)
+                       if jit_compile else run_model))
+        self._trim_bucket = trim_bucket or None
         self.tokenizer = tokenizer
         self.spec = spec
         # See the module docstring: the loader must find the tf.Variables themselves.
         self.model_variables = [v.value for v in model.variables]
-        self._text_names = text_input_names(spec)
-        text_spec = [tf.TensorSpec([None], tf.string, name=n) for n in self._text_names]
-        self.serving_default = tf.function(self._serve_text, input_signature=text_spec)
         self.serve_ids = tf.function(self._serve_ids, input_signature=[ids_signature()])
         self.serve_examples = tf.function(
             self._serve_examples,
             input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        if tokenizer is None:
+            self.serving_default = self.serve_ids
+            return
+        self._text_names = text_input_names(spec)
+        text_spec = [tf.TensorSpec([None], tf.string, name=n) for n in self._text_names]
+        self.serving_default = tf.function(self._serve_text, input_signature=text_spec)
 
     def signatures(self) -> dict:
         return {"serving_default": self.serving_default.get_concrete_function(),
@@ -67,9 +95,19 @@ class BertServingModule(tf.Module):
 
     # ------------------------------------------------------------------ raw logits
     def logits(self, features) -> dict:
-        """features: int32 [b, s] ids dict -> the model's raw outputs (float32)."""
-        outputs = self._untracked.model({k: features[k] for k in ID_NAMES}, training=False)
-        return {k: tf.convert_to_tensor(v) for k, v in outputs.items()}
+        """features: int32 [b, s] ids dict -> the model's raw outputs (float32); per-token outputs
+        ([b, s, ...]) keep the input's s even when the padding was cut off."""
+        features = {k: features[k] for k in ID_NAMES}
+        if self._trim_bucket is None:
+            return self._untracked.run_model(features)
+        width = tf.shape(features["input_ids"])[1]
+        trimmed = trim_features(features, self._trim_bucket)              # [b, t], t <= s
+        # Unknown static length, so one trace (and one XLA cluster) serves every bucket.
+        trimmed = {k: tf.ensure_shape(v, [None, None]) for k, v in trimmed.items()}
+        outputs = self._untracked.run_model(trimmed)
+        if self.spec.task in (TOKEN_CLASSIFICATION, QUESTION_ANSWERING):
+            outputs = {k: pad_positions(v, width) for k, v in outputs.items()}
+        return outputs
 
     def _serve_ids(self, features):
         ids = features["input_ids"]

@@ -16,6 +16,10 @@ stripping + lowercasing; then WordPiece with tensorflow-text's FastWordpieceToke
 first, "##" continuation pieces, [UNK] for words that cannot be split or have more than
 `max_chars_per_word` characters). Ids equal Hugging Face's `BertTokenizer` (see tests).
 
+Speed: `call` sends rows of printable ASCII to tensorflow-text's FastBertTokenizer (two fused ops,
+~8x faster than the regex + ICU path), where it computes exactly BERT's ids, and only the other
+rows through the exact path; the parity tests run `call` too.
+
 Lower-level API (for QA/NER alignment and whole-word masking), ragged, before packing:
 
     tokenizer.tokenize(text)  -> int32 RaggedTensor [batch, (words), (pieces)]
@@ -50,6 +54,9 @@ import tensorflow_text as tf_text
 from bert_tf.text import normalization
 from bert_tf.text.packing import PAIR_TRUNCATION_RULES, pack
 from bert_tf.text.vocabulary import SpecialTokens, check_vocabulary, read_vocabulary
+
+# A row the fast path tokenizes exactly: printable ASCII and BERT's three ASCII whitespace controls.
+ASCII_ROW_PATTERN = r"[\x20-\x7e\t\n\r]*"
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
@@ -105,14 +112,15 @@ class BertTokenizer(keras.layers.Layer):
             vocab=vocabulary, suffix_indicator=suffix_indicator,
             max_bytes_per_word=4 * self.max_chars_per_word, token_out_type=tf.int32,
             unknown_token=unk_token, no_pretokenization=True, support_detokenization=True)
-        self._fast_bert = None
-        if self.tflite_compatible:
-            # This op can only limit bytes per word: equal to BERT's character limit for ASCII
-            # words; longer non-ASCII words (> max_chars_per_word bytes) become [UNK] here.
-            self._fast_bert = tf_text.FastBertTokenizer(
-                vocab=vocabulary, suffix_indicator=suffix_indicator,
-                max_bytes_per_word=self.max_chars_per_word, token_out_type=tf.int32,
-                unknown_token=unk_token, lower_case_nfd_strip_accents=self.lowercase)
+        # tensorflow-text's FastBertTokenizer: normalization, splitting and WordPiece in two ops.
+        # It limits bytes per word, which equals BERT's character limit for ASCII words only;
+        # longer non-ASCII words (> max_chars_per_word bytes) become [UNK] here. `call` uses it
+        # for every printable-ASCII row (exact there; see `_ascii_rows`), and with
+        # tflite_compatible=True for every row.
+        self._fast_bert = tf_text.FastBertTokenizer(
+            vocab=vocabulary, suffix_indicator=suffix_indicator,
+            max_bytes_per_word=self.max_chars_per_word, token_out_type=tf.int32,
+            unknown_token=unk_token, lower_case_nfd_strip_accents=self.lowercase)
         self._vocabulary_tensor = None
         self.built = True
 
@@ -249,7 +257,11 @@ class BertTokenizer(keras.layers.Layer):
                 pieces = self._fast_bert.tokenize(text)  # [batch, (pieces)]
                 flat_ids.append(pieces.flat_values)
                 row_splits.append(pieces.row_splits)
-            elif return_offsets:
+            elif not return_offsets:
+                pieces = self._piece_rows(text)  # [batch, (pieces)]
+                flat_ids.append(pieces.flat_values)
+                row_splits.append(pieces.row_splits)
+            else:
                 tokens = self.tokenize_with_offsets(text)
                 ids = tokens["token_ids"]
                 word_row = ids.values.value_rowids()  # flat word index of every piece
@@ -260,10 +272,6 @@ class BertTokenizer(keras.layers.Layer):
                 row_splits.append(ids.merge_dims(1, 2).row_splits)
                 offsets.append((tokens["start_offsets"].flat_values,
                                 tokens["end_offsets"].flat_values, word_ids))
-            else:
-                ids = self.tokenize(text).merge_dims(1, 2)
-                flat_ids.append(ids.flat_values)
-                row_splits.append(ids.row_splits)
         outputs, layout = pack(flat_ids, row_splits, self.sequence_length, self.cls_id,
                                self.sep_id, self.pad_id, self.pair_truncation)
         if return_offsets:
@@ -272,6 +280,23 @@ class BertTokenizer(keras.layers.Layer):
         if scalar:
             outputs = {k: v[0] for k, v in outputs.items()}
         return outputs
+
+    def _piece_rows(self, text):
+        """text [batch] -> int32 RaggedTensor [batch, (pieces)], the exact ids of `tokenize`.
+
+        Rows of printable ASCII (plus tab, newline, carriage return) go through FastBertTokenizer
+        (~8x faster): on them BERT's normalization is only lowercasing (NFD and accent stripping
+        change nothing, there are no control characters to drop), its whitespace and punctuation
+        sets equal BERT's, and bytes per word equal characters. Every other row takes the exact
+        path. The two groups are tokenized separately and put back in input order."""
+        is_ascii = tf.strings.regex_full_match(text, ASCII_ROW_PATTERN)             # [batch]
+        ascii_rows = tf.where(is_ascii)[:, 0]                                        # [n_a]
+        other_rows = tf.where(tf.logical_not(is_ascii))[:, 0]                        # [n_o]
+        fast = self._fast_bert.tokenize(tf.gather(text, ascii_rows))         # [n_a, (pieces)]
+        exact = self.tokenize(tf.gather(text, other_rows)).merge_dims(1, 2)  # [n_o, (pieces)]
+        pieces = tf.concat([tf.cast(fast, tf.int32), exact], axis=0)     # grouped order
+        order = tf.argsort(tf.concat([ascii_rows, other_rows], axis=0))   # input row -> position
+        return tf.gather(pieces, order)
 
     def _as_batch(self, text):
         """Any string input -> ([batch] string tensor, was it a scalar)."""
