@@ -9,15 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_tf.data import corpora, documents, fetch, masking, pretraining, tfrecords
+from bert_tf.data import corpora, documents, masking, pretraining, tfrecords
 # The rule checks are shared with the static data's tests (pytest runs with --import-mode=importlib).
 sys.path.insert(0, os.path.dirname(__file__))
 from test_pretraining_data import assert_80_10_10, check_batches, rotten_tomatoes_movies
-
-
-@pytest.fixture(scope="module")
-def vocab_file():
-    return fetch.minilm_vocab()
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +23,10 @@ def corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def token_documents(corpus, vocab_file):
-    vocab = documents.read_vocab(vocab_file)
+def token_documents(corpus, minilm_vocab):
+    vocab = documents.read_vocab(minilm_vocab)
     pieces = documents.tokenize_documents(documents.read_documents(corpus),
-                                          documents.wordpiece_fn(vocab_file))
+                                          documents.wordpiece_fn(minilm_vocab))
     return [[[vocab[p] for p in sentence] for sentence in doc] for doc in pieces], list(vocab)
 
 
@@ -39,9 +34,9 @@ def take(dataset, n):
     return [{k: v.numpy() for k, v in b.items()} for b in dataset.take(n)]
 
 
-def test_dynamic_masking_follows_berts_rules(corpus, vocab_file):
-    words = list(documents.read_vocab(vocab_file))
-    dataset = masking.dynamic_masking_dataset([corpus], vocab_file, 64, 128, 20, seed=1)
+def test_dynamic_masking_follows_berts_rules(corpus, minilm_vocab):
+    words = list(documents.read_vocab(minilm_vocab))
+    dataset = masking.dynamic_masking_dataset([corpus], minilm_vocab, 64, 128, 20, seed=1)
     batches = take(dataset, 10)  # 640 sequences, ~12k predictions
     kinds, predictions, sequences, _ = check_batches(batches, words, whole_word_mask=False)
     assert sequences == 640
@@ -117,21 +112,21 @@ def test_selector_count_and_whole_word_budget():
 
 
 @pytest.mark.slow
-def test_nsp_random_fraction_on_wikipedia(vocab_file, tmp_path):
+def test_nsp_random_fraction_on_wikipedia(minilm_vocab, tmp_path):
     """Long real documents (Wikipedia articles): the random-next fraction is the 50% coin. (With
     short_seq_prob > 0, google's rule adds forced random nexts for single-sentence chunks.)"""
     path = str(tmp_path / "wiki.txt")
     documents.write_documents([text for _, text in corpora.wikipedia_articles()[:40]], path)
     pieces = documents.tokenize_documents(documents.read_documents(path),
-                                          documents.wordpiece_fn(vocab_file))
+                                          documents.wordpiece_fn(minilm_vocab))
     options = pretraining.PretrainingOptions(short_seq_prob=0.0, dupe_factor=3, random_seed=3)
     instances = pretraining.create_instances_for_files(
-        [pieces], list(documents.read_vocab(vocab_file)), options)
+        [pieces], list(documents.read_vocab(minilm_vocab)), options)
     assert len(instances) > 3000
     fraction = sum(i.is_random_next for i in instances) / len(instances)
     assert abs(fraction - 0.5) < 0.02, fraction
 
-    dataset = masking.dynamic_masking_dataset([path], vocab_file, 128, 128, 20, short_seq_prob=0.0,
+    dataset = masking.dynamic_masking_dataset([path], minilm_vocab, 128, 128, 20, short_seq_prob=0.0,
                                               seed=4)
     labels = np.concatenate([b["next_sentence_labels"] for b in take(dataset, 25)])
     assert abs(labels.mean() - 0.5) < 0.03, labels.mean()  # 3,200 pairs: ±3 standard errors

@@ -37,11 +37,6 @@ def rotten_tomatoes_movies(count):
 
 
 @pytest.fixture(scope="module")
-def vocab_file():
-    return fetch.minilm_vocab()
-
-
-@pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("corpus") / "movies.txt")
     assert documents.write_documents(rotten_tomatoes_movies(120), path) == 120
@@ -75,9 +70,9 @@ def same_instance(a, b):
             and a.masked_lm_labels == b.masked_lm_labels)
 
 
-def test_instances_and_records_equal_googles_script(google, corpus, vocab_file, tmp_path):
+def test_instances_and_records_equal_googles_script(google, corpus, minilm_vocab, tmp_path):
     script, tokenization = google
-    tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
+    tokenizer = tokenization.FullTokenizer(minilm_vocab, do_lower_case=True)
     # A small slice keeps the test fast; the algorithm sees documents of every shape here.
     small = str(tmp_path / "small.txt")
     with open(corpus, encoding="utf-8") as f:
@@ -89,7 +84,7 @@ def test_instances_and_records_equal_googles_script(google, corpus, vocab_file, 
 
     # Same word pieces, via the project's in-graph tokenizer: identical to FullTokenizer here.
     pieces = documents.tokenize_documents(documents.read_documents(small),
-                                          documents.wordpiece_fn(vocab_file))
+                                          documents.wordpiece_fn(minilm_vocab))
     reference = [[tokenizer.tokenize(s) for s in d] for d in documents.read_documents(small)]
     assert pieces == reference
     options = pretraining.PretrainingOptions(max_seq_length=64, max_predictions_per_seq=10,
@@ -101,7 +96,7 @@ def test_instances_and_records_equal_googles_script(google, corpus, vocab_file, 
     # Records: google's writer vs ours, example by example.
     google_file = str(tmp_path / "google.tfrecord")
     script.write_instance_to_example_files(theirs, tokenizer, 64, 10, [google_file])
-    meta = tfrecords.write_instances(ours, documents.read_vocab(vocab_file), str(tmp_path / "ours"),
+    meta = tfrecords.write_instances(ours, documents.read_vocab(minilm_vocab), str(tmp_path / "ours"),
                                      max_seq_length=64, max_predictions_per_seq=10)
     mine = [r.numpy() for r in tf.data.TFRecordDataset(str(tmp_path / "ours" / meta["files"][0]))]
     original = [r.numpy() for r in tf.data.TFRecordDataset(google_file)]
@@ -185,15 +180,15 @@ def numpy_batches(dataset):
 
 
 @pytest.fixture(scope="module")
-def records(corpus, vocab_file, tmp_path_factory):
+def records(corpus, minilm_vocab, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("records") / "static")
     options = pretraining.PretrainingOptions(dupe_factor=3, random_seed=11)
-    meta = pretraining.create_pretraining_data([corpus], vocab_file, out, options, num_shards=3,
+    meta = pretraining.create_pretraining_data([corpus], minilm_vocab, out, options, num_shards=3,
                                                compression="GZIP", show_progress=False)
     return out, meta
 
 
-def test_static_records_follow_berts_rules(records, vocab_file):
+def test_static_records_follow_berts_rules(records, minilm_vocab):
     out, meta = records
     assert sorted(os.listdir(out)) == sorted(meta["files"] + [tfrecords.METADATA_FILE])
     assert all(f.endswith(".tfrecord.gz") for f in meta["files"])
@@ -205,7 +200,7 @@ def test_static_records_follow_berts_rules(records, vocab_file):
     assert batches[0]["masked_lm_weights"].dtype == np.float32
     assert batches[0]["next_sentence_labels"].shape == (64,)
     kinds, predictions, sequences, _ = check_batches(
-        batches, list(documents.read_vocab(vocab_file)), whole_word_mask=False)
+        batches, list(documents.read_vocab(minilm_vocab)), whole_word_mask=False)
     assert sequences == meta["num_instances"] and predictions == meta["num_predictions"]
     assert_80_10_10(kinds, predictions)
     labels = np.concatenate([b["next_sentence_labels"] for b in batches])
@@ -214,13 +209,13 @@ def test_static_records_follow_berts_rules(records, vocab_file):
     assert 0.48 < labels.mean() < 0.65
 
 
-def test_whole_word_masking_never_masks_part_of_a_word(corpus, vocab_file, tmp_path):
-    words = list(documents.read_vocab(vocab_file))
+def test_whole_word_masking_never_masks_part_of_a_word(corpus, minilm_vocab, tmp_path):
+    words = list(documents.read_vocab(minilm_vocab))
     pieces = documents.tokenize_documents(documents.read_documents(corpus),
-                                          documents.wordpiece_fn(vocab_file))
+                                          documents.wordpiece_fn(minilm_vocab))
     options = pretraining.PretrainingOptions(dupe_factor=2, whole_word_mask=True, random_seed=5)
     instances = pretraining.create_instances_for_files([pieces], words, options)
-    meta = tfrecords.write_instances(instances, documents.read_vocab(vocab_file), str(tmp_path / "w"),
+    meta = tfrecords.write_instances(instances, documents.read_vocab(minilm_vocab), str(tmp_path / "w"),
                                      max_seq_length=128, max_predictions_per_seq=20)
     batches = numpy_batches(tfrecords.load_pretraining_dataset(
         str(tmp_path / "w" / "*.tfrecord"), 256, 128, 20, shuffle=False, repeat=False,
@@ -271,7 +266,7 @@ def test_loader_is_deterministic_shards_and_repeats(records):
 
 
 @pytest.mark.slow
-def test_command_is_deterministic_and_independent_of_workers(corpus, vocab_file, tmp_path):
+def test_command_is_deterministic_and_independent_of_workers(corpus, minilm_vocab, tmp_path):
     from bert_tf.commands import create_pretraining_data as command
 
     # Three input files (the corpus cut in three), made with 1 and with 2 worker processes.
@@ -286,7 +281,7 @@ def test_command_is_deterministic_and_independent_of_workers(corpus, vocab_file,
     command.register(parser.add_subparsers())
 
     def run(out, workers):
-        args = parser.parse_args(["create-pretraining-data", "--input", *inputs, "--vocab", vocab_file,
+        args = parser.parse_args(["create-pretraining-data", "--input", *inputs, "--vocab", minilm_vocab,
                                   "--output", str(out), "--dupe-factor", "2", "--num-shards", "2",
                                   "--workers", str(workers), "--random-seed", "9", "--no-progress"])
         assert args.run(args) == 0
@@ -298,7 +293,7 @@ def test_command_is_deterministic_and_independent_of_workers(corpus, vocab_file,
     assert len(one) > 100 and one == two
 
 
-def test_bad_input_gives_one_clear_error(vocab_file, tmp_path):
+def test_bad_input_gives_one_clear_error(minilm_vocab, tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"A fine first line.\nSecond \xff\xfe line.\n")
     with pytest.raises(documents.CorpusError, match=r"bad.txt: line 2 is not valid UTF-8"):
@@ -313,12 +308,12 @@ def test_bad_input_gives_one_clear_error(vocab_file, tmp_path):
     good = tmp_path / "good.txt"
     good.write_text("One sentence here.\nAnother one.\n\nA second document.\nWith two lines.\n")
     with pytest.raises(tfrecords.PretrainingRecordError, match="not empty"):
-        pretraining.create_pretraining_data([str(good)], vocab_file, str(out), show_progress=False)
+        pretraining.create_pretraining_data([str(good)], minilm_vocab, str(out), show_progress=False)
     assert os.listdir(out) == ["keep.txt"]  # nothing half written
     blank = tmp_path / "blank.txt"
     blank.write_text("\n\n   \n")
     with pytest.raises(pretraining.PretrainingDataError, match="hold no text"):
-        pretraining.create_pretraining_data([str(blank)], vocab_file, str(tmp_path / "o2"),
+        pretraining.create_pretraining_data([str(blank)], minilm_vocab, str(tmp_path / "o2"),
                                             show_progress=False)
     assert not (tmp_path / "o2").exists()
     with pytest.raises(tfrecords.PretrainingRecordError, match="no TFRecord files"):
