@@ -213,22 +213,26 @@ def test_attended_length_cuts_only_what_no_row_attends_to():
     assert padded.shape == (2, 7, 5) and float(tf.reduce_sum(padded)) == 30.0
 
 
-@pytest.mark.parametrize("trim_bucket,jit_compile", [(0, False), (4, True)])
+@pytest.mark.parametrize("trim_bucket,group_size,jit_compile",
+                         [(0, 0, False), (16, 0, False), (4, 2, True)])
 def test_trimmed_and_xla_exports_equal_the_full_length_model(tiny, tmp_path, trim_bucket,
-                                                             jit_compile):
-    """The default export cuts padding to 16-position buckets (the `tiny` fixture); untrimmed and
-    XLA-compiled exports give the same outputs, including for ids with left padding and holes."""
+                                                             group_size, jit_compile):
+    """The default export (the `tiny` fixture) sorts rows by length and cuts groups of 8 to
+    8-position buckets; untrimmed, whole-batch-trimmed and XLA-compiled exports give the same
+    outputs, including for ids with left padding and holes."""
     model, tokenizer = tiny["model"], tiny["tokenizer"]
     path = export_saved_model(model, tmp_path / "m", tokenizer=tokenizer, labels=LABELS,
-                              trim_bucket=trim_bucket, jit_compile=jit_compile)
+                              trim_bucket=trim_bucket, group_size=group_size,
+                              jit_compile=jit_compile)
     loaded = tf.saved_model.load(path)
     out = loaded.signatures["serving_default"](text=tf.constant(SENTENCES))
     np.testing.assert_allclose(out["probabilities"].numpy(),
                                keras_probabilities(tiny["keras_logits"]), atol=1e-6)
     rng = np.random.default_rng(3)
-    ids = rng.integers(1000, 2000, size=[3, 24]).astype(np.int32)
-    mask = np.zeros([3, 24], np.int32)
+    ids = rng.integers(1000, 2000, size=[5, 24]).astype(np.int32)
+    mask = np.zeros([5, 24], np.int32)
     mask[0, :5], mask[1, 7:11], mask[2, [0, 2, 9]] = 1, 1, 1     # right, left padding, holes
+    mask[3, :], mask[4, :2] = 1, 1                               # full length; groups of 2 + 1
     features = {"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": mask}
     expected = np.asarray(model(features, training=False)["logits"])
     for served in (loaded.signatures["serve_ids"], tiny["loaded"].signatures["serve_ids"]):

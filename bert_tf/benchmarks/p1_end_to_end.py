@@ -3,10 +3,12 @@
 Every implementation does the whole path in each timed call: tokenize the strings, run the model,
 softmax, hand back numpy. Same sentences, same batch order for all.
 - bert_tf export --xla: `bert_tf.export.export_saved_model(..., jit_compile=True)` (what
-  `bert-tf export saved-model --xla` writes), loaded back from disk: in-graph tokenizer, the batch
-  cut to its longest row rounded up to 16 positions (`bert_tf.export.trimming`), the model as one
-  XLA function.
-- bert_tf export: the default export (trimmed, no XLA: what stock TF Serving runs unflagged).
+  `bert-tf export saved-model --xla` writes), loaded back from disk: in-graph tokenizer, rows
+  sorted by length and run 8 at a time, each group cut to its longest row rounded up to 8
+  positions (`bert_tf.export.trimming`), the model as one XLA function.
+- bert_tf export: the default export (grouped and trimmed, no XLA: what stock TF Serving runs
+  unflagged).
+- bert_tf export --group-size 0 --xla: the whole batch cut at its longest row (no sorting).
 - bert_tf export --trim-bucket 0: every row padded to 128 (the export before trimming).
 - hf torch: `BertTokenizerFast` (padding to the batch's longest, its usual use) +
   `BertForSequenceClassification` (sdpa) under `torch.inference_mode()`; same weights as ours.
@@ -102,6 +104,8 @@ def saved_model_paths(model, sizes, work_dir):
 
     variants = {"bert_tf export --xla": dict(trim_bucket=sizes.p1_bucket, jit_compile=True),
                 "bert_tf export": dict(trim_bucket=sizes.p1_bucket),
+                "bert_tf export --group-size 0 --xla": dict(trim_bucket=sizes.p1_bucket,
+                                                            group_size=0, jit_compile=True),
                 PADDED: dict(trim_bucket=0)}
     paths, loaded = {}, []
     for i, (name, options) in enumerate(variants.items()):

@@ -12,9 +12,13 @@ def register(subparsers):
     s.add_argument("--version", type=int, default=None, help="version number (default: next free)")
     s.add_argument("--vocab", default=None, help="vocab.txt (for a bare .keras)")
     s.add_argument("--pair", action="store_true", help="serving_default also takes text_pair")
-    s.add_argument("--trim-bucket", type=int, default=16, metavar="N",
+    s.add_argument("--trim-bucket", type=int, default=8, metavar="N",
                    help="cut each batch's trailing padding to a multiple of N positions before the "
-                        "encoder (exact; 0: always run the full sequence length; default 16)")
+                        "encoder (exact; 0: always run the full sequence length; default 8)")
+    s.add_argument("--group-size", type=int, default=8, metavar="N",
+                   help="with trimming, sort each batch by length and run N rows at a time, each "
+                        "group cut to its own longest row (0: cut the whole batch at once; "
+                        "default 8)")
     s.add_argument("--xla", action="store_true",
                    help="compile the model with XLA inside the signatures (faster on CPU; TF "
                         "Serving then needs --xla_cpu_compilation_enabled=true)")
@@ -41,11 +45,13 @@ def run_saved_model(args) -> int:
     from bert_tf.export import export_saved_model, servability_report
     from bert_tf.export.model_dir import load_source
     from bert_tf.export.task_spec import ExportError
-    if args.trim_bucket < 0:
-        raise ExportError(f"--trim-bucket must be >= 0, got {args.trim_bucket}")
+    for flag, value in (("--trim-bucket", args.trim_bucket), ("--group-size", args.group_size)):
+        if value < 0:
+            raise ExportError(f"{flag} must be >= 0, got {value}")
     source = load_source(args.model, vocab=args.vocab, pair=args.pair or None)
     path = export_saved_model(source, args.out, version=args.version,
-                              trim_bucket=args.trim_bucket, jit_compile=args.xla)
+                              trim_bucket=args.trim_bucket, group_size=args.group_size,
+                              jit_compile=args.xla)
     outside = servability_report(path)
     print(f"wrote {path}")
     print("servable by stock TF Serving: " + ("yes" if not outside else f"NO, ops {outside}")

@@ -27,7 +27,8 @@ import types
 import tensorflow as tf
 
 from bert_tf.export import task_outputs
-from bert_tf.export.trimming import DEFAULT_BUCKET, pad_positions, trim_features
+from bert_tf.export.trimming import (DEFAULT_BUCKET, DEFAULT_GROUP_SIZE, pad_positions,
+                                     run_in_length_groups, trim_features)
 from bert_tf.export.task_spec import (CLASSIFICATION, QUESTION_ANSWERING, REGRESSION,
                                       TOKEN_CLASSIFICATION, TaskSpec)
 
@@ -48,19 +49,33 @@ def ids_signature():
     return {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in ID_NAMES}
 
 
+def output_specs(model, spec: TaskSpec) -> dict:
+    """The task model's outputs for a batch: name -> TensorSpec (float32)."""
+    if spec.task == QUESTION_ANSWERING:
+        return {name: tf.TensorSpec([None, None], tf.float32)
+                for name in ("start_logits", "end_logits")}
+    if spec.task == TOKEN_CLASSIFICATION:
+        return {"logits": tf.TensorSpec([None, None, model.num_labels], tf.float32)}
+    return {"logits": tf.TensorSpec([None, model.num_classes], tf.float32)}
+
+
 class BertServingModule(tf.Module):
     """Signatures for one task model; `signatures()` gives them to `tf.saved_model.save`.
 
     tokenizer: a `BertTokenizer`, or None (then `serving_default` is `serve_ids`).
     trim_bucket: cut trailing padding to a multiple of this many positions (None or 0: never cut).
+    group_size: with trimming, sort the batch by length and run it this many rows at a time, each
+      group cut to its own longest row (None or 0: the whole batch as one group).
     jit_compile: run the model as an XLA function.
     """
 
     def __init__(self, model, tokenizer, spec: TaskSpec, trim_bucket=DEFAULT_BUCKET,
-                 jit_compile: bool = False):
+                 group_size=DEFAULT_GROUP_SIZE, jit_compile: bool = False):
         super().__init__(name="bert_serving")
-        if trim_bucket is not None and (not isinstance(trim_bucket, int) or trim_bucket < 0):
-            raise ValueError(f"trim_bucket must be a non-negative integer or None, got {trim_bucket!r}")
+        for name, value in (("trim_bucket", trim_bucket), ("group_size", group_size)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or value < 0):
+                raise ValueError(f"{name} must be a non-negative integer or None, got {value!r}")
 
         def run_model(features):
             outputs = model(features, training=False)
@@ -73,6 +88,8 @@ class BertServingModule(tf.Module):
             run_model=(tf.function(run_model, jit_compile=True, reduce_retracing=True)
                        if jit_compile else run_model))
         self._trim_bucket = trim_bucket or None
+        self._group_size = group_size or None
+        self._output_specs = output_specs(model, spec)
         self.tokenizer = tokenizer
         self.spec = spec
         # See the module docstring: the loader must find the tf.Variables themselves.
@@ -100,6 +117,9 @@ class BertServingModule(tf.Module):
         features = {k: features[k] for k in ID_NAMES}
         if self._trim_bucket is None:
             return self._untracked.run_model(features)
+        if self._group_size is not None:
+            return run_in_length_groups(self._untracked.run_model, features, self._output_specs,
+                                        self._trim_bucket, self._group_size)
         width = tf.shape(features["input_ids"])[1]
         trimmed = trim_features(features, self._trim_bucket)              # [b, t], t <= s
         # Unknown static length, so one trace (and one XLA cluster) serves every bucket.
