@@ -80,22 +80,3 @@ def onnxruntime_available() -> str | None:
         return "onnx is not installed (torch.onnx.export needs it)"
     return None
 
-
-def onnx_classifier_session(hf_model, path: str, threads: int):
-    """Exports a transformers sequence classifier to ONNX (dynamic batch and sequence axes) and
-    opens it in ONNX Runtime with every graph optimization and `threads` intra-op threads."""
-    import onnxruntime
-    import torch
-    names = ["input_ids", "token_type_ids", "attention_mask"]
-    example = tuple(torch.ones([2, 16], dtype=torch.long) for _ in names)
-    axes = {name: {0: "batch", 1: "sequence"} for name in names}
-    with torch.inference_mode():
-        # The TorchScript exporter: it needs only `onnx` (the dynamo one also needs onnxscript).
-        torch.onnx.export(hf_model.eval(), example, path, input_names=names,
-                          output_names=["logits"], dynamic_axes={**axes, "logits": {0: "batch"}},
-                          opset_version=17, dynamo=False)
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])

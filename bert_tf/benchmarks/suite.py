@@ -102,7 +102,7 @@ def _write_outputs(out_dir, rows, thread_info, sizes, measures, durations, error
 def _run_measure(measure, size, sentiment_model, threads, work_dir, log) -> list:
     if measure == "P1":
         from bert_tf.benchmarks import p1_end_to_end
-        return p1_end_to_end.run(sentiment_model, size, work_dir, log, threads)
+        return p1_end_to_end.run(sentiment_model, size, work_dir, log)
     if measure == "P2":
         from bert_tf.benchmarks import p2_encoder
         return p2_encoder.run(size, log)
