@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 
-from bert_tf.benchmarks.results import comparisons, write_atomic
+from bert_tf.atomic import write_bytes_atomic
+from bert_tf.benchmarks.results import comparisons
 
 
 def write_ratio_chart(path: str, rows, title: str) -> None:
@@ -30,4 +31,4 @@ def write_ratio_chart(path: str, rows, title: str) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
-    write_atomic(path, buffer.getvalue())
+    write_bytes_atomic(path, buffer.getvalue())

@@ -8,7 +8,6 @@ optional peer costs one clear skip line instead of an import error.
 | hf torch | transformers `BertModel` / `BertForSequenceClassification` (sdpa attention), eval mode, `torch.inference_mode()`; its Rust `BertTokenizerFast` |
 | keras_hub xla | KerasHub `BertBackbone` / `BertTextClassifier` in `tf.function(jit_compile=True)`; its `BertTextClassifierPreprocessor` |
 | model_garden xla | tf-models-official `BertEncoderV2` (tf_keras) in `tf.function(jit_compile=True)` |
-| onnxruntime | the HF model exported with `torch.onnx`, run by ONNX Runtime (only where installed) |
 """
 
 from __future__ import annotations
@@ -66,17 +65,3 @@ def model_garden_encoder(config: BertConfig):
         max_sequence_length=config.max_position_embeddings, type_vocab_size=config.type_vocab_size,
         inner_dim=config.intermediate_size, output_dropout=config.hidden_dropout_prob,
         attention_dropout=config.attention_probs_dropout_prob)
-
-
-def onnxruntime_available() -> str | None:
-    """None if ONNX Runtime and the torch ONNX exporter can run here, else why not."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return "onnxruntime is not installed (optional: pip install onnxruntime onnx onnxscript)"
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        return "onnx is not installed (torch.onnx.export needs it)"
-    return None
-

@@ -83,8 +83,5 @@ def to_json(rows, environment: dict) -> dict:
     }
 
 
-write_atomic = write_bytes_atomic
-
-
 def write_json(path: str, rows, environment: dict) -> None:
-    write_atomic(path, json.dumps(to_json(rows, environment), indent=2).encode("utf-8"))
+    write_bytes_atomic(path, json.dumps(to_json(rows, environment), indent=2).encode("utf-8"))

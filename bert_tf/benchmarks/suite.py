@@ -16,9 +16,10 @@ import time
 import traceback
 from dataclasses import dataclass
 
+from bert_tf.atomic import write_bytes_atomic
 from bert_tf.benchmarks import environment
 from bert_tf.benchmarks.chart import write_ratio_chart
-from bert_tf.benchmarks.results import format_table, to_json, write_atomic
+from bert_tf.benchmarks.results import format_table, to_json
 from bert_tf.benchmarks.sizes import SIZES
 from bert_tf.benchmarks.timing import BenchmarkError
 
@@ -92,8 +93,8 @@ def _write_outputs(out_dir, rows, thread_info, sizes, measures, durations, error
     os.makedirs(out_dir, exist_ok=True)
     paths = (os.path.join(out_dir, "bench.json"), os.path.join(out_dir, "bench.txt"),
              os.path.join(out_dir, "bench_ratios.png"))
-    write_atomic(paths[0], json.dumps(to_json(rows, env), indent=2).encode("utf-8"))
-    write_atomic(paths[1], (table + "\n").encode("utf-8"))
+    write_bytes_atomic(paths[0], json.dumps(to_json(rows, env), indent=2).encode("utf-8"))
+    write_bytes_atomic(paths[1], (table + "\n").encode("utf-8"))
     write_ratio_chart(paths[2], rows, f"bert_tf / best peer — {env['cpu']}, {threads} threads, "
                       f"sizes {sizes}, load {env['load_average_1_5_15'][0]:.1f}")
     return env, table, paths

@@ -13,14 +13,15 @@ leaves nothing behind. Versions auto-increment from the largest existing one.
 from __future__ import annotations
 
 import os
+
 import numpy as np
 import tensorflow as tf
 
 from bert_tf.atomic import StagingDir, write_text_atomic
 from bert_tf.export.serving_config import write_server_configs
 from bert_tf.export.serving_module import ID_NAMES, BertServingModule, text_input_names
-from bert_tf.export.trimming import DEFAULT_BUCKET, DEFAULT_GROUP_SIZE
 from bert_tf.export.task_spec import ExportError, spec_for
+from bert_tf.export.trimming import DEFAULT_BUCKET, DEFAULT_GROUP_SIZE
 from bert_tf.export.warmup import WARMUP_FILE, write_warmup_requests
 
 WARMUP_TEXTS = ("A gripping, beautifully acted film.", "The plot is a mess and the jokes fall flat.")

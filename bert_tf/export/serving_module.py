@@ -27,8 +27,8 @@ import types
 import tensorflow as tf
 
 from bert_tf.export import task_outputs
-from bert_tf.export.trimming import (DEFAULT_BUCKET, DEFAULT_GROUP_SIZE, pad_positions,
-                                     run_in_length_groups, trim_features)
+from bert_tf.export.trimming import (DEFAULT_BUCKET, DEFAULT_GROUP_SIZE, run_in_length_groups,
+                                     run_trimmed)
 from bert_tf.export.task_spec import (CLASSIFICATION, QUESTION_ANSWERING, REGRESSION,
                                       TOKEN_CLASSIFICATION, TaskSpec)
 
@@ -90,6 +90,9 @@ class BertServingModule(tf.Module):
         self._trim_bucket = trim_bucket or None
         self._group_size = group_size or None
         self._output_specs = output_specs(model, spec)
+        # Outputs with a position axis: [b, s, ...], padded back to s after trimming.
+        self._per_token = (tuple(self._output_specs)
+                           if spec.task in (TOKEN_CLASSIFICATION, QUESTION_ANSWERING) else ())
         self.tokenizer = tokenizer
         self.spec = spec
         # See the module docstring: the loader must find the tf.Variables themselves.
@@ -119,15 +122,9 @@ class BertServingModule(tf.Module):
             return self._untracked.run_model(features)
         if self._group_size is not None:
             return run_in_length_groups(self._untracked.run_model, features, self._output_specs,
-                                        self._trim_bucket, self._group_size)
-        width = tf.shape(features["input_ids"])[1]
-        trimmed = trim_features(features, self._trim_bucket)              # [b, t], t <= s
-        # Unknown static length, so one trace (and one XLA cluster) serves every bucket.
-        trimmed = {k: tf.ensure_shape(v, [None, None]) for k, v in trimmed.items()}
-        outputs = self._untracked.run_model(trimmed)
-        if self.spec.task in (TOKEN_CLASSIFICATION, QUESTION_ANSWERING):
-            outputs = {k: pad_positions(v, width) for k, v in outputs.items()}
-        return outputs
+                                        self._trim_bucket, self._group_size, self._per_token)
+        return run_trimmed(self._untracked.run_model, features, self._trim_bucket,
+                           self._per_token)
 
     def _serve_ids(self, features):
         ids = features["input_ids"]

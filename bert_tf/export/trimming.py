@@ -26,15 +26,19 @@ DEFAULT_BUCKET = 8
 DEFAULT_GROUP_SIZE = 8
 
 
+def last_attended(attention_mask):
+    """attention_mask [b, s] -> int32 [b]: 1 + each row's last attended position (0: none)."""
+    mask = tf.convert_to_tensor(attention_mask)
+    positions = tf.range(1, tf.shape(mask)[1] + 1, dtype=tf.int32)[tf.newaxis, :]  # [1, s]
+    return tf.reduce_max(tf.where(mask > 0, positions, tf.zeros_like(positions)), axis=1)
+
+
 def attended_length(attention_mask, bucket: int = DEFAULT_BUCKET):
     """attention_mask [b, s] -> int32 scalar: 1 + the last position any row attends to, rounded up
     to a multiple of `bucket`, at least 1 and at most s."""
-    mask = tf.convert_to_tensor(attention_mask)
-    width = tf.shape(mask)[1]
-    positions = tf.range(1, width + 1, dtype=tf.int32)[tf.newaxis, :]             # [1, s]
-    last = tf.reduce_max(tf.where(mask > 0, positions, tf.zeros_like(positions)))  # scalar
+    last = tf.reduce_max(last_attended(attention_mask))                          # scalar
     length = (last + bucket - 1) // bucket * bucket
-    return tf.minimum(tf.maximum(length, 1), width)
+    return tf.minimum(tf.maximum(length, 1), tf.shape(attention_mask)[1])
 
 
 def trim_features(features: dict, bucket: int = DEFAULT_BUCKET) -> dict:
@@ -56,15 +60,19 @@ def pad_positions(values, width):
     return tf.pad(values, paddings)
 
 
-def last_attended(attention_mask):
-    """attention_mask [b, s] -> int32 [b]: 1 + each row's last attended position (0: none)."""
-    mask = tf.convert_to_tensor(attention_mask)
-    positions = tf.range(1, tf.shape(mask)[1] + 1, dtype=tf.int32)[tf.newaxis, :]  # [1, s]
-    return tf.reduce_max(tf.where(mask > 0, positions, tf.zeros_like(positions)), axis=1)
+def run_trimmed(run_model, features: dict, bucket: int, per_token=()) -> dict:
+    """`run_model` on `features` cut to `attended_length`; the outputs named in `per_token`
+    ([b, t, ...]) are padded back to the input's length s."""
+    width = tf.shape(features["input_ids"])[1]
+    trimmed = trim_features(features, bucket)                                    # [b, t], t <= s
+    # Unknown static length: one trace serves every bucket (XLA compiles one per shape).
+    trimmed = {k: tf.ensure_shape(v, [None, None]) for k, v in trimmed.items()}
+    outputs = run_model(trimmed)
+    return {k: pad_positions(v, width) if k in per_token else v for k, v in outputs.items()}
 
 
 def run_in_length_groups(run_model, features: dict, output_specs: dict, bucket: int,
-                         group_size: int) -> dict:
+                         group_size: int, per_token=()) -> dict:
     """Runs `run_model` on the batch sorted by length, `group_size` rows at a time, each group cut
     to its own longest row (rounded up to `bucket`); returns the outputs in input order.
 
@@ -73,9 +81,8 @@ def run_in_length_groups(run_model, features: dict, output_specs: dict, bucket: 
     batch of 32 ~60) that is about half the positions of cutting the whole batch at once, and the
     groups are still big enough (8 x 16+ positions) for efficient matrix products.
 
-    features: dense [b, s] tensors. output_specs: name -> tf.TensorSpec of one group's output;
-    per-token outputs have shape [None, None, ...] and are padded back to s, the others (e.g.
-    [None, classes]) are taken as they are.
+    features: dense [b, s] tensors. output_specs: name -> tf.TensorSpec of one group's output
+    (per-token ones with the full length s). per_token: names of the [b, s, ...] outputs.
     """
     ids = features["input_ids"]
     batch, width = tf.shape(ids)[0], tf.shape(ids)[1]
@@ -87,14 +94,9 @@ def run_in_length_groups(run_model, features: dict, output_specs: dict, bucket: 
         values = tf.pad(tf.gather(values, order), [[extra, 0], [0, 0]])
         return tf.reshape(values, [groups, group_size, width])
 
-    def one_group(group):
-        trimmed = trim_features(group, bucket)                   # [group, t]
-        # Unknown static length: one trace serves every bucket (XLA compiles one per shape).
-        trimmed = {k: tf.ensure_shape(v, [None, None]) for k, v in trimmed.items()}
-        outputs = run_model(trimmed)
-        return {name: (pad_positions(outputs[name], width) if spec.shape.rank >= 2
-                       and spec.shape[1] is None else outputs[name])
-                for name, spec in output_specs.items()}
+    def one_group(group):                                       # [group, s] each
+        outputs = run_trimmed(run_model, group, bucket, per_token)
+        return {name: outputs[name] for name in output_specs}
 
     stacked = tf.map_fn(one_group, {k: grouped(v) for k, v in features.items()},
                         fn_output_signature=output_specs, parallel_iterations=1)

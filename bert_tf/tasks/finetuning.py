@@ -207,7 +207,8 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
         trainer = Trainer(model, task.loss, optimizer, strategy, options.out, TrainingOptions(
             total_steps=total_steps, seed=options.seed, checkpoint_every=per_epoch,
             log_every=max(1, min(50, per_epoch)), keep_checkpoints=1,
-            loss_scaling=MIXED_PRECISION[options.mixed_precision] == "mixed_float16", progress=options.progress),
+            loss_scaling=MIXED_PRECISION[options.mixed_precision] == "mixed_float16",
+            progress=options.progress),
             callbacks=[selector])
         started = time.perf_counter()
         result = trainer.fit(train_dataset(train_features, options.batch_size, options.seed),

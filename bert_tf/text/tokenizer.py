@@ -115,7 +115,7 @@ class BertTokenizer(keras.layers.Layer):
         # tensorflow-text's FastBertTokenizer: normalization, splitting and WordPiece in two ops.
         # It limits bytes per word, which equals BERT's character limit for ASCII words only;
         # longer non-ASCII words (> max_chars_per_word bytes) become [UNK] here. `call` uses it
-        # for every printable-ASCII row (exact there; see `_ascii_rows`), and with
+        # for every printable-ASCII row (exact there; see `_piece_rows`), and with
         # tflite_compatible=True for every row.
         self._fast_bert = tf_text.FastBertTokenizer(
             vocab=vocabulary, suffix_indicator=suffix_indicator,
@@ -294,7 +294,7 @@ class BertTokenizer(keras.layers.Layer):
         other_rows = tf.where(tf.logical_not(is_ascii))[:, 0]                        # [n_o]
         fast = self._fast_bert.tokenize(tf.gather(text, ascii_rows))         # [n_a, (pieces)]
         exact = self.tokenize(tf.gather(text, other_rows)).merge_dims(1, 2)  # [n_o, (pieces)]
-        pieces = tf.concat([tf.cast(fast, tf.int32), exact], axis=0)     # grouped order
+        pieces = tf.concat([fast, exact], axis=0)                         # grouped order
         order = tf.argsort(tf.concat([ascii_rows, other_rows], axis=0))   # input row -> position
         return tf.gather(pieces, order)
 
