@@ -213,12 +213,23 @@ def test_attended_length_cuts_only_what_no_row_attends_to():
     assert padded.shape == (2, 7, 5) and float(tf.reduce_sum(padded)) == 30.0
 
 
+def test_auto_bucket_is_exact_without_xla_and_eight_with_it():
+    from bert_tf.export.trimming import resolve_bucket
+    assert resolve_bucket("auto", jit_compile=False) == 1
+    assert resolve_bucket("auto", jit_compile=True) == 8
+    assert resolve_bucket(0, jit_compile=True) is None and resolve_bucket(None, False) is None
+    assert resolve_bucket(16, jit_compile=False) == 16
+    for bad in (-1, 2.5, True, "8"):
+        with pytest.raises(ValueError, match="trim_bucket must be"):
+            resolve_bucket(bad, jit_compile=False)
+
+
 @pytest.mark.parametrize("trim_bucket,group_size,jit_compile",
                          [(0, 0, False), (16, 0, False), (4, 2, True)])
 def test_trimmed_and_xla_exports_equal_the_full_length_model(tiny, tmp_path, trim_bucket,
                                                              group_size, jit_compile):
-    """The default export (the `tiny` fixture) sorts rows by length and cuts groups of 8 to
-    8-position buckets; untrimmed, whole-batch-trimmed and XLA-compiled exports give the same
+    """The default export (the `tiny` fixture) sorts rows by length and cuts groups of 8 to their
+    exact longest row; untrimmed, whole-batch-trimmed and XLA-compiled exports give the same
     outputs, including for ids with left padding and holes."""
     model, tokenizer = tiny["model"], tiny["tokenizer"]
     path = export_saved_model(model, tmp_path / "m", tokenizer=tokenizer, labels=LABELS,

@@ -1,12 +1,10 @@
-"""Model FLOPs of a BERT encoder, and the measured float32 matmul ceiling of this machine.
+"""Model FLOPs of a BERT encoder, and the float32 matmul ceiling of this machine.
 
 Model FLOP utilisation (MFU) = achieved model FLOP/s / the best FLOP/s a plain matmul reaches here,
 so it says how close the encoder gets to what the hardware, through the same library, can do.
 """
 
 from __future__ import annotations
-
-import time
 
 
 def encoder_flops_per_sequence(hidden: int, layers: int, intermediate: int, seq: int) -> float:
@@ -25,8 +23,11 @@ def training_flops_per_sequence(hidden, layers, intermediate, seq) -> float:
     return 3.0 * encoder_flops_per_sequence(hidden, layers, intermediate, seq)
 
 
-def matmul_ceiling(size: int = 2048, repeats: int = 5) -> dict:
-    """Median GFLOP/s of a float32 [size, size] x [size, size] matmul in TensorFlow (oneDNN)."""
+def matmul_case(size: int = 2048):
+    """A zero-argument callable running one float32 [size, size] x [size, size] matmul in
+    TensorFlow (oneDNN), warmed up, and the FLOPs it does. Timed in the same alternating rounds as
+    the encoders (`timing.alternate`), so load from other processes hits the ceiling and the
+    encoders alike and their ratio (MFU) stays meaningful."""
     import numpy as np
     import tensorflow as tf
 
@@ -34,11 +35,4 @@ def matmul_ceiling(size: int = 2048, repeats: int = 5) -> dict:
     b = tf.constant(np.random.default_rng(1).standard_normal((size, size), dtype=np.float32))
     matmul = tf.function(lambda x, y: tf.reduce_sum(tf.linalg.matmul(x, y)[:1, :1]))
     matmul(a, b).numpy()  # trace and warm up
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        matmul(a, b).numpy()
-        rates.append(2.0 * size ** 3 / (time.perf_counter() - start) / 1e9)
-    rates.sort()
-    return {"size": size, "gflops_median": rates[len(rates) // 2], "gflops_max": rates[-1],
-            "values": rates}
+    return (lambda: matmul(a, b).numpy()), 2.0 * size ** 3

@@ -30,7 +30,6 @@ class Sizes:
     p1_batch: int = 32
     p1_batches: int = 6                  # batches per timed repetition
     p1_check_sentences: int | None = None  # label agreement check (None: the whole test split)
-    p1_bucket: int = 8
     # P2: fixed-shape encoder
     p2_config: BertConfig = field(default_factory=_p2_base)
     p2_batches: tuple = (1, 8, 32)

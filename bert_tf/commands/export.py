@@ -12,9 +12,10 @@ def register(subparsers):
     s.add_argument("--version", type=int, default=None, help="version number (default: next free)")
     s.add_argument("--vocab", default=None, help="vocab.txt (for a bare .keras)")
     s.add_argument("--pair", action="store_true", help="serving_default also takes text_pair")
-    s.add_argument("--trim-bucket", type=int, default=8, metavar="N",
+    s.add_argument("--trim-bucket", type=int, default=None, metavar="N",
                    help="cut each batch's trailing padding to a multiple of N positions before the "
-                        "encoder (exact; 0: always run the full sequence length; default 8)")
+                        "encoder (exact; 0: always run the full sequence length; default: 8 with "
+                        "--xla, which compiles one executable per length, else 1)")
     s.add_argument("--group-size", type=int, default=8, metavar="N",
                    help="with trimming, sort each batch by length and run N rows at a time, each "
                         "group cut to its own longest row (0: cut the whole batch at once; "
@@ -46,11 +47,12 @@ def run_saved_model(args) -> int:
     from bert_tf.export.model_dir import load_source
     from bert_tf.export.task_spec import ExportError
     for flag, value in (("--trim-bucket", args.trim_bucket), ("--group-size", args.group_size)):
-        if value < 0:
+        if value is not None and value < 0:
             raise ExportError(f"{flag} must be >= 0, got {value}")
     source = load_source(args.model, vocab=args.vocab, pair=args.pair or None)
     path = export_saved_model(source, args.out, version=args.version,
-                              trim_bucket=args.trim_bucket, group_size=args.group_size,
+                              trim_bucket="auto" if args.trim_bucket is None else args.trim_bucket,
+                              group_size=args.group_size,
                               jit_compile=args.xla)
     outside = servability_report(path)
     print(f"wrote {path}")

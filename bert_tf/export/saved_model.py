@@ -21,7 +21,7 @@ from bert_tf.atomic import StagingDir, write_text_atomic
 from bert_tf.export.serving_config import write_server_configs
 from bert_tf.export.serving_module import ID_NAMES, BertServingModule, text_input_names
 from bert_tf.export.task_spec import ExportError, spec_for
-from bert_tf.export.trimming import DEFAULT_BUCKET, DEFAULT_GROUP_SIZE
+from bert_tf.export.trimming import AUTO, DEFAULT_GROUP_SIZE
 from bert_tf.export.warmup import WARMUP_FILE, write_warmup_requests
 
 WARMUP_TEXTS = ("A gripping, beautifully acted film.", "The plot is a mess and the jokes fall flat.")
@@ -70,7 +70,7 @@ def serialized_examples(ids: dict) -> np.ndarray:
 
 
 def export_saved_model(model, out_dir, tokenizer=None, version=None, labels=None, pair=None,
-                       spec=None, write_configs: bool = True, trim_bucket=DEFAULT_BUCKET,
+                       spec=None, write_configs: bool = True, trim_bucket=AUTO,
                        group_size=DEFAULT_GROUP_SIZE, jit_compile: bool = False) -> str:
     """Exports `model` (a bert_tf task model, or a fine-tuning output dir / ExportSource) to
     `out_dir/<version>/`; returns that version directory's path.
@@ -79,7 +79,8 @@ def export_saved_model(model, out_dir, tokenizer=None, version=None, labels=None
     `serving_default` is `serve_ids`. labels: label names (default: labels.json of a model dir, or
     LABEL_i). pair: whether classification's `serving_default` also takes `text_pair`.
     trim_bucket: every signature cuts the batch's trailing padding to a multiple of this many
-    positions before the encoder (exact; see `bert_tf.export.trimming`); None or 0 never cuts.
+    positions before the encoder (exact; see `bert_tf.export.trimming`); None or 0 never cuts;
+    "auto" (default): 8 with `jit_compile` (bounds recompilation), the exact length without.
     group_size: with trimming, rows are sorted by length and run `group_size` at a time, each
     group cut to its own longest row; None or 0 cuts the whole batch at its longest row.
     jit_compile: the model runs as an XLA function inside the signatures. TensorFlow (Python,

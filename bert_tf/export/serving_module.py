@@ -27,8 +27,8 @@ import types
 import tensorflow as tf
 
 from bert_tf.export import task_outputs
-from bert_tf.export.trimming import (DEFAULT_BUCKET, DEFAULT_GROUP_SIZE, run_in_length_groups,
-                                     run_trimmed)
+from bert_tf.export.trimming import (AUTO, DEFAULT_GROUP_SIZE, resolve_bucket,
+                                     run_in_length_groups, run_trimmed)
 from bert_tf.export.task_spec import (CLASSIFICATION, QUESTION_ANSWERING, REGRESSION,
                                       TOKEN_CLASSIFICATION, TaskSpec)
 
@@ -63,19 +63,21 @@ class BertServingModule(tf.Module):
     """Signatures for one task model; `signatures()` gives them to `tf.saved_model.save`.
 
     tokenizer: a `BertTokenizer`, or None (then `serving_default` is `serve_ids`).
-    trim_bucket: cut trailing padding to a multiple of this many positions (None or 0: never cut).
+    trim_bucket: cut trailing padding to a multiple of this many positions (None or 0: never cut;
+      "auto": 8 with XLA, the exact length without).
     group_size: with trimming, sort the batch by length and run it this many rows at a time, each
       group cut to its own longest row (None or 0: the whole batch as one group).
     jit_compile: run the model as an XLA function.
     """
 
-    def __init__(self, model, tokenizer, spec: TaskSpec, trim_bucket=DEFAULT_BUCKET,
+    def __init__(self, model, tokenizer, spec: TaskSpec, trim_bucket=AUTO,
                  group_size=DEFAULT_GROUP_SIZE, jit_compile: bool = False):
         super().__init__(name="bert_serving")
-        for name, value in (("trim_bucket", trim_bucket), ("group_size", group_size)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                      or value < 0):
-                raise ValueError(f"{name} must be a non-negative integer or None, got {value!r}")
+        if group_size is not None and (not isinstance(group_size, int)
+                                       or isinstance(group_size, bool) or group_size < 0):
+            raise ValueError(f"group_size must be a non-negative integer or None, got "
+                             f"{group_size!r}")
+        trim_bucket = resolve_bucket(trim_bucket, jit_compile)
 
         def run_model(features):
             outputs = model(features, training=False)
@@ -87,7 +89,7 @@ class BertServingModule(tf.Module):
             model=model,
             run_model=(tf.function(run_model, jit_compile=True, reduce_retracing=True)
                        if jit_compile else run_model))
-        self._trim_bucket = trim_bucket or None
+        self._trim_bucket = trim_bucket
         self._group_size = group_size or None
         self._output_specs = output_specs(model, spec)
         # Outputs with a position axis: [b, s, ...], padded back to s after trimming.

@@ -7,9 +7,11 @@ Cutting the columns after the batch's last attended position therefore changes n
 (up to summation order, ~1e-6), while the encoder's cost falls with the length (linearly in the
 projections and feed-forward, quadratically in attention).
 
-The length is rounded up to a multiple of `bucket` so that at most `sequence_length / bucket`
-distinct shapes reach the encoder: that bounds XLA recompilation (one executable per shape) and
-TF Serving's shape-keyed caches, at a cost of at most `bucket - 1` wasted positions.
+With XLA the length is rounded up to a multiple of `bucket` (8) so that at most
+`sequence_length / bucket` distinct shapes reach the encoder: that bounds recompilation (one
+executable per shape), at a cost of at most `bucket - 1` wasted positions. Without XLA the graph's
+kernels take any shape at no extra cost, so the default cuts to the exact length (bucket 1): on
+real review snippets that ran 12% faster than 8-position buckets (P1 A/B, 70.6 vs 62.9 sent/s).
 
 `run_in_length_groups` goes further: it sorts the batch by length and cuts each group of rows to
 its own longest one, so one long sentence does not make the whole batch long.
@@ -22,7 +24,21 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-DEFAULT_BUCKET = 8
+DEFAULT_BUCKET = 8       # with XLA
+EXACT_BUCKET = 1         # without XLA
+AUTO = "auto"            # `resolve_bucket` picks one of the two
+
+
+def resolve_bucket(trim_bucket, jit_compile: bool):
+    """`trim_bucket` as given (an int >= 0 or None; 0 and None: never cut), or for "auto" the
+    default: 8-position buckets under XLA, the exact length without it."""
+    if trim_bucket == AUTO:
+        return DEFAULT_BUCKET if jit_compile else EXACT_BUCKET
+    if trim_bucket is not None and (not isinstance(trim_bucket, int)
+                                    or isinstance(trim_bucket, bool) or trim_bucket < 0):
+        raise ValueError(f"trim_bucket must be a non-negative integer, None or {AUTO!r}, got "
+                         f"{trim_bucket!r}")
+    return trim_bucket or None
 DEFAULT_GROUP_SIZE = 8
 
 
