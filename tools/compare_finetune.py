@@ -2,7 +2,13 @@
 same recipe, same split, and prints both test metrics and wall times side by side.
 
     python tools/compare_finetune.py --task sentiment --max-length 64 --epochs 1 --train-limit 4000
-    python tools/compare_finetune.py --task ner --max-length 64 --epochs 3
+    python tools/compare_finetune.py --task ner --max-length 64 --epochs 6 --learning-rate 1e-4
+    python tools/compare_finetune.py --task sentiment ... --seeds 0,1,2 --out runs/sent
+
+One test split of ~1,300 examples gives an accuracy with a binomial standard error of ~1.1 points,
+so a 0.5-point bar needs several seeds: `--seeds` runs each into OUT/seed_N (a finished seed of
+the same recipe is reused, so an interrupted sweep resumes) and prints both sides' means and the
+mean gap with its standard error.
 
 Data: `bert_tf.data.datasets` (Rotten Tomatoes / WNUT tweets from pinned packages, hash split
 80/10/10); `--train-limit N` keeps N training examples picked by a seeded permutation (both sides
@@ -33,6 +39,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
+from bert_tf.atomic import write_json_atomic  # noqa: E402
 
 REFERENCE_SENTENCE = "Hello, my dog is cute"
 REFERENCE_IDS = [101, 7592, 1010, 2026, 3899, 2003, 10140, 102]
@@ -215,6 +223,67 @@ def run_torch(task: str, init: str, paths: dict, args, label_names) -> dict:
 
 
 # ------------------------------------------------------------------------------------- main
+SEED_FREE = ("seed", "seeds", "out", "progress")   # recipe keys that may differ between seeds
+
+
+def recipe_of(args) -> dict:
+    return {k: v for k, v in vars(args).items() if k not in SEED_FREE}
+
+
+def run_seed(args, init: str, out: str, label_names) -> dict:
+    """Both sides for `args.seed` into `out`; returns {side: results}. A finished run of the same
+    recipe in `out` (its results.json) is read back instead of trained again."""
+    done = os.path.join(out, "results.json")
+    if os.path.exists(done):
+        with open(done, encoding="utf-8") as f:
+            saved = json.load(f)
+        if {k: v for k, v in saved["recipe"].items() if k not in SEED_FREE} == recipe_of(args) \
+                and saved["recipe"]["seed"] == args.seed:
+            print(f"seed {args.seed}: reusing {done}", flush=True)
+            return saved["results"]
+        raise SystemExit(f"{done} holds a different recipe: {saved['recipe']}; pick another --out")
+    os.makedirs(out, exist_ok=True)
+    paths = write_splits(args.task, os.path.join(out, "data"), args.train_limit, args.seed)
+    print(f"{args.task} seed {args.seed}: train {paths['train'][1]}, dev {paths['dev'][1]}, test "
+          f"{paths['test'][1]} examples; outputs in {out}", flush=True)
+    results = {}
+    sides = args.sides.split(",")
+    if "bert_tf" in sides:
+        results["bert_tf"] = run_bert_tf(args.task, init, paths, args, os.path.join(out, "bert_tf"))
+    if "torch" in sides:
+        results["torch"] = run_torch(args.task, init, paths, args, label_names)
+    write_json_atomic(done, {"recipe": vars(args), "results": results}, indent=1, default=float)
+    return results
+
+
+def print_table(runs: dict, metric: str) -> None:
+    """runs: seed -> {side: results}. One row per seed and side, then each side's mean ± standard
+    deviation over the seeds and the mean bert_tf - torch gap."""
+    print(f"{'seed':>4} {'side':8} {'test ' + metric:>14} {'dev ' + metric:>13} {'best step':>10} "
+          f"{'steps':>6} {'wall s':>8}")
+    for seed, results in runs.items():
+        for side, r in results.items():
+            print(f"{seed:>4} {side:8} {100 * r['test'][metric]:14.2f} "
+                  f"{100 * r['dev'][metric]:13.2f} {r['best_step']:>10} {r['steps']:>6} "
+                  f"{r['seconds']:8.1f}")
+    sides = [side for side in ("bert_tf", "torch") if all(side in r for r in runs.values())]
+    for split in ("test", "dev"):
+        means = {}
+        for side in sides:
+            values = np.array([100 * r[side][split][metric] for r in runs.values()])
+            means[side] = values.mean()
+            spread = f" ± {values.std(ddof=1):.2f} (sd)" if len(values) > 1 else ""
+            print(f"{side:8} {split} {metric}: mean {values.mean():.2f}{spread} over {len(values)} "
+                  f"seed(s)")
+        if len(means) == 2:
+            gaps = np.array([100 * (r["bert_tf"][split][metric] - r["torch"][split][metric])
+                             for r in runs.values()])
+            spread = (f", standard error {gaps.std(ddof=1) / np.sqrt(len(gaps)):.2f}"
+                      if len(gaps) > 1 else "")
+            print(f"bert_tf - torch: {gaps.mean():+.2f} points of {split} {metric} (mean over "
+                  f"{len(gaps)} seed(s){spread})")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASKS), required=True)
@@ -224,42 +293,35 @@ def main(argv=None) -> int:
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--warmup", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated seeds (e.g. 0,1,2): one run per seed in OUT/seed_N "
+                             "(finished ones are reused), then means over the seeds")
     parser.add_argument("--train-limit", type=int, default=None,
                         help="use this many training examples (seeded pick), default all")
     parser.add_argument("--sides", default="bert_tf,torch", help="which runs (comma-separated)")
     parser.add_argument("--out", default=None, help="keep outputs here (default: a temp dir)")
     parser.add_argument("--progress", action="store_true", help="bert_tf progress bar")
     args = parser.parse_args(argv)
+    try:
+        seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
+    except ValueError:
+        parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        parser.error(f"--seeds has a repeated seed: {args.seeds!r}")
 
     from bert_tf.data import datasets
     from bert_tf.data.fetch import minilm_dir
     init = minilm_dir()
     out = args.out or tempfile.mkdtemp(prefix="compare-finetune-")
-    os.makedirs(out, exist_ok=True)
-    paths = write_splits(args.task, os.path.join(out, "data"), args.train_limit, args.seed)
-    print(f"{args.task}: train {paths['train'][1]}, dev {paths['dev'][1]}, test {paths['test'][1]} "
-          f"examples; outputs in {out}", flush=True)
     label_names = datasets.label_names("rotten_tomatoes" if args.task == "sentiment" else "wnut_ner")
-    results = {}
-    sides = args.sides.split(",")
-    if "bert_tf" in sides:
-        results["bert_tf"] = run_bert_tf(args.task, init, paths, args, os.path.join(out, "bert_tf"))
-        # bert_tf orders labels as its reader does; the torch side must use the same names only
-        # for scoring, so its own order is fine.
-    if "torch" in sides:
-        results["torch"] = run_torch(args.task, init, paths, args, label_names)
+    runs = {}
+    for seed in seeds:
+        args.seed = seed
+        runs[seed] = run_seed(args, init, os.path.join(out, f"seed_{seed}") if args.seeds else out,
+                              label_names)
     metric = "accuracy" if args.task == "sentiment" else "f1"
-    print(f"\nrecipe: {vars(args)}")
-    print(f"{'side':8} {'test ' + metric:>14} {'dev ' + metric:>13} {'best step':>10} "
-          f"{'steps':>6} {'wall s':>8}")
-    for side, r in results.items():
-        print(f"{side:8} {100 * r['test'][metric]:14.2f} {100 * r['dev'][metric]:13.2f} "
-              f"{r['best_step']:>10} {r['steps']:>6} {r['seconds']:8.1f}")
-    if len(results) == 2:
-        gap = 100 * (results["bert_tf"]["test"][metric] - results["torch"]["test"][metric])
-        print(f"bert_tf - torch: {gap:+.2f} points of test {metric}")
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"recipe": vars(args), "results": results}, f, indent=1, default=float)
+    print(f"\nrecipe: {recipe_of(args)}")
+    print_table(runs, metric)
     return 0
 
 
