@@ -5,7 +5,9 @@
 - keras_hub xla: `BertTextClassifier` (no preprocessor), the same optimizer/loss, `jit_compile=True`,
   `train_on_batch`.
 - hf torch: `BertForSequenceClassification` (sdpa), `torch.optim.AdamW`, forward + backward + step.
-Dropout is on (training), as in real fine-tuning. All get the same random ids and labels.
+Dropout is on (training), as in real fine-tuning: bert_tf's hashed keep masks
+(`bert_tf.layers.HashDropout`), Keras' Philox ones in KerasHub, torch's in HF. All get the same
+random ids and labels.
 """
 
 from __future__ import annotations

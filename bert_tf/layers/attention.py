@@ -10,6 +10,8 @@ import math
 import keras
 from keras import ops
 
+from bert_tf.layers.dropout import HashDropout
+
 # BERT's own additive mask value (google-research/bert modeling.py: `(1.0 - mask) * -10000.0`).
 # exp(-10000) underflows to exactly 0 in float32, and -1e4 is finite in float16 (max 65504) and
 # bfloat16, and small enough in magnitude to keep int8 calibration ranges sane in TFLite.
@@ -57,7 +59,7 @@ class BertSelfAttention(keras.layers.Layer):
         self.output_dense = keras.layers.EinsumDense("bsnd,ndh->bsh", output_shape=(None, hidden_size),
                                                      bias_axes="h", kernel_initializer=init(),
                                                      name="output", dtype=self.dtype_policy)
-        self.dropout = keras.layers.Dropout(attention_dropout, dtype=self.dtype_policy)
+        self.dropout = HashDropout(attention_dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         self.query.build(input_shape)

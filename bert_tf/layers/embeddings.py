@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from bert_tf.layers.dropout import HashDropout
 from bert_tf.layers.normalization import Float32LayerNorm
 
 
@@ -24,7 +25,7 @@ class BertEmbeddings(keras.layers.Layer):
         self.layer_norm_eps = layer_norm_eps
         self.dropout_rate = dropout
         self.layer_norm = Float32LayerNorm(layer_norm_eps, name="layer_norm", dtype=self.dtype_policy)
-        self.dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self.dropout = HashDropout(dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
         init = keras.initializers.TruncatedNormal(stddev=self.initializer_range)

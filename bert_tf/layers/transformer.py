@@ -8,6 +8,7 @@ import keras
 
 from bert_tf.layers.activations import get_activation
 from bert_tf.layers.attention import BertSelfAttention
+from bert_tf.layers.dropout import HashDropout
 from bert_tf.layers.normalization import Float32LayerNorm
 
 
@@ -30,7 +31,7 @@ class BertTransformerBlock(keras.layers.Layer):
 
         self.attention = BertSelfAttention(hidden_size, num_attention_heads, attention_dropout,
                                            initializer_range, name="attention", dtype=policy)
-        self.attention_dropout_layer = keras.layers.Dropout(hidden_dropout, dtype=policy)
+        self.attention_dropout_layer = HashDropout(hidden_dropout, dtype=policy)
         self.attention_layer_norm = Float32LayerNorm(layer_norm_eps, name="attention_layer_norm",
                                                      dtype=policy)
         self.intermediate = keras.layers.Dense(intermediate_size, activation=get_activation(hidden_act),
@@ -38,7 +39,7 @@ class BertTransformerBlock(keras.layers.Layer):
                                                dtype=policy)
         self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=init(), name="output",
                                                dtype=policy)
-        self.output_dropout = keras.layers.Dropout(hidden_dropout, dtype=policy)
+        self.output_dropout = HashDropout(hidden_dropout, dtype=policy)
         self.output_layer_norm = Float32LayerNorm(layer_norm_eps, name="output_layer_norm", dtype=policy)
 
     def build(self, input_shape):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keras
 
+from bert_tf.layers.dropout import HashDropout
 from bert_tf.models.encoder import INPUT_NAMES, BertEncoder, as_int32, complete_inputs
 
 
@@ -22,7 +23,7 @@ def dropout_dense_head(encoder: BertEncoder, units: int, dropout_rate: float, na
     """(Dropout, Dense(units)) with BERT's truncated-normal initializer, in the encoder's dtype
     policy: the head google-research/bert puts on top of the encoder for every fine-tuning task."""
     policy = encoder.dtype_policy
-    dropout = keras.layers.Dropout(dropout_rate, dtype=policy)
+    dropout = HashDropout(dropout_rate, dtype=policy)
     dense = keras.layers.Dense(units, name=name, dtype=policy,
                                kernel_initializer=keras.initializers.TruncatedNormal(
                                    stddev=encoder.config.initializer_range))
