@@ -1,5 +1,6 @@
-"""`pretrain` as users run it, in subprocesses: kill -9 and resume to the same weights, and
-MultiWorkerMirroredStrategy with two local workers."""
+"""`pretrain` as users run it, in subprocesses: kill -9 and resume to the same weights (from
+TFRecords, and from raw text with dynamic whole-word masking), and MultiWorkerMirroredStrategy
+with two local workers."""
 
 import json
 import os
@@ -14,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from bert_tf.training.pretraining import PretrainingConfig, setup_pretraining
-from tests.test_training import tiny_config, write_synthetic_records
+from tests.test_training import VOCAB, tiny_config, write_synthetic_records
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,17 +44,37 @@ def records_and_config(tmp_path_factory):
     records = write_synthetic_records(str(base / "data"), n=160)
     config = str(base / "config.json")
     tiny_config(dropout=0.1).to_json_file(config)   # dropout on: its RNG state must resume too
-    return base, records, config
+    # Raw text over the same VOCAB-word vocabulary, for dynamic masking: 40 documents of 3-8
+    # sentences of 4-12 words; "w12" is one piece, "w12 ##x" pairs make whole words of 2 pieces.
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(VOCAB - 6)] + ["##x"]
+    vocab = str(base / "vocab.txt")
+    with open(vocab, "w", encoding="utf-8") as f:
+        f.write("\n".join(words) + "\n")
+    rng = np.random.default_rng(0)
+    text = str(base / "corpus.txt")
+    with open(text, "w", encoding="utf-8") as f:
+        for _ in range(40):
+            for _ in range(rng.integers(3, 9)):
+                f.write(" ".join(f"w{i}" + ("x" if rng.random() < 0.3 else "")
+                                 for i in rng.integers(0, VOCAB - 6, rng.integers(4, 13))) + "\n")
+            f.write("\n")
+    return base, records, config, text, vocab
 
 
 @pytest.mark.slow
-def test_kill_9_then_resume_gives_uninterrupted_weights(records_and_config):
-    base, records, config = records_and_config
+@pytest.mark.parametrize("source", ["records", "text"])
+def test_kill_9_then_resume_gives_uninterrupted_weights(records_and_config, source):
+    base, records, config, text, vocab = records_and_config
     steps = 120
+    data = (["--data", records] if source == "records" else
+            ["--text", text, "--vocab", vocab, "--whole-word-mask", "--max-seq-length", "32",
+             "--max-predictions-per-seq", "5"])
+    base = base / source
+    os.makedirs(base, exist_ok=True)
 
     def command(out):
         return [sys.executable, "-m", "bert_tf.commands.pretrain", "--config", config,
-                "--data", records, "--out", out, "--steps", str(steps), "--batch-size", "8",
+                *data, "--out", out, "--steps", str(steps), "--batch-size", "8",
                 "--warmup-steps", "10", "--learning-rate", "1e-3", "--checkpoint-every", "10",
                 "--log-every", "10", "--strategy", "one_device", "--seed", "5", "--no-progress"]
 
@@ -158,3 +179,30 @@ def test_multi_worker_two_local_workers(tmp_path):
     one = {f"arr_{i}": v.numpy() for i, v in enumerate(trainer.model.trainable_variables)}
     worst = max(float(np.abs(one[n] - w0[n]).max()) for n in w0.files)
     assert worst <= 1e-5, f"2 workers differ from 1 device by {worst}"
+
+
+def test_text_or_records_settings_are_checked(records_and_config, tmp_path):
+    from bert_tf.training.trainer import TrainingError
+    _, records, config, text, vocab = records_and_config
+
+    def settings(**kw):
+        return PretrainingConfig(config, kw.pop("data", None), str(tmp_path / "out"), total_steps=2,
+                                 warmup_steps=1, batch_size=4, progress=False, **kw)
+
+    cases = [(dict(), "not neither"), (dict(data=records, text=text, vocab_file=vocab), "not both"),
+             (dict(text=text), "needs the vocabulary"),
+             (dict(data=records, whole_word_mask=True), "apply to raw text"),
+             (dict(text=text, vocab_file=vocab, masked_lm_prob=1.5), "must be in \\(0, 1\\)")]
+    for kwargs, message in cases:
+        with pytest.raises(TrainingError, match=message):
+            settings(**kwargs).validate()
+    big = str(tmp_path / "big_vocab.txt")
+    with open(vocab, encoding="utf-8") as f, open(big, "w", encoding="utf-8") as g:
+        g.write(f.read() + "extra\n")
+    with pytest.raises(TrainingError, match=f"has {VOCAB + 1} tokens but the model's vocab_size is {VOCAB}"):
+        setup_pretraining(settings(text=text, vocab_file=big, max_seq_length=32))
+    _, dataset, _ = setup_pretraining(settings(text=text, vocab_file=vocab, max_seq_length=32,
+                                               max_predictions_per_seq=5))
+    batch = next(iter(dataset))
+    assert batch["input_ids"].shape == (4, 32) and batch["masked_lm_positions"].shape == (4, 5)
+    assert int(tf.reduce_sum(batch["masked_lm_weights"])) > 0

@@ -21,17 +21,28 @@ def _positive_int(text):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True,
                    help="model config: HF config.json or google bert_config.json")
-    p.add_argument("--data", required=True,
-                   help="TFRecord glob(s), comma-separated, written by create-pretraining-data")
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data",
+                      help="TFRecord glob(s), comma-separated, written by create-pretraining-data "
+                           "(static masking)")
+    data.add_argument("--text",
+                      help="raw text glob(s), comma-separated (one sentence per line, a blank line "
+                           "between documents): dynamic masking, new pairs and masks every pass")
+    p.add_argument("--vocab", default=None, help="vocab.txt (with --text)")
+    p.add_argument("--cased", action="store_true", help="with --text: keep case")
+    p.add_argument("--whole-word-mask", action="store_true",
+                   help="with --text: mask all pieces of a word together")
+    p.add_argument("--masked-lm-prob", type=float, default=0.15, help="with --text")
+    p.add_argument("--short-seq-prob", type=float, default=0.1, help="with --text")
     p.add_argument("--out", required=True,
                    help="output dir (checkpoints/, tensorboard/, pretrained/); rerun to resume")
     p.add_argument("--steps", type=_positive_int, required=True, help="optimizer steps in total")
     p.add_argument("--batch-size", type=_positive_int, default=32,
                    help="global batch per optimizer step (split over replicas and micro-batches)")
     p.add_argument("--max-seq-length", type=_positive_int, default=None,
-                   help="default: from the data's metadata.json")
+                   help="default: from the data's metadata.json (--text: 128)")
     p.add_argument("--max-predictions-per-seq", type=_positive_int, default=None,
-                   help="default: from the data's metadata.json")
+                   help="default: from the data's metadata.json (--text: 20)")
     p.add_argument("--learning-rate", type=float, default=1e-4, help="peak learning rate")
     p.add_argument("--warmup-steps", type=int, default=10000)
     p.add_argument("--end-learning-rate", type=float, default=0.0)
@@ -90,7 +101,10 @@ def run(args) -> int:
         checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
         log_every=args.log_every, seed=args.seed, init_checkpoint=args.init_checkpoint,
         shuffle_buffer_size=args.shuffle_buffer, eval_data=args.eval_data,
-        eval_every=args.eval_every, eval_steps=args.eval_steps, progress=not args.no_progress)
+        eval_every=args.eval_every, eval_steps=args.eval_steps, progress=not args.no_progress,
+        text=args.text, vocab_file=args.vocab, lowercase=not args.cased,
+        whole_word_mask=args.whole_word_mask, masked_lm_prob=args.masked_lm_prob,
+        short_seq_prob=args.short_seq_prob)
     result = run_pretraining(config)
     summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.logs.items()))
     print(f"step {result.step}/{args.steps}" + (f": {summary}" if summary else ""))

@@ -10,6 +10,12 @@
                        `.from_pretrained(OUT/pretrained)` and transformers read it
     OUT/run.json       the settings of the run
 
+Data: TFRecords from `create-pretraining-data` (`data`: masks fixed when the records were written,
+google-research/bert's static masking), or raw text (`text` + `vocab_file`: dynamic masking, as
+RoBERTa does: sentence pairs and masks are drawn anew on every pass over the corpus by
+`bert_tf.data.masking.dynamic_masking_dataset`, optionally whole-word). Both streams are a pure
+function of `seed`, so resuming skips the batches already trained on and continues exactly.
+
 Running the same command again resumes from the latest checkpoint. Phase two of BERT's recipe
 (longer sequences) is another run into a new OUT with `init_checkpoint` = the phase-one OUT (or any
 checkpoint `BertPretrainer.from_pretrained` reads): all weights are carried over, including every
@@ -30,6 +36,7 @@ import tensorflow as tf
 
 from bert_tf.atomic import write_json_atomic
 from bert_tf.config import BertConfig
+from bert_tf.data.masking import dynamic_masking_dataset
 from bert_tf.data.tfrecords import load_pretraining_dataset, read_metadata
 from bert_tf.models import BertEncoder, BertPretrainer, pretraining_losses
 from bert_tf.training.distribution import create_strategy, resolve_strategy_name
@@ -49,7 +56,7 @@ class PretrainingConfig:
     (google's `train_batch_size`); it is split across replicas, then into `grad_accum_steps`
     micro-batches on each."""
     model_config: BertConfig | str
-    data: str                                   # TFRecord glob(s) from create-pretraining-data
+    data: str | None                            # TFRecord glob(s) from create-pretraining-data
     output_dir: str
     total_steps: int
     batch_size: int = 32
@@ -76,8 +83,29 @@ class PretrainingConfig:
     eval_every: int | None = None
     eval_steps: int | None = None
     progress: bool = True
+    # Dynamic masking from raw text instead of `data` (one sentence per line, blank lines between
+    # documents): google's pairing and masking rules, new pairs and masks on every pass.
+    text: str | None = None                     # text file glob(s), comma-separated
+    vocab_file: str | None = None
+    lowercase: bool = True
+    whole_word_mask: bool = False
+    masked_lm_prob: float = 0.15
+    short_seq_prob: float = 0.1
 
     def validate(self) -> None:
+        if bool(self.data) == bool(self.text):
+            raise TrainingError("give the training data either as TFRecords (data / --data) or as "
+                                "raw text for dynamic masking (text / --text), not "
+                                + ("both" if self.data else "neither"))
+        if self.data and (self.vocab_file or self.whole_word_mask or not self.lowercase
+                          or self.masked_lm_prob != 0.15 or self.short_seq_prob != 0.1):
+            raise TrainingError("vocab, cased, whole-word masking, masked LM and short sequence "
+                                "probabilities apply to raw text (--text); TFRecords carry the "
+                                "masks create-pretraining-data drew")
+        if self.text and not self.vocab_file:
+            raise TrainingError("dynamic masking from text needs the vocabulary (vocab_file / --vocab)")
+        if not 0.0 < self.masked_lm_prob < 1.0:
+            raise TrainingError(f"masked LM probability must be in (0, 1), got {self.masked_lm_prob}")
         if self.mixed_precision not in MIXED_PRECISION_POLICIES:
             raise TrainingError(f"mixed precision must be one of bf16, fp16 (or none), got "
                                 f"{self.mixed_precision!r}")
@@ -91,9 +119,12 @@ class PretrainingConfig:
 
 
 def _data_shapes(config: PretrainingConfig) -> tuple:
-    """(max_seq_length, max_predictions_per_seq): given, or read from the data's metadata.json."""
+    """(max_seq_length, max_predictions_per_seq): given, or read from the data's metadata.json
+    (raw text: google's defaults, 128 and 20)."""
     if config.max_seq_length and config.max_predictions_per_seq:
         return config.max_seq_length, config.max_predictions_per_seq
+    if config.text:
+        return config.max_seq_length or 128, config.max_predictions_per_seq or 20
     first = sorted(tf.io.gfile.glob(config.data.split(",")[0].strip()))
     if not first:
         raise TrainingError(f"no training files match {config.data!r}")
@@ -155,6 +186,27 @@ def _write_run_file(config: PretrainingConfig, bert_config: BertConfig, path: st
     write_json_atomic(path, settings, default=str)
 
 
+def _training_dataset(config: PretrainingConfig, bert_config: BertConfig, max_seq_length: int,
+                      max_predictions: int) -> tf.data.Dataset:
+    """The endless, seeded stream of global batches: TFRecords, or raw text masked on the fly."""
+    if not config.text:
+        return load_pretraining_dataset(config.data, config.batch_size, max_seq_length,
+                                        max_predictions, shuffle=True, seed=config.seed,
+                                        repeat=True, shuffle_buffer_size=config.shuffle_buffer_size)
+    if not os.path.isfile(config.vocab_file):
+        raise TrainingError(f"vocabulary file {config.vocab_file!r} does not exist")
+    with open(config.vocab_file, encoding="utf-8") as f:
+        vocab_size = sum(1 for _ in f)
+    if vocab_size > bert_config.vocab_size:
+        raise TrainingError(f"{config.vocab_file} has {vocab_size} tokens but the model's "
+                            f"vocab_size is {bert_config.vocab_size}")
+    return dynamic_masking_dataset(
+        [config.text], config.vocab_file, config.batch_size, max_seq_length, max_predictions,
+        masked_lm_prob=config.masked_lm_prob, whole_word_mask=config.whole_word_mask,
+        short_seq_prob=config.short_seq_prob, lowercase=config.lowercase, seed=config.seed,
+        repeat=True, shuffle_buffer_size=config.shuffle_buffer_size)
+
+
 def setup_pretraining(config: PretrainingConfig, strategy=None):
     """(trainer, dataset, eval dataset or None): everything `run_pretraining` runs, for reuse."""
     config.validate()
@@ -183,9 +235,7 @@ def setup_pretraining(config: PretrainingConfig, strategy=None):
         clip_norm=config.clip_norm, checkpoint_every=config.checkpoint_every,
         keep_checkpoints=config.keep_checkpoints, log_every=config.log_every, seed=config.seed,
         loss_scaling=config.mixed_precision == "fp16", xla=config.xla, progress=config.progress)
-    dataset = load_pretraining_dataset(config.data, config.batch_size, max_seq_length,
-                                       max_predictions, shuffle=True, seed=config.seed, repeat=True,
-                                       shuffle_buffer_size=config.shuffle_buffer_size)
+    dataset = _training_dataset(config, bert_config, max_seq_length, max_predictions)
     eval_dataset, callbacks = None, []
     if config.eval_data:
         eval_dataset = load_pretraining_dataset(config.eval_data, config.batch_size, max_seq_length,
