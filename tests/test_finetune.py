@@ -113,7 +113,10 @@ def test_freeze_encoder_trains_only_the_head(tmp_path, tiny_init):
 
 
 def test_classifier_learns_a_learnable_task(tmp_path, tiny_init):
-    """The loop really optimizes: a word-presence task goes to (near) perfect dev accuracy."""
+    """The loop really optimizes: a word-presence task goes to (near) perfect dev accuracy.
+    (At 3e-3 this tiny random encoder often collapsed to the majority class: for 2 of seeds 0-11
+    with Keras' Philox dropout, 6 of 12 with `HashDropout`; at 1e-3 it learned for all of seeds
+    0-7 with `HashDropout`.)"""
     from bert_tf.tasks import FinetuneOptions, finetune
     rng = np.random.default_rng(0)
     filler = "the a film plot actor scene story music long short".split()
@@ -131,7 +134,7 @@ def test_classifier_learns_a_learnable_task(tmp_path, tiny_init):
     classification.write_classification(dev, rows(32))
     result = finetune(FinetuneOptions("classify", tiny_init, str(train), str(tmp_path / "o"),
                                       eval=str(dev), max_length=16, epochs=6, batch_size=8,
-                                      learning_rate=3e-3, warmup=0.1, strategy="one_device",
+                                      learning_rate=1e-3, warmup=0.1, strategy="one_device",
                                       progress=False))
     assert result.metrics["accuracy"] >= 0.9, result.history
 
