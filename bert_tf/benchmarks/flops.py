@@ -23,16 +23,23 @@ def training_flops_per_sequence(hidden, layers, intermediate, seq) -> float:
     return 3.0 * encoder_flops_per_sequence(hidden, layers, intermediate, seq)
 
 
-def matmul_case(size: int = 2048):
-    """A zero-argument callable running one float32 [size, size] x [size, size] matmul in
-    TensorFlow (oneDNN), warmed up, and the FLOPs it does. Timed in the same alternating rounds as
-    the encoders (`timing.alternate`), so load from other processes hits the ceiling and the
-    encoders alike and their ratio (MFU) stays meaningful."""
+def matmul_case(m: int, k: int, n: int):
+    """A zero-argument callable running one float32 [m, k] x [k, n] matmul under XLA (as the
+    encoders run), warmed up, and the FLOPs it does. Timed in the same alternating rounds as the
+    encoders (`timing.alternate`), so load from other processes hits the ceiling and the encoders
+    alike and their ratio (MFU) stays meaningful.
+
+    Which shape: on the 2-core AVX2 EPYC we measure on, a square 2048³ product reached ~100 GFLOP/s
+    while BERT-base's own feed-forward output product [4096, 3072] x [3072, 768] reached ~145 (93%
+    of the 2 x 2.45 GHz x 32 FLOP/cycle peak), and whole XLA encoders ran above the square one. So
+    the ceiling is the best of a few shapes, BERT-base's projections included (`Sizes.matmul_shapes`).
+    """
     import numpy as np
     import tensorflow as tf
 
-    a = tf.constant(np.random.default_rng(0).standard_normal((size, size), dtype=np.float32))
-    b = tf.constant(np.random.default_rng(1).standard_normal((size, size), dtype=np.float32))
-    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.linalg.matmul(x, y)[:1, :1]))
-    matmul(a, b).numpy()  # trace and warm up
-    return (lambda: matmul(a, b).numpy()), 2.0 * size ** 3
+    a = tf.constant(np.random.default_rng(0).standard_normal((m, k), dtype=np.float32))
+    b = tf.constant(np.random.default_rng(1).standard_normal((k, n), dtype=np.float32))
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.linalg.matmul(x, y)[:1, :1]),
+                         jit_compile=True)
+    matmul(a, b).numpy()  # compile and warm up
+    return (lambda: matmul(a, b).numpy()), 2.0 * m * k * n

@@ -35,7 +35,7 @@ class Sizes:
     p2_batches: tuple = (1, 8, 32)
     p2_seq: int = 128
     p2_calls: dict = field(default_factory=lambda: {1: 4, 8: 1, 32: 1})  # calls per repetition
-    matmul_size: int = 2048
+    matmul_shapes: tuple = ((2048, 2048, 2048), (4096, 768, 3072), (4096, 3072, 768))  # [m,k]x[k,n]
     # P3: TFLite at batch 1
     p3_variants: tuple = ("float32", "float16", "dynamic_int8", "full_int8")
     p3_latency_sentences: int = 48
@@ -59,7 +59,7 @@ TINY = Sizes(
     "tiny", warmups=1, repeats=2, real_weights=False, tiny_config=_TINY_ENCODER,
     probe_sentences=64, p1_batch=8, p1_batches=1, p1_check_sentences=32,
     p2_config=replace(_TINY_ENCODER, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
-    p2_batches=(2,), p2_seq=16, p2_calls={2: 1}, matmul_size=128,
+    p2_batches=(2,), p2_seq=16, p2_calls={2: 1}, matmul_shapes=((128, 128, 128), (64, 32, 128)),
     p3_variants=("float32", "dynamic_int8"), p3_latency_sentences=4, p3_accuracy_sentences=16,
     p3_calibration_sentences=4,
     p4_config=_TINY_ENCODER, p4_batch=2, p4_seq=16, p4_steps=1,
