@@ -68,10 +68,10 @@ def keras_float32_labels(model, texts) -> np.ndarray:
     time of running 128 positions)."""
     import tensorflow as tf
 
-    from bert_tf.export.trimming import trim_features
+    from bert_tf.export.trimming import EXACT_BUCKET, trim_features
 
     # tf.function without XLA: the same kernels as eager Keras, without Python overhead per op.
-    logits = tf.function(lambda text: model.classifier(trim_features(model.tokenizer(text), 1),
+    logits = tf.function(lambda text: model.classifier(trim_features(model.tokenizer(text), EXACT_BUCKET),
                                                        training=False)["logits"])
     return np.concatenate([np.argmax(logits(tf.constant(batch)).numpy(), -1)
                            for batch in _batches(texts, 32)])

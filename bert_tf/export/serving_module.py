@@ -27,7 +27,7 @@ import types
 import tensorflow as tf
 
 from bert_tf.export import task_outputs
-from bert_tf.export.trimming import (AUTO, DEFAULT_GROUP_SIZE, resolve_bucket,
+from bert_tf.export.trimming import (AUTO, DEFAULT_GROUP_SIZE, is_count, resolve_bucket,
                                      run_in_length_groups, run_trimmed)
 from bert_tf.export.task_spec import (CLASSIFICATION, QUESTION_ANSWERING, REGRESSION,
                                       TOKEN_CLASSIFICATION, TaskSpec)
@@ -73,8 +73,7 @@ class BertServingModule(tf.Module):
     def __init__(self, model, tokenizer, spec: TaskSpec, trim_bucket=AUTO,
                  group_size=DEFAULT_GROUP_SIZE, jit_compile: bool = False):
         super().__init__(name="bert_serving")
-        if group_size is not None and (not isinstance(group_size, int)
-                                       or isinstance(group_size, bool) or group_size < 0):
+        if not is_count(group_size):
             raise ValueError(f"group_size must be a non-negative integer or None, got "
                              f"{group_size!r}")
         trim_bucket = resolve_bucket(trim_bucket, jit_compile)

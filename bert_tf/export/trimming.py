@@ -27,6 +27,12 @@ import tensorflow as tf
 DEFAULT_BUCKET = 8       # with XLA
 EXACT_BUCKET = 1         # without XLA
 AUTO = "auto"            # `resolve_bucket` picks one of the two
+DEFAULT_GROUP_SIZE = 8
+
+
+def is_count(value) -> bool:
+    """An int >= 0 (not a bool) or None: what `trim_bucket` and `group_size` accept."""
+    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
 
 
 def resolve_bucket(trim_bucket, jit_compile: bool):
@@ -34,12 +40,10 @@ def resolve_bucket(trim_bucket, jit_compile: bool):
     default: 8-position buckets under XLA, the exact length without it."""
     if trim_bucket == AUTO:
         return DEFAULT_BUCKET if jit_compile else EXACT_BUCKET
-    if trim_bucket is not None and (not isinstance(trim_bucket, int)
-                                    or isinstance(trim_bucket, bool) or trim_bucket < 0):
+    if not is_count(trim_bucket):
         raise ValueError(f"trim_bucket must be a non-negative integer, None or {AUTO!r}, got "
                          f"{trim_bucket!r}")
     return trim_bucket or None
-DEFAULT_GROUP_SIZE = 8
 
 
 def last_attended(attention_mask):
