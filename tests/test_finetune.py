@@ -112,6 +112,35 @@ def test_freeze_encoder_trains_only_the_head(tmp_path, tiny_init):
     assert not np.allclose(head, fresh)  # ...which training moved
 
 
+def test_xla_fine_tuning_matches_the_default_path(tmp_path, tiny_init):
+    """`--xla` compiles the same computation: with the same seed (same batches and, HashDropout
+    being counter-based, the same dropout masks) the eval history and the trained model agree with
+    the default run up to float rounding, and task.json records the setting."""
+    from bert_tf.tasks import FinetuneOptions, finetune
+    train, dev = sentiment_files(tmp_path, 32, 16)
+    runs = {}
+    for xla in (False, True):
+        out = tmp_path / f"xla_{xla}"
+        runs[xla] = finetune(FinetuneOptions("classify", tiny_init, str(train), str(out), eval=dev,
+                                             max_length=24, epochs=1, batch_size=8,
+                                             learning_rate=1e-3, eval_every=2,
+                                             strategy="one_device", progress=False, xla=xla))
+        assert json.loads((out / "task.json").read_text())["hyperparameters"]["xla"] is xla
+    assert [s for s, _ in runs[True].history] == [s for s, _ in runs[False].history] == [2, 4]
+    for (_, a), (_, b) in zip(runs[False].history, runs[True].history):
+        assert a["accuracy"] == b["accuracy"]
+    default, compiled = (keras.saving.load_model(tmp_path / f"xla_{x}" / "model.keras")
+                         for x in (False, True))
+    for a, b in zip(default.weights, compiled.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=2e-5, err_msg=a.path)
+    # ...which training moved away from the checkpoint by far more than that tolerance
+    from bert_tf.weights import load_encoder
+    initial = load_encoder(tiny_init).weights
+    moved = max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in
+                zip(initial, compiled.encoder.weights))
+    assert moved > 1e-3
+
+
 def test_classifier_learns_a_learnable_task(tmp_path, tiny_init):
     """The loop really optimizes: a word-presence task goes to (near) perfect dev accuracy.
     (At 3e-3 this tiny random encoder often collapsed to the majority class: for 2 of seeds 0-11

@@ -75,7 +75,7 @@ def run_bert_tf(task: str, init: str, paths: dict, args, out: str) -> dict:
                               max_length=args.max_length, epochs=args.epochs,
                               batch_size=args.batch_size, learning_rate=args.learning_rate,
                               warmup=args.warmup, seed=args.seed, strategy="one_device",
-                              progress=args.progress)
+                              xla=args.xla, progress=args.progress)
     started = time.perf_counter()
     result = finetune(options)
     seconds = time.perf_counter() - started
@@ -224,6 +224,7 @@ def run_torch(task: str, init: str, paths: dict, args, label_names) -> dict:
 
 # ------------------------------------------------------------------------------------- main
 SEED_FREE = ("seed", "seeds", "out", "progress")   # recipe keys that may differ between seeds
+RECIPE_DEFAULTS = {"xla": False}   # what results.json files written before a key existed ran with
 
 
 def recipe_of(args) -> dict:
@@ -237,7 +238,8 @@ def run_seed(args, init: str, out: str, label_names) -> dict:
     if os.path.exists(done):
         with open(done, encoding="utf-8") as f:
             saved = json.load(f)
-        if {k: v for k, v in saved["recipe"].items() if k not in SEED_FREE} == recipe_of(args) \
+        recipe = {**RECIPE_DEFAULTS, **saved["recipe"]}
+        if {k: v for k, v in recipe.items() if k not in SEED_FREE} == recipe_of(args) \
                 and saved["recipe"]["seed"] == args.seed:
             print(f"seed {args.seed}: reusing {done}", flush=True)
             return saved["results"]
@@ -298,6 +300,8 @@ def main(argv=None) -> int:
                              "(finished ones are reused), then means over the seeds")
     parser.add_argument("--train-limit", type=int, default=None,
                         help="use this many training examples (seeded pick), default all")
+    parser.add_argument("--xla", action="store_true",
+                        help="bert_tf side: XLA-compile the training step and the evaluations")
     parser.add_argument("--sides", default="bert_tf,torch", help="which runs (comma-separated)")
     parser.add_argument("--out", default=None, help="keep outputs here (default: a temp dir)")
     parser.add_argument("--progress", action="store_true", help="bert_tf progress bar")

@@ -31,6 +31,8 @@ def _common(p):
     p.add_argument("--mixed-precision", choices=("bf16", "fp16", "bfloat16", "float16"), default=None)
     p.add_argument("--freeze-encoder", action="store_true",
                    help="train only the task head (feature extraction); default: full fine-tuning")
+    p.add_argument("--xla", action="store_true", help="XLA-compile the training step's forward "
+                   "and backward pass and the evaluations (one device)")
     p.add_argument("--eval-every", type=int, default=None, help="steps between evaluations "
                    "(default: one epoch)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -83,7 +85,7 @@ def run(args) -> int:
         batch_size=args.batch_size, learning_rate=args.learning_rate, warmup=args.warmup,
         weight_decay=args.weight_decay, seed=args.seed, strategy=args.strategy,
         mixed_precision=args.mixed_precision, freeze_encoder=args.freeze_encoder,
-        eval_every=args.eval_every, progress=not args.no_progress,
+        xla=args.xla, eval_every=args.eval_every, progress=not args.no_progress,
         task_settings=task_settings(args)))
     print(json.dumps({"out": result.out, "steps": result.steps, "best_step": result.best_step,
                       "metrics": result.metrics, "train_seconds": round(result.train_seconds, 1)},

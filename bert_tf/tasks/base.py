@@ -60,16 +60,19 @@ def word_pieces(tokenizer, words, batch_size: int = 4096) -> list:
     return pieces
 
 
-# model -> its traced inference function, so that evaluating every epoch does not retrace
+# model -> {jit_compile: its traced inference function}, so that evaluating every epoch does not
+# retrace (or recompile)
 _INFERENCE = weakref.WeakKeyDictionary()
 
 
-def predict_outputs(model, inputs: dict, batch_size: int = 64) -> dict:
+def predict_outputs(model, inputs: dict, batch_size: int = 64, jit_compile: bool = False) -> dict:
     """Runs the model (dropout off) over numpy inputs in batches → dict of numpy outputs [n, ...].
-    The last batch is padded to `batch_size` (and the padding dropped) so one trace serves all."""
-    if model not in _INFERENCE:
-        _INFERENCE[model] = tf.function(lambda x: model(x, training=False))
-    call = _INFERENCE[model]
+    The last batch is padded to `batch_size` (and the padding dropped) so one trace (one XLA
+    executable with `jit_compile`) serves all."""
+    traced = _INFERENCE.setdefault(model, {})
+    if jit_compile not in traced:
+        traced[jit_compile] = tf.function(lambda x: model(x, training=False), jit_compile=jit_compile)
+    call = traced[jit_compile]
     n = int(inputs["input_ids"].shape[0])
     parts = {}
     for start in range(0, n, batch_size):

@@ -3,7 +3,8 @@
 The run is the classic BERT recipe: AdamW (google's, weight decay 0.01 except LayerNorm/bias) with
 linear warmup then linear decay to 0, global-norm clipping at 1.0, dropout as configured in the
 checkpoint. Training goes through `bert_tf.training.Trainer` (any tf.distribute strategy, mixed
-precision with fp16 loss scaling, resumable checkpoints in OUT/checkpoints, TensorBoard scalars in
+precision with fp16 loss scaling, XLA for the forward/backward pass and the evaluations with `xla`,
+resumable checkpoints in OUT/checkpoints, TensorBoard scalars in
 OUT/tensorboard, a progress bar). The eval file is scored with the task's real metric (accuracy,
 seqeval entity F1, SQuAD F1) every `eval_every` steps (default: each epoch) and at the end; each
 new best is saved as OUT/model.keras, so that file is the best checkpoint when the run ends.
@@ -54,6 +55,7 @@ class FinetuneOptions:
     strategy: str = "auto"
     mixed_precision: str | None = None   # None, "float16" or "bfloat16"
     freeze_encoder: bool = False
+    xla: bool = False               # XLA-compile the gradient step and the evaluations
     eval_every: int | None = None   # steps; default: once per epoch
     eval_batch_size: int = 64
     progress: bool = True
@@ -111,9 +113,11 @@ class BestCheckpoint(Callback):
     """Scores the eval set with the task's metric every `every_steps` and at the end, and saves
     the model as OUT/model.keras whenever the metric beats the best so far (ties keep the earlier)."""
 
-    def __init__(self, task, records, features, out_dir: str, every_steps: int, batch_size: int):
+    def __init__(self, task, records, features, out_dir: str, every_steps: int, batch_size: int,
+                 jit_compile: bool = False):
         self.task, self.records, self.features = task, records, features
         self.out_dir, self.every_steps, self.batch_size = out_dir, every_steps, batch_size
+        self.jit_compile = jit_compile
         self.history_path = os.path.join(out_dir, artifacts.HISTORY_FILE)
         self.history, self.best = [], None   # best: (step, metrics)
         # Resuming (checkpoints exist): keep what earlier runs found, so that a worse later model
@@ -134,7 +138,8 @@ class BestCheckpoint(Callback):
     def _evaluate(self, trainer, step):
         if not trainer.is_chief:
             return
-        outputs = predict_outputs(trainer.model, self.features.inputs, self.batch_size)
+        outputs = predict_outputs(trainer.model, self.features.inputs, self.batch_size,
+                                  jit_compile=self.jit_compile)
         scores = self.task.score(self.records, self.features, outputs)
         trainer.write_scalars(_scalars(scores), step, prefix="eval")
         self.history.append((step, scores))
@@ -201,14 +206,15 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
                                          options.weight_decay)
         if options.eval is not None:
             selector = BestCheckpoint(task, eval_records, eval_features, options.out,
-                                      options.eval_every or per_epoch, options.eval_batch_size)
+                                      options.eval_every or per_epoch, options.eval_batch_size,
+                                      jit_compile=options.xla)
         else:
             selector = FinalModel(options.out)
         trainer = Trainer(model, task.loss, optimizer, strategy, options.out, TrainingOptions(
             total_steps=total_steps, seed=options.seed, checkpoint_every=per_epoch,
             log_every=max(1, min(50, per_epoch)), keep_checkpoints=1,
             loss_scaling=MIXED_PRECISION[options.mixed_precision] == "mixed_float16",
-            progress=options.progress),
+            xla=options.xla, progress=options.progress),
             callbacks=[selector])
         started = time.perf_counter()
         result = trainer.fit(train_dataset(train_features, options.batch_size, options.seed),
@@ -229,7 +235,7 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
             "best_step": best_step, "steps": result.step, "init": os.path.abspath(options.init),
             "hyperparameters": {k: getattr(options, k) for k in (
                 "epochs", "batch_size", "learning_rate", "warmup", "weight_decay", "seed",
-                "strategy", "mixed_precision", "freeze_encoder")}})
+                "strategy", "mixed_precision", "freeze_encoder", "xla")}})
     return FinetuneResult(options.out, best_step, best_metrics, history, seconds, result.step)
 
 
