@@ -1,7 +1,10 @@
 """P4 training step: a 2-class sequence classifier, 4 layers hidden 256, seq 128, batch 16.
 
-- bert_tf: `BertClassifier` compiled with AdamW, sparse cross-entropy on `logits`,
-  `jit_compile=True`, `train_on_batch`.
+- bert_tf train_on_batch xla: `BertClassifier` compiled with AdamW, sparse cross-entropy on
+  `logits`, `jit_compile=True`, `train_on_batch` (the plain-Keras way to train bert_tf models).
+- bert_tf Trainer / Trainer xla: the same classifier in `bert_tf.training.Trainer`, the loop
+  `bert-tf finetune` and `pretrain` run (google's AdamW, global-norm clipping, tf.distribute),
+  without and with `--xla` (XLA on the forward and backward pass; the update runs outside it).
 - keras_hub xla: `BertTextClassifier` (no preprocessor), the same optimizer/loss, `jit_compile=True`,
   `train_on_batch`.
 - hf torch: `BertForSequenceClassification` (sdpa), `torch.optim.AdamW`, forward + backward + step.
@@ -29,7 +32,34 @@ def _loss():
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
+def _trainer_step(config, x, labels, xla: bool, model_dir: str, learning_rate: float = 1e-5):
+    """One step of `bert_tf.training.Trainer` on a fixed batch, as a zero-argument callable."""
+    import keras
+    import tensorflow as tf
+
+    from bert_tf.models import BertClassifier, BertEncoder
+    from bert_tf.training import Trainer, TrainingOptions, create_optimizer
+
+    def loss_fn(outputs, targets):   # bert-tf finetune classify's loss
+        logits = tf.cast(outputs["logits"], tf.float32)   # [b, 2]
+        return {"loss": tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            targets["labels"], logits))}
+
+    keras.utils.set_random_seed(0)
+    model = BertClassifier(BertEncoder(config), num_classes=2)
+    optimizer = create_optimizer("adamw", learning_rate, total_steps=10 ** 6, weight_decay_rate=0.01)
+    trainer = Trainer(model, loss_fn, optimizer, tf.distribute.get_strategy(), model_dir,
+                      TrainingOptions(total_steps=10 ** 6, xla=xla, progress=False))
+    dataset = tf.data.Dataset.from_tensors((x, {"labels": labels})).repeat()
+    iterator = iter(trainer.distribute(dataset))
+    step = trainer.train_step_function()
+    return lambda: float(step(iterator)["loss"])   # float(): wait for the step, as fit does
+
+
 def run(sizes, log) -> list:
+    import shutil
+    import tempfile
+
     import keras
     import keras_hub
     import torch
@@ -68,14 +98,21 @@ def run(sizes, log) -> list:
         hf_optimizer.zero_grad(set_to_none=True)
         return float(loss)
 
+    model_dir = tempfile.mkdtemp(prefix="bert_tf-p4-")   # the Trainer's; nothing is saved there
+    trainer_steps = {xla: _trainer_step(config, our_x, labels, xla, model_dir) for xla in (False, True)}
+
     cases = {
         "bert_tf train_on_batch xla": (lambda: [ours.train_on_batch(our_x, {"logits": labels})
                                                 for _ in range(steps)], batch * steps),
+        "bert_tf Trainer": (lambda: [trainer_steps[False]() for _ in range(steps)], batch * steps),
+        "bert_tf Trainer xla": (lambda: [trainer_steps[True]() for _ in range(steps)],
+                                batch * steps),
         "keras_hub train_on_batch xla": (lambda: [hub.train_on_batch(hub_x, labels)
                                                   for _ in range(steps)], batch * steps),
         "hf torch adamw": (lambda: [hf_step() for _ in range(steps)], batch * steps),
     }
     timings = alternate(cases, max(sizes.warmups, 1), sizes.repeats)
+    shutil.rmtree(model_dir, ignore_errors=True)
     per_sequence = flops.training_flops_per_sequence(config.hidden_size, config.num_hidden_layers,
                                                      config.intermediate_size, seq)
     rows = []

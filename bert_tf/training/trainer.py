@@ -307,6 +307,14 @@ class Trainer:
         tf.cond(finite, apply, lambda: tf.constant(False))
         self.loss_scale.update(finite)
 
+    def train_step_function(self):
+        """The traced step `fit` runs (built once): `step(iterator)` takes the next global batch
+        from an iterator over `distribute(dataset)`, trains on it and returns its metrics
+        (scalar tensors). No checkpoints, logs or callbacks: for benchmarks and custom loops."""
+        if self._train_step is None:
+            self._train_step = self._make_train_step()
+        return self._train_step
+
     def _make_train_step(self):
         # No autograph: the step uses tf.while_loop/tf.cond itself, and converting the model's
         # Python (Keras internals included) would only cost tracing time.
@@ -376,8 +384,7 @@ class Trainer:
         if start >= options.total_steps:
             logger.info("already trained %d of %d steps", start, options.total_steps)
             return TrainingResult(start, False, {}, restored)
-        if self._train_step is None:
-            self._train_step = self._make_train_step()
+        train_step = self.train_step_function()
         iterator = iter(self.distribute(dataset.skip(start)))
 
         previous_handler = None
@@ -392,7 +399,7 @@ class Trainer:
         try:
             while step < options.total_steps:
                 try:
-                    metrics = self._train_step(iterator)
+                    metrics = train_step(iterator)
                 except (StopIteration, tf.errors.OutOfRangeError):
                     raise TrainingError(f"the dataset ran out after {step} steps; training needs "
                                         f"{options.total_steps} (use an endless, repeated dataset)") \
