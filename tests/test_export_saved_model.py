@@ -224,17 +224,19 @@ def test_auto_bucket_is_exact_without_xla_and_eight_with_it():
             resolve_bucket(bad, jit_compile=False)
 
 
-@pytest.mark.parametrize("trim_bucket,group_size,jit_compile",
-                         [(0, 0, False), (16, 0, False), (4, 2, True)])
+@pytest.mark.parametrize("trim_bucket,group_size,jit_compile,pack",
+                         [(0, 0, False, "auto"), (16, 0, False, "auto"), (4, 2, True, "auto"),
+                          (1, 8, False, False), (4, 2, True, False)])
 def test_trimmed_and_xla_exports_equal_the_full_length_model(tiny, tmp_path, trim_bucket,
-                                                             group_size, jit_compile):
-    """The default export (the `tiny` fixture) sorts rows by length and cuts groups of 8 to their
-    exact longest row; untrimmed, whole-batch-trimmed and XLA-compiled exports give the same
-    outputs, including for ids with left padding and holes."""
+                                                             group_size, jit_compile, pack):
+    """The default export (the `tiny` fixture) cuts the batch to its exact longest row and runs
+    the classifier on packed tokens; untrimmed, bucketed, XLA-compiled (token counts in buckets of
+    64) and unpacked exports (rows sorted by length, groups cut to their longest row) give the
+    same outputs, including for ids with left padding (position 0 masked) and holes."""
     model, tokenizer = tiny["model"], tiny["tokenizer"]
     path = export_saved_model(model, tmp_path / "m", tokenizer=tokenizer, labels=LABELS,
                               trim_bucket=trim_bucket, group_size=group_size,
-                              jit_compile=jit_compile)
+                              jit_compile=jit_compile, pack=pack)
     loaded = tf.saved_model.load(path)
     out = loaded.signatures["serving_default"](text=tf.constant(SENTENCES))
     np.testing.assert_allclose(out["probabilities"].numpy(),
@@ -249,6 +251,25 @@ def test_trimmed_and_xla_exports_equal_the_full_length_model(tiny, tmp_path, tri
     for served in (loaded.signatures["serve_ids"], tiny["loaded"].signatures["serve_ids"]):
         got = served(**{k: tf.constant(v) for k, v in features.items()})["logits"].numpy()
         np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_classifiers_are_packed_by_default_and_other_tasks_cannot_be(tiny):
+    from bert_tf.export.packing import packing_index
+    from bert_tf.export.serving_module import BertServingModule
+    from bert_tf.export.task_spec import spec_for
+    from bert_tf.models import BertTokenClassifier
+    model, tokenizer = tiny["model"], tiny["tokenizer"]
+    spec = spec_for(model, tokenizer, labels=LABELS)
+    assert BertServingModule(model, tokenizer, spec)._pack is True
+    assert BertServingModule(model, tokenizer, spec, pack=False)._pack is False
+    tagger = BertTokenClassifier(model.encoder, num_labels=3)
+    with pytest.raises(ValueError, match="pack=True needs a BertClassifier"):
+        BertServingModule(tagger, tokenizer, spec_for(tagger, tokenizer), pack=True)
+    # the index: attended positions plus each row's position 0, padded with index 0 to a bucket
+    mask = tf.constant([[1, 1, 0, 0], [0, 1, 0, 1]])
+    positions, inverse = packing_index(mask, token_bucket=4)
+    assert positions.numpy().tolist() == [0, 1, 4, 5, 7, 0, 0, 0]
+    assert inverse.numpy().tolist() == [1, 2, 0, 0, 3, 4, 0, 5]
 
 
 def test_versions_increment_and_interrupted_export_leaves_nothing(tiny, tmp_path, monkeypatch):

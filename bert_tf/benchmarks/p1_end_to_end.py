@@ -3,12 +3,13 @@
 Every implementation does the whole path in each timed call: tokenize the strings, run the model,
 softmax, hand back numpy. Same sentences, same batch order for all.
 - bert_tf export: `bert_tf.export.export_saved_model(...)` as `bert-tf export saved-model` writes
-  it, loaded back from disk: in-graph tokenizer, rows sorted by length and run 8 at a time, each
-  group cut to its exact longest row (`bert_tf.export.trimming`); what stock TF Serving runs.
-- bert_tf export --xla: the same with the model as one XLA function, each group's length rounded
-  up to 8 positions (one executable per length).
-- bert_tf export --trim-bucket 8: the default export as it was before the exact cut (lengths
-  rounded up to 8 without XLA).
+  it, loaded back from disk: in-graph tokenizer, the batch cut to its exact longest row
+  (`bert_tf.export.trimming`), the classifier run on packed real tokens with a [CLS]-only last
+  layer (`bert_tf.export.packing`); what stock TF Serving runs.
+- bert_tf export --xla: the same with the model as one XLA function (lengths rounded up to 8
+  positions, token counts to 64: one executable per pair).
+- bert_tf export --no-pack / --xla --no-pack: the two as they were before packing: rows sorted
+  by length and run 8 at a time, each group cut to its own longest row.
 - bert_tf export --trim-bucket 0: every row padded to 128 (the export before trimming).
 - hf torch: `BertTokenizerFast` (padding to the batch's longest, its usual use) +
   `BertForSequenceClassification` (sdpa) under `torch.inference_mode()`; same weights as ours.
@@ -83,7 +84,7 @@ SHIPPED = ("bert_tf export", "bert_tf export --xla")   # checked on the whole te
 
 def saved_model_paths(model, sizes, work_dir):
     """bert_tf's SavedModels as `bert_tf.export.export_saved_model` writes them, loaded back from
-    disk: the default, with XLA, and the two before-rows (8-position buckets; padded to 128)."""
+    disk: the default, with XLA, and the before-rows (unpacked length groups; padded to 128)."""
     import os
 
     import tensorflow as tf
@@ -91,8 +92,9 @@ def saved_model_paths(model, sizes, work_dir):
     from bert_tf.export import export_saved_model
 
     variants = {"bert_tf export": {}, "bert_tf export --xla": dict(jit_compile=True),
-                "bert_tf export --trim-bucket 8": dict(trim_bucket=8),
-                PADDED: dict(trim_bucket=0)}
+                "bert_tf export --no-pack": dict(pack=False),
+                "bert_tf export --xla --no-pack": dict(jit_compile=True, pack=False),
+                PADDED: dict(trim_bucket=0, pack=False)}
     paths, loaded = {}, []
     for i, (name, options) in enumerate(variants.items()):
         saved = tf.saved_model.load(export_saved_model(

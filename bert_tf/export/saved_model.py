@@ -71,7 +71,8 @@ def serialized_examples(ids: dict) -> np.ndarray:
 
 def export_saved_model(model, out_dir, tokenizer=None, version=None, labels=None, pair=None,
                        spec=None, write_configs: bool = True, trim_bucket=AUTO,
-                       group_size=DEFAULT_GROUP_SIZE, jit_compile: bool = False) -> str:
+                       group_size=DEFAULT_GROUP_SIZE, jit_compile: bool = False,
+                       pack=AUTO) -> str:
     """Exports `model` (a bert_tf task model, or a fine-tuning output dir / ExportSource) to
     `out_dir/<version>/`; returns that version directory's path.
 
@@ -85,6 +86,9 @@ def export_saved_model(model, out_dir, tokenizer=None, version=None, labels=None
     group cut to its own longest row; None or 0 cuts the whole batch at its longest row.
     jit_compile: the model runs as an XLA function inside the signatures. TensorFlow (Python,
     C++) runs it as is; TF Serving needs `--xla_cpu_compilation_enabled=true` for it.
+    pack: a classifier's position-wise layers run on the batch's real tokens only, its last layer
+    on the [CLS] rows only (exact; see `bert_tf.export.packing`); "auto" (default) packs every
+    classifier, False never packs.
     """
     from bert_tf.export.model_dir import ExportSource, load_source
     if isinstance(model, (str, os.PathLike)):
@@ -114,7 +118,7 @@ def export_saved_model(model, out_dir, tokenizer=None, version=None, labels=None
                           f"another --version or leave it out to take the next one")
 
     module = BertServingModule(model, tokenizer, spec, trim_bucket=trim_bucket,
-                               group_size=group_size, jit_compile=jit_compile)
+                               group_size=group_size, jit_compile=jit_compile, pack=pack)
     with StagingDir(final) as staging:
         # Assets: files the graph does not read but clients (and humans) need with the model.
         asset_dir = os.path.join(staging, "..", os.path.basename(staging) + "-assets")

@@ -12,8 +12,10 @@ Without a tokenizer, `serving_default` is `serve_ids` (clients tokenize themselv
 
 Every signature cuts the batch's trailing padding before the encoder (`trimming`; exact, since
 padded positions have zero attention weight) and pads per-token outputs back to the input's length,
-so a batch of short sentences does not pay for 128 positions. With `jit_compile=True` the model
-runs as one XLA function (one executable per batch shape; the length buckets bound their number).
+so a batch of short sentences does not pay for 128 positions. A classifier then runs on packed
+tokens (`packing`): its position-wise layers see the batch's real tokens only, and its last layer
+the [CLS] rows only. With `jit_compile=True` the model runs as one XLA function (one executable per
+batch shape; the length and token-count buckets bound their number).
 
 The module tracks `[v.value for v in model.variables]`: Keras 3 variables wrap a tf.Variable, and
 without the inner ones in the object graph the loader (and the TFLite converter) would see
@@ -26,9 +28,9 @@ import types
 
 import tensorflow as tf
 
-from bert_tf.export import task_outputs
+from bert_tf.export import packing, task_outputs
 from bert_tf.export.trimming import (AUTO, DEFAULT_GROUP_SIZE, is_count, resolve_bucket,
-                                     run_in_length_groups, run_trimmed)
+                                     run_in_length_groups, run_trimmed, trim_features)
 from bert_tf.export.task_spec import (CLASSIFICATION, QUESTION_ANSWERING, REGRESSION,
                                       TOKEN_CLASSIFICATION, TaskSpec)
 
@@ -68,28 +70,42 @@ class BertServingModule(tf.Module):
     group_size: with trimming, sort the batch by length and run it this many rows at a time, each
       group cut to its own longest row (None or 0: the whole batch as one group).
     jit_compile: run the model as an XLA function.
+    pack: run a classifier on packed tokens (`packing`; exact; groups are then not needed);
+      "auto" (default): for every model `packing.can_pack`.
     """
 
     def __init__(self, model, tokenizer, spec: TaskSpec, trim_bucket=AUTO,
-                 group_size=DEFAULT_GROUP_SIZE, jit_compile: bool = False):
+                 group_size=DEFAULT_GROUP_SIZE, jit_compile: bool = False, pack=AUTO):
         super().__init__(name="bert_serving")
         if not is_count(group_size):
             raise ValueError(f"group_size must be a non-negative integer or None, got "
                              f"{group_size!r}")
         trim_bucket = resolve_bucket(trim_bucket, jit_compile)
+        if pack == AUTO:
+            pack = packing.can_pack(model)
+        elif not isinstance(pack, bool):
+            raise ValueError(f"pack must be True, False or {AUTO!r}, got {pack!r}")
+        elif pack and not packing.can_pack(model):
+            raise ValueError(f"pack=True needs a BertClassifier, got {type(model).__name__}")
 
         def run_model(features):
             outputs = model(features, training=False)
             return {k: tf.convert_to_tensor(v) for k, v in outputs.items()}
 
+        def run_packed(features, positions, inverse):
+            return packing.classifier_logits(model, features, positions, inverse)
+
+        def compiled(fn):
+            return tf.function(fn, jit_compile=True, reduce_retracing=True) if jit_compile else fn
+
         # Held outside the object graph: tracking the Keras model would also save its optimizer
         # (twice the weights again); the functions only need the variables tracked below.
-        self._untracked = types.SimpleNamespace(
-            model=model,
-            run_model=(tf.function(run_model, jit_compile=True, reduce_retracing=True)
-                       if jit_compile else run_model))
+        self._untracked = types.SimpleNamespace(model=model, run_model=compiled(run_model),
+                                                run_packed=compiled(run_packed))
         self._trim_bucket = trim_bucket
         self._group_size = group_size or None
+        self._pack = pack
+        self._token_bucket = packing.DEFAULT_TOKEN_BUCKET if jit_compile else packing.EXACT_TOKENS
         self._output_specs = output_specs(model, spec)
         # Outputs with a position axis: [b, s, ...], padded back to s after trimming.
         self._per_token = (tuple(self._output_specs)
@@ -119,6 +135,14 @@ class BertServingModule(tf.Module):
         """features: int32 [b, s] ids dict -> the model's raw outputs (float32); per-token outputs
         ([b, s, ...]) keep the input's s even when the padding was cut off."""
         features = {k: features[k] for k in ID_NAMES}
+        if self._pack:
+            if self._trim_bucket is not None:
+                features = trim_features(features, self._trim_bucket)
+            # Unknown static shapes: one trace serves every length (XLA compiles one per shape).
+            features = {k: tf.ensure_shape(v, [None, None]) for k, v in features.items()}
+            positions, inverse = packing.packing_index(features["attention_mask"],
+                                                       self._token_bucket)
+            return self._untracked.run_packed(features, positions, inverse)
         if self._trim_bucket is None:
             return self._untracked.run_model(features)
         if self._group_size is not None:

@@ -69,18 +69,24 @@ class BertSelfAttention(keras.layers.Layer):
 
     def call(self, hidden_states, attention_bias=None, training=None):
         # hidden_states: [b, s, hidden]; attention_bias: [b, 1, 1, s] float32 (0 or MASK_VALUE)
-        scale = 1.0 / math.sqrt(self.head_size)
         query = self.query(hidden_states)          # [b, s, n, d]
         key = self.key(hidden_states)              # [b, s, n, d]
         value = self.value(hidden_states)          # [b, s, n, d]
+        context = self.attend(query, key, value, attention_bias, training=training)
+        return self.output_dense(context)          # [b, s, hidden]
+
+    def attend(self, query, key, value, attention_bias=None, training=None):
+        """Projected heads → context: query [b, s_q, n, d], key/value [b, s_k, n, d], bias
+        [b, 1, 1, s_k] → [b, s_q, n, d]. Its own method so that `bert_tf.export.packing` (queries
+        for a subset of positions) runs the same math."""
+        scale = 1.0 / math.sqrt(self.head_size)
         scores = ops.einsum("bqnd,bknd->bnqk", query, key)            # [b, n, s_q, s_k]
         scores = ops.cast(scores, "float32") * scale
         if attention_bias is not None:
             scores = scores + ops.cast(attention_bias, "float32")
         probs = ops.softmax(scores, axis=-1)                          # [b, n, s_q, s_k], float32
         probs = self.dropout(ops.cast(probs, self.compute_dtype), training=training)
-        context = ops.einsum("bnqk,bknd->bqnd", probs, value)         # [b, s, n, d]
-        return self.output_dense(context)                             # [b, s, hidden]
+        return ops.einsum("bnqk,bknd->bqnd", probs, value)            # [b, s_q, n, d]
 
     def compute_output_shape(self, input_shape):
         return input_shape

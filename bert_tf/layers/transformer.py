@@ -52,11 +52,17 @@ class BertTransformerBlock(keras.layers.Layer):
     def call(self, hidden_states, attention_bias=None, training=None):
         # hidden_states: [b, s, hidden]; attention_bias: [b, 1, 1, s]
         attended = self.attention(hidden_states, attention_bias=attention_bias, training=training)
+        return self.after_attention(hidden_states, attended, training=training)
+
+    def after_attention(self, hidden_states, attended, training=None):
+        """Everything after self-attention, position by position: [..., hidden] (the block's input
+        and the attention output) → [..., hidden]. `bert_tf.export.packing` runs it on packed
+        tokens [n, hidden]."""
         attended = self.attention_dropout_layer(attended, training=training)
         hidden_states = self.attention_layer_norm(hidden_states + attended)
-        intermediate = self.intermediate(hidden_states)               # [b, s, intermediate]
+        intermediate = self.intermediate(hidden_states)               # [..., intermediate]
         ffn = self.output_dropout(self.output_dense(intermediate), training=training)
-        return self.output_layer_norm(hidden_states + ffn)            # [b, s, hidden]
+        return self.output_layer_norm(hidden_states + ffn)            # [..., hidden]
 
     def compute_output_shape(self, input_shape):
         return input_shape
