@@ -55,18 +55,21 @@ def comparisons(rows) -> list:
 
 
 def format_table(rows) -> str:
-    """Fixed-width text: one line per row, then one ratio line per comparison."""
-    lines = [f"{'measure':<8}{'case':<22}{'impl':<30}{'median':>11}{'min-max':>23}  unit   extra"]
+    """Fixed-width text: one line per row, then one ratio line per comparison. The case and impl
+    columns are as wide as their longest entry (plus a space), so long names never run together."""
+    cw = max([len("case"), *(len(r.case) for r in rows)]) + 1
+    iw = max([len("impl"), *(len(r.impl) for r in rows)]) + 1
+    lines = [f"{'measure':<8}{'case':<{cw}}{'impl':<{iw}}{'median':>11}{'min-max':>23}  unit   extra"]
     for row in rows:
         s = row.stats
         extra = " ".join(f"{k}={_short(v)}" for k, v in row.extra.items())
-        lines.append(f"{row.measure:<8}{row.case:<22}{row.impl:<30}{s['median']:>11.4g}"
+        lines.append(f"{row.measure:<8}{row.case:<{cw}}{row.impl:<{iw}}{s['median']:>11.4g}"
                      f"{s['min']:>11.4g}-{s['max']:<11.4g} {row.unit:<6} {extra}")
     lines.append("")
     lines.append("ratio bert_tf / best peer (> 1: bert_tf better)")
     for measure, case, ours, _, ratio, best in comparisons(rows):
         if ratio is not None:
-            lines.append(f"  {measure:<6}{case:<22}{ours.impl:<30}{ratio:7.2f}x  vs {best}")
+            lines.append(f"  {measure:<6}{case:<{cw}}{ours.impl:<{iw}}{ratio:7.2f}x  vs {best}")
     return "\n".join(lines)
 
 
