@@ -64,3 +64,78 @@ def test_a_file_from_before_the_xla_flag_ran_without_it(tool, tmp_path, capsys):
     assert tool.run_seed(_args(), "unused", str(tmp_path), None) == saved
     with pytest.raises(SystemExit, match="different recipe"):
         tool.run_seed(_args(xla=True), "unused", str(tmp_path), None)
+
+
+def test_without_dropout_bert_tf_trains_exactly_like_the_pytorch_reference(tool, tmp_path):
+    """The recipe on both sides is the same computation: with dropout off, the same initial weights
+    (encoder and head) and the same batches, bert_tf's Trainer (AdamWeightDecay, warmup/linear
+    decay, global-norm clipping, masked token loss) and the tool's PyTorch loop (HF
+    BertForTokenClassification, its google-style AdamW) give the same losses and weights step
+    after step. What is left to differ between the sides is only randomness: dropout masks,
+    example order, the head's initial draw."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    import torch
+    import transformers
+
+    from bert_tf.config import BertConfig
+    from bert_tf.models import BertEncoder, BertTokenClassifier
+    from bert_tf.tasks.base import IGNORE_INDEX, masked_mean_cross_entropy
+    from bert_tf.training import Trainer, TrainingOptions, create_optimizer, create_strategy
+
+    config = BertConfig(vocab_size=200, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=32,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    labels, steps, total, warmup, lr = 5, 8, 20, 3, 1e-3
+    keras.utils.set_random_seed(0)
+    strategy = create_strategy("one_device")
+    with strategy.scope():
+        ours = BertTokenClassifier(BertEncoder(config), labels, dropout=0.0)
+        optimizer = create_optimizer("adamw", lr, total, warmup, 0.01)
+    ours.encoder.save_pretrained(str(tmp_path))
+    torch.manual_seed(0)
+    theirs = transformers.BertForTokenClassification.from_pretrained(str(tmp_path), num_labels=labels)
+    head = ours.get_layer("classifier")
+    with torch.no_grad():
+        theirs.classifier.weight.copy_(torch.from_numpy(head.kernel.numpy().T))
+        theirs.classifier.bias.copy_(torch.from_numpy(head.bias.numpy()))
+    theirs.train()
+    reference_optimizer = tool.BertAdamW(theirs.named_parameters(),
+                                         tool.lr_schedule(lr, total, warmup))
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 200, size=(steps, 4, 12)).astype(np.int32)
+    mask = np.ones_like(ids)
+    mask[:, 1, 7:] = 0                                    # a padded row
+    tags = rng.integers(0, labels, size=ids.shape).astype(np.int32)
+    tags[:, :, 0] = IGNORE_INDEX                          # [CLS] and padding are not labeled
+    tags[mask == 0] = IGNORE_INDEX
+    batches = tf.data.Dataset.from_tensor_slices(
+        ({"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": mask},
+         {"labels": tags}))
+    trainer = Trainer(ours, lambda out, tg: {"loss": masked_mean_cross_entropy(tg["labels"],
+                                                                               out["logits"])},
+                      optimizer, strategy, str(tmp_path / "run"),
+                      TrainingOptions(total_steps=total, progress=False))
+    iterator = iter(trainer.distribute(batches))
+    step = trainer.train_step_function()
+    initial = head.kernel.numpy().copy()
+    for i in range(steps):
+        our_loss = float(step(iterator)["loss"])
+        their_loss = theirs(input_ids=torch.from_numpy(ids[i]).long(),
+                            attention_mask=torch.from_numpy(mask[i]).long(),
+                            token_type_ids=torch.zeros(4, 12, dtype=torch.long),
+                            labels=torch.from_numpy(tags[i]).long()).loss
+        their_loss.backward()
+        torch.nn.utils.clip_grad_norm_(theirs.parameters(), 1.0)
+        reference_optimizer.step()
+        theirs.zero_grad(set_to_none=True)
+        assert our_loss == pytest.approx(float(their_loss), rel=1e-5), i
+    np.testing.assert_allclose(head.kernel.numpy().T, theirs.classifier.weight.detach().numpy(),
+                               atol=1e-6)
+    query = ours.encoder.transformer_layers[1].attention.query.kernel.numpy().reshape(32, 32)
+    np.testing.assert_allclose(
+        query, theirs.bert.encoder.layer[1].attention.self.query.weight.detach().numpy().T,
+        atol=1e-6)
+    assert np.abs(head.kernel.numpy() - initial).max() > 100 * 1e-6   # the steps did move it
