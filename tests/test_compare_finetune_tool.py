@@ -81,7 +81,8 @@ def test_without_dropout_bert_tf_trains_exactly_like_the_pytorch_reference(tool,
 
     from bert_tf.config import BertConfig
     from bert_tf.models import BertEncoder, BertTokenClassifier
-    from bert_tf.tasks.base import IGNORE_INDEX, masked_mean_cross_entropy
+    from bert_tf.tasks.base import IGNORE_INDEX
+    from bert_tf.tasks.ner import NerTask
     from bert_tf.training import Trainer, TrainingOptions, create_optimizer, create_strategy
 
     config = BertConfig(vocab_size=200, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -114,9 +115,7 @@ def test_without_dropout_bert_tf_trains_exactly_like_the_pytorch_reference(tool,
     batches = tf.data.Dataset.from_tensor_slices(
         ({"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": mask},
          {"labels": tags}))
-    trainer = Trainer(ours, lambda out, tg: {"loss": masked_mean_cross_entropy(tg["labels"],
-                                                                               out["logits"])},
-                      optimizer, strategy, str(tmp_path / "run"),
+    trainer = Trainer(ours, NerTask.loss, optimizer, strategy, str(tmp_path / "run"),
                       TrainingOptions(total_steps=total, progress=False))
     iterator = iter(trainer.distribute(batches))
     step = trainer.train_step_function()

@@ -38,18 +38,15 @@ def _trainer_step(config, x, labels, xla: bool, model_dir: str, learning_rate: f
     import tensorflow as tf
 
     from bert_tf.models import BertClassifier, BertEncoder
+    from bert_tf.tasks.classification import ClassificationTask
     from bert_tf.training import Trainer, TrainingOptions, create_optimizer
-
-    def loss_fn(outputs, targets):   # bert-tf finetune classify's loss
-        logits = tf.cast(outputs["logits"], tf.float32)   # [b, 2]
-        return {"loss": tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-            targets["labels"], logits))}
 
     keras.utils.set_random_seed(0)
     model = BertClassifier(BertEncoder(config), num_classes=2)
     optimizer = create_optimizer("adamw", learning_rate, total_steps=10 ** 6, weight_decay_rate=0.01)
-    trainer = Trainer(model, loss_fn, optimizer, tf.distribute.get_strategy(), model_dir,
-                      TrainingOptions(total_steps=10 ** 6, xla=xla, progress=False))
+    # The loss `bert-tf finetune classify` trains with (cross-entropy, plus the batch accuracy).
+    trainer = Trainer(model, ClassificationTask.loss, optimizer, tf.distribute.get_strategy(),
+                      model_dir, TrainingOptions(total_steps=10 ** 6, xla=xla, progress=False))
     dataset = tf.data.Dataset.from_tensors((x, {"labels": labels})).repeat()
     iterator = iter(trainer.distribute(dataset))
     step = trainer.train_step_function()

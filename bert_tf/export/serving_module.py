@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from bert_tf.export import packing, task_outputs
 from bert_tf.export.trimming import (AUTO, DEFAULT_GROUP_SIZE, is_count, resolve_bucket,
-                                     run_in_length_groups, run_trimmed, trim_features)
+                                     run_in_length_groups, run_trimmed)
 from bert_tf.export.task_spec import (CLASSIFICATION, QUESTION_ANSWERING, REGRESSION,
                                       TOKEN_CLASSIFICATION, TaskSpec)
 
@@ -88,24 +88,31 @@ class BertServingModule(tf.Module):
         elif pack and not packing.can_pack(model):
             raise ValueError(f"pack=True needs a BertClassifier, got {type(model).__name__}")
 
-        def run_model(features):
-            outputs = model(features, training=False)
-            return {k: tf.convert_to_tensor(v) for k, v in outputs.items()}
-
-        def run_packed(features, positions, inverse):
-            return packing.classifier_logits(model, features, positions, inverse)
-
         def compiled(fn):
             return tf.function(fn, jit_compile=True, reduce_retracing=True) if jit_compile else fn
 
+        if pack:
+            token_bucket = packing.DEFAULT_TOKEN_BUCKET if jit_compile else packing.EXACT_TOKENS
+            packed = compiled(lambda features, positions, inverse: packing.classifier_logits(
+                model, features, positions, inverse))
+
+            def run_model(features):
+                # The index has a data-dependent size: built outside the (XLA) function.
+                positions, inverse = packing.packing_index(features["attention_mask"], token_bucket)
+                return packed(features, positions, inverse)
+            group_size = None   # packing skips every padded position: no length groups needed
+        else:
+            @compiled
+            def run_model(features):
+                outputs = model(features, training=False)
+                return {k: tf.convert_to_tensor(v) for k, v in outputs.items()}
+
         # Held outside the object graph: tracking the Keras model would also save its optimizer
         # (twice the weights again); the functions only need the variables tracked below.
-        self._untracked = types.SimpleNamespace(model=model, run_model=compiled(run_model),
-                                                run_packed=compiled(run_packed))
+        self._untracked = types.SimpleNamespace(model=model, run_model=run_model)
         self._trim_bucket = trim_bucket
         self._group_size = group_size or None
         self._pack = pack
-        self._token_bucket = packing.DEFAULT_TOKEN_BUCKET if jit_compile else packing.EXACT_TOKENS
         self._output_specs = output_specs(model, spec)
         # Outputs with a position axis: [b, s, ...], padded back to s after trimming.
         self._per_token = (tuple(self._output_specs)
@@ -135,14 +142,6 @@ class BertServingModule(tf.Module):
         """features: int32 [b, s] ids dict -> the model's raw outputs (float32); per-token outputs
         ([b, s, ...]) keep the input's s even when the padding was cut off."""
         features = {k: features[k] for k in ID_NAMES}
-        if self._pack:
-            if self._trim_bucket is not None:
-                features = trim_features(features, self._trim_bucket)
-            # Unknown static shapes: one trace serves every length (XLA compiles one per shape).
-            features = {k: tf.ensure_shape(v, [None, None]) for k, v in features.items()}
-            positions, inverse = packing.packing_index(features["attention_mask"],
-                                                       self._token_bucket)
-            return self._untracked.run_packed(features, positions, inverse)
         if self._trim_bucket is None:
             return self._untracked.run_model(features)
         if self._group_size is not None:

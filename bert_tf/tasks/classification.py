@@ -62,7 +62,8 @@ class ClassificationTask:
         from bert_tf.models import BertClassifier
         return BertClassifier(encoder, len(self.label_names))
 
-    def loss(self, outputs, targets) -> dict:
+    @staticmethod
+    def loss(outputs, targets) -> dict:
         logits = tf.cast(outputs["logits"], tf.float32)   # [b, classes]
         labels = tf.cast(targets["labels"], tf.int32)     # [b]
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))

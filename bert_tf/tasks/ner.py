@@ -119,7 +119,8 @@ class NerTask:
         from bert_tf.models import BertTokenClassifier
         return BertTokenClassifier(encoder, len(self.label_names))
 
-    def loss(self, outputs, targets) -> dict:
+    @staticmethod
+    def loss(outputs, targets) -> dict:
         return {"loss": masked_mean_cross_entropy(targets["labels"], outputs["logits"])}
 
     # ------------------------------------------------------------------ outputs
