@@ -138,3 +138,69 @@ def test_without_dropout_bert_tf_trains_exactly_like_the_pytorch_reference(tool,
         query, theirs.bert.encoder.layer[1].attention.self.query.weight.detach().numpy().T,
         atol=1e-6)
     assert np.abs(head.kernel.numpy() - initial).max() > 100 * 1e-6   # the steps did move it
+
+
+def test_paired_pytorch_starts_where_bert_tf_finetune_starts(tool, tmp_path, minilm_vocab,
+                                                             monkeypatch):
+    """`--paired`: the head and the batch order the tool gives PyTorch are those bert_tf's
+    finetune actually started from and trained on (recorded from inside the run), across an epoch
+    boundary, with the tool's reconstruction made after finetune in the same process, as the tool
+    does."""
+    import shutil
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import bert_tf.tasks.finetuning as finetuning
+    from bert_tf.config import BertConfig
+    from bert_tf.data import conll, datasets
+    from bert_tf.models import BertEncoder
+    from bert_tf.tasks import FinetuneOptions, finetune
+
+    init = str(tmp_path / "init")
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    keras.utils.set_random_seed(0)
+    BertEncoder(config).save_pretrained(init)
+    shutil.copy(minilm_vocab, os.path.join(init, "vocab.txt"))
+    sentences = datasets.wnut_ner("train")[:20]
+    train = str(tmp_path / "train.conll")
+    conll.write_conll(train, sentences)
+
+    seen = []   # input_ids of every batch the trainer pulls, in order
+
+    def recording(features, batch_size, seed):
+        def record(inputs, targets):
+            tf.py_function(lambda ids: seen.append(ids.numpy()), [inputs["input_ids"]], [])
+            return inputs, targets
+        return original(features, batch_size, seed).map(record)
+
+    original = finetuning.train_dataset
+    monkeypatch.setattr(finetuning, "train_dataset", recording)
+    seed, batch, steps = 5, 8, 6                       # 20 examples: 3 batches/epoch, 2 epochs
+    out = str(tmp_path / "run")
+    # learning rate ~0: the saved model still holds the initial head
+    finetune(FinetuneOptions("ner", init, train, out, max_length=32, epochs=2, batch_size=batch,
+                             learning_rate=1e-12, seed=seed, strategy="one_device",
+                             progress=False))
+    head = keras.saving.load_model(os.path.join(out, "model.keras")).get_layer("classifier")
+    labels = json.load(open(os.path.join(out, "labels.json")))
+
+    kernel, bias, order = tool.bert_tf_start("ner", init, labels, seed, len(sentences), batch,
+                                             steps)
+    np.testing.assert_allclose(kernel, head.kernel.numpy(), atol=1e-9)
+    np.testing.assert_allclose(bias, head.bias.numpy(), atol=1e-9)
+    assert order.shape == (steps, batch)
+    assert sorted(order[:2].reshape(-1).tolist() + order[2, :4].tolist()) == list(range(20))
+    # the same sentences, batch by batch: the tool's indices into the file vs what finetune trained on
+    from bert_tf.tasks.registry import make_task
+    from bert_tf.text import BertTokenizer
+    from bert_tf.text.vocabulary import read_vocabulary
+    task = make_task("ner", BertTokenizer(read_vocabulary(minilm_vocab), sequence_length=32), labels)
+    ids = task.encode(task.read(train), training=True).inputs["input_ids"]
+    assert len(seen) >= steps
+    for step in range(steps):
+        np.testing.assert_array_equal(ids[order[step]], seen[step], err_msg=f"step {step}")
+    other = tool.bert_tf_start("ner", init, labels, seed + 1, len(sentences), batch, steps)
+    assert not np.array_equal(other[2], order) and not np.allclose(other[0], kernel)

@@ -17,7 +17,9 @@ eps 1e-6, weight decay 0.01 except LayerNorm and bias), linear warmup over `--wa
 then linear decay to 0 (lr 0 at step 0), global-norm clipping 1.0, the checkpoint's dropout (0.1),
 batches drawn by a seeded shuffle, the last partial batch wrapped into the next epoch (the steps
 count is ceil(epochs * n / batch)), `--seed` for head initialization, dropout and data order
-(each framework's own RNG: same policy, different streams). The dev split is scored after every
+(each framework's own RNG: same policy, different streams; with `--paired`, PyTorch instead starts
+from bert_tf's initial head and takes bert_tf's batches in bert_tf's order, so only the dropout
+masks differ and each seed's gap is a paired difference). The dev split is scored after every
 epoch and the best epoch's model is scored on the test split. NER: a word's label sits on its first
 word-piece (-100 elsewhere); words cut off by `--max-length` are predicted "O"; entity F1 by
 seqeval (conlleval rules) through `bert_tf.metrics` on both sides.
@@ -174,6 +176,34 @@ def torch_score(task, model, features, gold, word_ids, label_names, batch_size=6
     return metrics.entity_metrics(gold, tags)
 
 
+def bert_tf_start(task: str, init: str, label_names, seed: int, n: int, batch_size: int,
+                  steps: int):
+    """What `bert_tf.tasks.finetune` starts from for `seed`: the task head's initial weights
+    (kernel [hidden, labels], bias [labels]) and the training batches' example indices
+    ([steps, batch_size], epochs reshuffled, the last partial batch wrapped into the next epoch).
+    Built the way finetune builds them (its seeding, its strategy, `task.build_model`, its
+    `train_dataset` pipeline), so that `--paired` runs PyTorch from the same start."""
+    import keras
+    from bert_tf.tasks.base import TaskFeatures, train_dataset
+    from bert_tf.tasks.registry import make_task
+    from bert_tf.text import BertTokenizer
+    from bert_tf.text.vocabulary import read_vocabulary
+    from bert_tf.training import create_strategy
+    from bert_tf.weights import load_encoder
+
+    bert_tf_task = make_task(TASKS[task], BertTokenizer(read_vocabulary(
+        os.path.join(init, "vocab.txt")), sequence_length=8), list(label_names))
+    keras.utils.set_random_seed(seed)
+    with create_strategy("one_device").scope():
+        model = bert_tf_task.build_model(load_encoder(init))
+    head = model.get_layer("classifier")
+    kernel, bias = head.kernel.numpy(), head.bias.numpy()
+    index = np.arange(n, dtype=np.int32)[:, None]
+    batches = train_dataset(TaskFeatures({"input_ids": index}, {"labels": index}), batch_size, seed)
+    order = np.stack([inputs["input_ids"].numpy()[:, 0] for inputs, _ in batches.take(steps)])
+    return kernel, bias, order
+
+
 def run_torch(task: str, init: str, paths: dict, args, label_names) -> dict:
     import torch
     import transformers
@@ -195,9 +225,17 @@ def run_torch(task: str, init: str, paths: dict, args, label_names) -> dict:
     total = max(1, math.ceil(per_epoch * args.epochs))
     optimizer = BertAdamW(model.named_parameters(),
                           lr_schedule(args.learning_rate, total, int(args.warmup * total)))
-    generator = torch.Generator().manual_seed(args.seed)
-    order = torch.cat([torch.randperm(n, generator=generator)
-                       for _ in range(math.ceil(total * args.batch_size / n) + 1)])
+    if getattr(args, "paired", False):
+        kernel, bias, batches = bert_tf_start(task, init, label_names, args.seed, n,
+                                              args.batch_size, total)
+        with torch.no_grad():
+            model.classifier.weight.copy_(torch.from_numpy(kernel.T))
+            model.classifier.bias.copy_(torch.from_numpy(bias))
+        order = torch.from_numpy(batches.reshape(-1).astype(np.int64))
+    else:
+        generator = torch.Generator().manual_seed(args.seed)
+        order = torch.cat([torch.randperm(n, generator=generator)
+                           for _ in range(math.ceil(total * args.batch_size / n) + 1)])
     best, best_state, best_step = None, None, None
     metric = "accuracy" if task == "sentiment" else "f1"
     for step in range(total):
@@ -224,7 +262,7 @@ def run_torch(task: str, init: str, paths: dict, args, label_names) -> dict:
 
 # ------------------------------------------------------------------------------------- main
 SEED_FREE = ("seed", "seeds", "out", "progress")   # recipe keys that may differ between seeds
-RECIPE_DEFAULTS = {"xla": False}   # what results.json files written before a key existed ran with
+RECIPE_DEFAULTS = {"xla": False, "paired": False}   # what results.json files written before a key existed ran with
 
 
 def recipe_of(args) -> dict:
@@ -302,6 +340,10 @@ def main(argv=None) -> int:
                         help="use this many training examples (seeded pick), default all")
     parser.add_argument("--xla", action="store_true",
                         help="bert_tf side: XLA-compile the training step and the evaluations")
+    parser.add_argument("--paired", action="store_true",
+                        help="PyTorch starts from bert_tf's initial head weights and draws the "
+                             "same batches in the same order, so only the dropout masks differ "
+                             "between the sides (a paired comparison: less noise per seed)")
     parser.add_argument("--sides", default="bert_tf,torch", help="which runs (comma-separated)")
     parser.add_argument("--out", default=None, help="keep outputs here (default: a temp dir)")
     parser.add_argument("--progress", action="store_true", help="bert_tf progress bar")
