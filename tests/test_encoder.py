@@ -117,6 +117,41 @@ def test_pretrainer_heads_round_trip_through_hf_bert_for_pretraining(tmp_path):
     ref_mlm = np.take_along_axis(ref.prediction_logits.numpy(), positions[:, :, None], axis=1)
     np.testing.assert_allclose(np.asarray(ours["mlm_logits"]), ref_mlm, atol=1e-4)
     np.testing.assert_allclose(np.asarray(ours["nsp_logits"]), ref.seq_relationship_logits.numpy(), atol=1e-5)
+    # Gradients too: our last layer runs for [CLS] and the masked positions only (the model's
+    # `call`), HF's for every position; the loss only sees those rows, so the gradients agree.
+    import tensorflow as tf
+
+    from bert_tf.models import pretraining_losses
+    targets = {"masked_lm_ids": np.array([[5, 9, 0], [7, 1, 30]], "int32"),
+               "masked_lm_weights": np.array([[1, 1, 0], [1, 1, 1]], "float32"),
+               "next_sentence_labels": np.array([0, 1], "int32")}
+    last = model.encoder.transformer_layers[-1]
+    watched = [last.attention.query.kernel, last.intermediate.kernel,
+               model.encoder.transformer_layers[0].attention.value.kernel,
+               model.encoder.embeddings.word_embeddings]
+    with tf.GradientTape() as tape:
+        loss = pretraining_losses(model({**batch, "masked_lm_positions": positions}, training=True),
+                                  targets)["loss"]
+    grads = tape.gradient(loss, watched)
+    out = reference(**{k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()})
+    mlm = out.prediction_logits[torch.arange(2)[:, None], torch.tensor(positions).long()]
+    per_prediction = torch.nn.functional.cross_entropy(
+        mlm.reshape(-1, mlm.shape[-1]), torch.tensor(targets["masked_lm_ids"]).long().reshape(-1),
+        reduction="none")
+    weights = torch.tensor(targets["masked_lm_weights"]).reshape(-1)
+    their_loss = (per_prediction * weights).sum() / (weights.sum() + 1e-5) + \
+        torch.nn.functional.cross_entropy(out.seq_relationship_logits,
+                                          torch.tensor(targets["next_sentence_labels"]).long())
+    their_loss.backward()
+    assert float(loss) == pytest.approx(float(their_loss), rel=1e-5)
+    layers = reference.bert.encoder.layer
+    expected = [layers[-1].attention.self.query.weight.grad.T, layers[-1].intermediate.dense.weight.grad.T,
+                layers[0].attention.self.value.weight.grad.T,
+                reference.bert.embeddings.word_embeddings.weight.grad]
+    for mine, theirs in zip(grads, expected):
+        mine = np.asarray(tf.convert_to_tensor(mine)).reshape(theirs.shape)
+        assert np.abs(mine).max() > 1e-6
+        np.testing.assert_allclose(mine, theirs.numpy(), atol=1e-5 * float(theirs.abs().max()))
     # And back out: transformers reads our BertForPreTraining export to the same logits.
     model.save_pretrained(str(tmp_path / "ours"))
     again = transformers.BertForPreTraining.from_pretrained(str(tmp_path / "ours")).eval()
@@ -213,3 +248,52 @@ def test_mixed_precision_is_finite_and_close_to_float32(policy, atol, minilm_dir
         if name == "sequence_output":
             diff = diff * batch["attention_mask"][..., None]
         assert float(diff.max()) / scale <= atol, (name, float(diff.max()))
+
+
+def test_classifier_runs_the_last_layer_for_cls_only_with_hf_logits_and_gradients(tmp_path):
+    """BertClassifier runs its last layer for position 0 only (the encoder's `pooled_output`):
+    logits, loss and gradients equal HF BertForSequenceClassification's, which computes the whole
+    last layer; the pooled output equals the full encoder's, masks with holes and a masked [CLS]
+    position included."""
+    import tensorflow as tf
+
+    kwargs = PARITY_CONFIGS["tiny_gelu"]
+    reference = hf_reference(kwargs, tmp_path / "hf")
+    torch.manual_seed(1)
+    theirs = transformers.BertForSequenceClassification.from_pretrained(
+        str(tmp_path / "hf"), num_labels=3, classifier_dropout=0.0).train()
+    ours = BertClassifier(bert_tf.BertEncoder.from_pretrained(str(tmp_path / "hf")), 3)
+    head = ours.get_layer("classifier")
+    head.kernel.assign(theirs.classifier.weight.detach().numpy().T * 10)
+    head.bias.assign(theirs.classifier.bias.detach().numpy())
+    with torch.no_grad():
+        theirs.classifier.weight.mul_(10)
+    batch = random_batch(ours.encoder.config, batch=4, seq=14)
+    batch["attention_mask"][2, 0] = 0
+    labels = np.array([0, 2, 1, 2])
+
+    np.testing.assert_allclose(np.asarray(ours.encoder.pooled_output(batch)),
+                               hf_outputs(reference, batch)[1], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(ours.encoder.pooled_output(batch)),
+                               np.asarray(ours.encoder(batch)["pooled_output"]), atol=1e-5)
+    with tf.GradientTape() as tape:
+        logits = ours(batch, training=True)["logits"]    # dropout is 0 in these weights' config
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+    last = ours.encoder.transformer_layers[-1]
+    watched = [last.attention.query.kernel, last.attention.key.kernel, last.intermediate.kernel,
+               ours.encoder.transformer_layers[0].attention.value.kernel]
+    grads = tape.gradient(loss, watched)
+    out = theirs(**{k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()},
+                 labels=torch.tensor(labels))
+    out.loss.backward()
+    np.testing.assert_allclose(logits.numpy(), out.logits.detach().numpy(), atol=1e-5, rtol=1e-5)
+    assert float(loss) == pytest.approx(float(out.loss), rel=1e-5)
+    layers = theirs.bert.encoder.layer
+    hidden = kwargs["hidden_size"]
+    expected = [layers[-1].attention.self.query.weight.grad, layers[-1].attention.self.key.weight.grad,
+                layers[-1].intermediate.dense.weight.grad, layers[0].attention.self.value.weight.grad]
+    for mine, reference_grad in zip(grads, expected):
+        mine = np.asarray(mine).reshape(hidden, -1)
+        assert np.abs(mine).max() > 1e-6
+        reference_grad = reference_grad.numpy().T
+        np.testing.assert_allclose(mine, reference_grad, atol=1e-5 * np.abs(reference_grad).max())

@@ -29,7 +29,10 @@ forward + backward + optimizer update (Keras' stateless API), buffers donated.
 
 FLOPs per sequence (forward; training = 3x): per layer 8·s·h² (Q, K, V, output) + 4·s·h·i (FFN)
 + 4·s²·h (scores, context); MLM head on p positions: 2·p·h² (transform) + 2·p·h·V (tied decoder);
-pooler + NSP 2·h² + 4·h. Embedding lookups are not counted.
+pooler + NSP 2·h² + 4·h. Embedding lookups are not counted. These are the full model's FLOPs:
+bert_tf's pre-trainer runs its last layer's queries and feed-forward for [CLS] and the masked
+positions only (the heads read nothing else), about 3% less work at 24 layers, so MFU here is
+the standard model-FLOPs figure, not a count of what was executed.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@
 """
 
 import keras
+from keras import ops
 
 from bert_tf.layers.activations import get_activation
 from bert_tf.layers.attention import BertSelfAttention
@@ -53,6 +54,23 @@ class BertTransformerBlock(keras.layers.Layer):
         # hidden_states: [b, s, hidden]; attention_bias: [b, 1, 1, s]
         attended = self.attention(hidden_states, attention_bias=attention_bias, training=training)
         return self.after_attention(hidden_states, attended, training=training)
+
+    def at_positions(self, hidden_states, attention_bias=None, positions=None, training=None):
+        """The block's output at some positions only: [b, s, hidden] → [b, p, hidden], equal to
+        `self(hidden_states, attention_bias)` gathered at `positions` [b, p] (None: position 0,
+        p = 1). Keys and values are projected for every position; queries, the attention output
+        and the feed-forward run for the p rows, which is all the last layer owes a classifier's
+        [CLS] head or the masked-LM/NSP heads (Model Garden's `output_range=1` for the first)."""
+        attention = self.attention
+        if positions is None:
+            rows = hidden_states[:, :1]                                  # [b, 1, hidden]
+        else:
+            rows = ops.take_along_axis(hidden_states, ops.cast(positions, "int32")[:, :, None],
+                                       axis=1)                           # [b, p, hidden]
+        context = attention.attend(attention.query(rows), attention.key(hidden_states),
+                                   attention.value(hidden_states), attention_bias,
+                                   training=training)                    # [b, p, heads, head_size]
+        return self.after_attention(rows, attention.output_dense(context), training=training)
 
     def after_attention(self, hidden_states, attended, training=None):
         """Everything after self-attention, position by position: [..., hidden] (the block's input

@@ -23,5 +23,14 @@ class BertClassifier(BertTaskModel):
         logits = self.classifier(self.head_dropout(encoder_outputs["pooled_output"]))
         return {"logits": ops.cast(logits, "float32")}
 
+    def call(self, inputs, training=None, mask=None):
+        # The functional graph (built above) defines the model: its layers, weights, summary and
+        # serialization. Running it would compute the last layer's output at every position and
+        # keep only [CLS]; this runs the same layers on position 0 alone (the encoder's
+        # `pooled_output`), with the same result.
+        pooled = self.encoder.pooled_output(inputs, training=training)          # [b, h]
+        logits = self.classifier(self.head_dropout(pooled, training=training))  # [b, classes]
+        return {"logits": ops.cast(logits, "float32")}
+
     def head_config(self):
         return {"num_classes": self.num_classes, "dropout": self.dropout_rate}

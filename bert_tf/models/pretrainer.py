@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from bert_tf.layers import BertMaskedLMHead, BertNSPHead
+from bert_tf.models.encoder import INPUT_NAMES
 from bert_tf.models.task import BertTaskModel
 
 
@@ -26,6 +27,20 @@ class BertPretrainer(BertTaskModel):
         return {"mlm_logits": self.masked_lm(encoder_outputs["sequence_output"],
                                              inputs["masked_lm_positions"]),
                 "nsp_logits": self.next_sentence(encoder_outputs["pooled_output"])}
+
+    def call(self, inputs, training=None, mask=None):
+        # The functional graph (built above) defines the model: layers, weights, serialization.
+        # The heads read the last layer at [CLS] and the masked positions only, so that layer
+        # runs for those 1 + p rows (the encoder's `outputs_at`), not for all s: same results.
+        positions = ops.cast(inputs["masked_lm_positions"], "int32")                # [b, p]
+        rows = self.encoder.outputs_at(
+            {name: inputs[name] for name in INPUT_NAMES},
+            ops.concatenate([ops.zeros_like(positions[:, :1]), positions], axis=1),
+            training=training)                                                      # [b, 1 + p, h]
+        in_order = ops.broadcast_to(ops.arange(ops.shape(positions)[1], dtype="int32")[None],
+                                    ops.shape(positions))                           # [b, p]: 0..p-1
+        return {"mlm_logits": self.masked_lm(rows[:, 1:], in_order),
+                "nsp_logits": self.next_sentence(self.encoder.pooler(rows))}
 
     def save_pretrained(self, directory) -> str:
         """HF `BertForPreTraining` layout (`bert.`-prefixed encoder + `cls.` heads)."""
