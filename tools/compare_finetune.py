@@ -4,6 +4,7 @@ same recipe, same split, and prints both test metrics and wall times side by sid
     python tools/compare_finetune.py --task sentiment --max-length 64 --epochs 1 --train-limit 4000
     python tools/compare_finetune.py --task ner --max-length 64 --epochs 6 --learning-rate 1e-4
     python tools/compare_finetune.py --task sentiment ... --seeds 0,1,2 --out runs/sent
+    python tools/compare_finetune.py --task ner ... --seeds 0,1,2 --paired --xla --out runs/ner
 
 One test split of ~1,300 examples gives an accuracy with a binomial standard error of ~1.1 points,
 so a 0.5-point bar needs several seeds: `--seeds` runs each into OUT/seed_N (a finished seed of
