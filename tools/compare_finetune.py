@@ -226,7 +226,7 @@ def run_torch(task: str, init: str, paths: dict, args, label_names) -> dict:
     total = max(1, math.ceil(per_epoch * args.epochs))
     optimizer = BertAdamW(model.named_parameters(),
                           lr_schedule(args.learning_rate, total, int(args.warmup * total)))
-    if getattr(args, "paired", False):
+    if args.paired:
         kernel, bias, batches = bert_tf_start(task, init, label_names, args.seed, n,
                                               args.batch_size, total)
         with torch.no_grad():
@@ -263,7 +263,8 @@ def run_torch(task: str, init: str, paths: dict, args, label_names) -> dict:
 
 # ------------------------------------------------------------------------------------- main
 SEED_FREE = ("seed", "seeds", "out", "progress")   # recipe keys that may differ between seeds
-RECIPE_DEFAULTS = {"xla": False, "paired": False}   # what results.json files written before a key existed ran with
+# What results.json files written before a key existed ran with:
+RECIPE_DEFAULTS = {"xla": False, "paired": False}
 
 
 def recipe_of(args) -> dict:

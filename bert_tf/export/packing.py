@@ -13,10 +13,10 @@ A classifier needs only the [CLS] output of the last layer, so that layer projec
 for every attended token but queries, attends, and runs the feed-forward for the b [CLS] rows
 only: for MiniLM-L6 that skips 5/6 of one layer's position-wise work.
 
-Every attended token and every [CLS] row goes through the same layers (`BertSelfAttention.attend`,
-`BertTransformerBlock.after_attention`) with the same weights as the Keras model: the logits agree
-with `model(features)` up to float rounding (matrix products of other shapes sum in another order).
-Position 0 always counts as attended, so a mask that hides the [CLS] position still gives the
+Every attended token and every [CLS] row goes through the same layers
+(`BertSelfAttention.attend`, `BertTransformerBlock.after_attention` and `rows_output`) with the
+same weights as the Keras model: the logits agree with `model(features)` up to float rounding
+(matrix products of other shapes sum in another order). Position 0 always counts as attended, so a mask that hides the [CLS] position still gives the
 model's pooled output.
 
 Shapes: `positions` has `n` entries (padded with position 0 up to a multiple of `token_bucket`, so
@@ -92,8 +92,7 @@ def classifier_logits(model, features: dict, positions, inverse) -> dict:
             packed = layer.after_attention(packed, attended)                        # [n, h]
         else:   # the last layer: the [CLS] rows only
             cls = tf.gather(packed, cls_rows)[:, tf.newaxis]                        # [b, 1, h]
-            context = attention.attend(attention.query(cls), key, value, bias)      # [b, 1, N, d]
-            cls = layer.after_attention(cls, attention.output_dense(context))       # [b, 1, h]
+            cls = layer.rows_output(cls, key, value, bias)                          # [b, 1, h]
     pooled = encoder.pooler(cls)                                                    # [b, h]
     logits = model.classifier(model.head_dropout(pooled, training=False))
     return {"logits": tf.cast(logits, tf.float32)}

@@ -67,8 +67,15 @@ class BertTransformerBlock(keras.layers.Layer):
         else:
             rows = ops.take_along_axis(hidden_states, ops.cast(positions, "int32")[:, :, None],
                                        axis=1)                           # [b, p, hidden]
-        context = attention.attend(attention.query(rows), attention.key(hidden_states),
-                                   attention.value(hidden_states), attention_bias,
+        return self.rows_output(rows, attention.key(hidden_states), attention.value(hidden_states),
+                                attention_bias, training=training)
+
+    def rows_output(self, rows, key, value, attention_bias=None, training=None):
+        """The block's output for query rows [b, p, hidden] attending to already projected keys
+        and values [b, s, heads, head_size] → [b, p, hidden]. `at_positions` and
+        `bert_tf.export.packing` (whose keys come from packed tokens) share it."""
+        attention = self.attention
+        context = attention.attend(attention.query(rows), key, value, attention_bias,
                                    training=training)                    # [b, p, heads, head_size]
         return self.after_attention(rows, attention.output_dense(context), training=training)
 
