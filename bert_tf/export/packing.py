@@ -16,8 +16,8 @@ only: for MiniLM-L6 that skips 5/6 of one layer's position-wise work.
 Every attended token and every [CLS] row goes through the same layers
 (`BertSelfAttention.attend`, `BertTransformerBlock.after_attention` and `rows_output`) with the
 same weights as the Keras model: the logits agree with `model(features)` up to float rounding
-(matrix products of other shapes sum in another order). Position 0 always counts as attended, so a mask that hides the [CLS] position still gives the
-model's pooled output.
+(matrix products of other shapes sum in another order). Position 0 always counts as attended, so
+a mask that hides the [CLS] position still gives the model's pooled output.
 
 Shapes: `positions` has `n` entries (padded with position 0 up to a multiple of `token_bucket`, so
 that XLA compiles one executable per bucket, not per token count); `inverse` [b * t] maps each
