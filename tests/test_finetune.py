@@ -168,6 +168,50 @@ def test_classifier_learns_a_learnable_task(tmp_path, tiny_init):
     assert result.metrics["accuracy"] >= 0.9, result.history
 
 
+def test_sigterm_stops_with_143_and_the_rerun_resumes_to_the_uninterrupted_result(
+        tmp_path, tiny_init, capsys, monkeypatch):
+    """SIGTERM mid-run: exit 143 with a resume hint and no task.json (not a finished model);
+    the same command then resumes and ends with the eval history and the best model of a run
+    that was never stopped."""
+    import signal
+
+    import bert_tf.tasks.finetuning as finetuning
+    from bert_tf.training import Callback
+
+    train, dev = sentiment_files(tmp_path, 48, 16)
+    argv = ["finetune", "classify", "--train", train, "--eval", dev, "--epochs", 2,
+            "--eval-every", 3, "--learning-rate", 1e-3]   # 6 steps/epoch, 12 steps
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    assert cli(*argv, *common(tiny_init, whole)) == 0
+
+    class SigtermAt(Callback):
+        def on_step_end(self, trainer, step, logs):
+            if step == 4:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    class StoppedTrainer(finetuning.Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.callbacks.append(SigtermAt())
+
+    with monkeypatch.context() as patch:
+        patch.setattr(finetuning, "Trainer", StoppedTrainer)
+        capsys.readouterr()
+        assert cli(*argv, *common(tiny_init, stopped)) == 143
+    err = capsys.readouterr().err
+    assert "stopped by SIGTERM at step 4" in err and "rerun the same command to resume" in err
+    assert not (stopped / "task.json").exists() and os.listdir(stopped / "checkpoints")
+
+    assert cli(*argv, *common(tiny_init, stopped)) == 0
+    history = json.loads((stopped / "eval_history.json").read_text())
+    expected = json.loads((whole / "eval_history.json").read_text())
+    assert [step for step, _ in history["history"]] == [3, 6, 9, 12]
+    assert history == expected
+    a, b = (keras.saving.load_model(d / "model.keras") for d in (whole, stopped))
+    for x, y in zip(a.weights, b.weights):
+        np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-6, err_msg=x.path)
+
+
 def test_ner_end_to_end(tmp_path, tiny_init, capsys):
     train, dev = tmp_path / "train.conll", tmp_path / "dev.conll"
     conll.write_conll(train, datasets.wnut_ner("train")[:32])

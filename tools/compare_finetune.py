@@ -82,6 +82,9 @@ def run_bert_tf(task: str, init: str, paths: dict, args, out: str) -> dict:
     started = time.perf_counter()
     result = finetune(options)
     seconds = time.perf_counter() - started
+    if result.interrupted:
+        raise SystemExit(f"bert_tf side stopped by SIGTERM at step {result.steps}; its checkpoint "
+                         f"is in {out}: rerun the same command to resume")
     test = evaluate(out, paths["test"][0])
     return {"dev": result.metrics, "test": test, "best_step": result.best_step,
             "steps": result.steps, "seconds": seconds}

@@ -74,6 +74,8 @@ def task_settings(args) -> dict:
 def run(args) -> int:
     import json
     import logging
+    import os
+    import sys
 
     from bert_tf.tasks import FinetuneOptions, finetune
 
@@ -87,6 +89,12 @@ def run(args) -> int:
         mixed_precision=args.mixed_precision, freeze_encoder=args.freeze_encoder,
         xla=args.xla, eval_every=args.eval_every, progress=not args.no_progress,
         task_settings=task_settings(args)))
+    if result.interrupted:
+        # No task.json was written: the directory is a resumable run, not a finished model.
+        print(f"stopped by SIGTERM at step {result.steps}; saved a checkpoint in "
+              f"{os.path.join(result.out, 'checkpoints')}; rerun the same command to resume",
+              file=sys.stderr)
+        return 143
     print(json.dumps({"out": result.out, "steps": result.steps, "best_step": result.best_step,
                       "metrics": result.metrics, "train_seconds": round(result.train_seconds, 1)},
                      default=float))

@@ -91,6 +91,7 @@ class FinetuneResult:
     history: list           # [(step, metrics)] of every evaluation
     train_seconds: float
     steps: int
+    interrupted: bool = False   # stopped by SIGTERM after saving a checkpoint: rerun to resume
 
 
 def find_vocab(init: str, vocab: str | None) -> str:
@@ -236,7 +237,8 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
             "hyperparameters": {k: getattr(options, k) for k in (
                 "epochs", "batch_size", "learning_rate", "warmup", "weight_decay", "seed",
                 "strategy", "mixed_precision", "freeze_encoder", "xla")}})
-    return FinetuneResult(options.out, best_step, best_metrics, history, seconds, result.step)
+    return FinetuneResult(options.out, best_step, best_metrics, history, seconds, result.step,
+                          result.interrupted)
 
 
 def evaluate(model_dir: str, data: str, batch_size: int = 64) -> dict:
