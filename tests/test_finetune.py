@@ -172,7 +172,7 @@ def test_sigterm_stops_with_143_and_the_rerun_resumes_to_the_uninterrupted_resul
         tmp_path, tiny_init, capsys, monkeypatch):
     """SIGTERM mid-run: exit 143 with a resume hint and no task.json (not a finished model);
     the same command then resumes and ends with the eval history and the best model of a run
-    that was never stopped."""
+    that was never stopped, even from a history that is out of step with the checkpoint."""
     import signal
 
     import bert_tf.tasks.finetuning as finetuning
@@ -186,7 +186,7 @@ def test_sigterm_stops_with_143_and_the_rerun_resumes_to_the_uninterrupted_resul
 
     class SigtermAt(Callback):
         def on_step_end(self, trainer, step, logs):
-            if step == 4:
+            if step == 3:
                 os.kill(os.getpid(), signal.SIGTERM)
 
     class StoppedTrainer(finetuning.Trainer):
@@ -199,9 +199,16 @@ def test_sigterm_stops_with_143_and_the_rerun_resumes_to_the_uninterrupted_resul
         capsys.readouterr()
         assert cli(*argv, *common(tiny_init, stopped)) == 143
     err = capsys.readouterr().err
-    assert "stopped by SIGTERM at step 4" in err and "rerun the same command to resume" in err
+    assert "stopped by SIGTERM at step 3" in err and "rerun the same command to resume" in err
     assert not (stopped / "task.json").exists() and os.listdir(stopped / "checkpoints")
 
+    # As a kill -9 between a checkpoint and an evaluation would leave it: the history also
+    # lists a step after the checkpoint (to be redone), and lacks the one at the checkpoint.
+    path = stopped / "eval_history.json"
+    saved = json.loads(path.read_text())
+    assert [step for step, _ in saved["history"]] == [3]
+    path.write_text(json.dumps({"history": [[5, saved["history"][0][1]]],
+                                "best": [5, saved["history"][0][1]]}))
     assert cli(*argv, *common(tiny_init, stopped)) == 0
     history = json.loads((stopped / "eval_history.json").read_text())
     expected = json.loads((whole / "eval_history.json").read_text())

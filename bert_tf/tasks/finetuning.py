@@ -128,6 +128,20 @@ class BestCheckpoint(Callback):
             self.history = [tuple(x) for x in saved["history"]]
             self.best = tuple(saved["best"]) if saved.get("best") else None
 
+    def on_train_begin(self, trainer, step):
+        # A run killed (-9) between a checkpoint and an evaluation leaves the history out of step
+        # with the checkpoint it resumes from: evaluations of steps after it are redone (drop
+        # them, or they would be listed twice), and one due at the restored step itself may never
+        # have run (run it now: the weights are that step's).
+        if any(s > step for s, _ in self.history):
+            self.history = [(s, m) for s, m in self.history if s <= step]
+            self.best = None
+            for entry in self.history:
+                if self.best is None or entry[1][self.task.metric] > self.best[1][self.task.metric]:
+                    self.best = entry
+        if step > 0 and step % self.every_steps == 0 and step not in {s for s, _ in self.history}:
+            self._evaluate(trainer, step)
+
     def on_step_end(self, trainer, step, logs):
         if step % self.every_steps == 0:
             self._evaluate(trainer, step)
