@@ -27,7 +27,7 @@ def _result(test, dev):
 def _args(**changes):
     args = dict(task="sentiment", max_length=64, epochs=1.0, batch_size=32, learning_rate=5e-5,
                 warmup=0.1, seed=1, seeds="0,1", train_limit=4000, sides="bert_tf,torch",
-                out="x", progress=False, xla=False, paired=False)
+                out="x", progress=False, xla=False, paired=False, dropout_seed=None)
     args.update(changes)
     return types.SimpleNamespace(**args)
 
@@ -56,16 +56,19 @@ def test_a_finished_seed_is_reused_and_another_recipe_is_refused(tool, tmp_path,
         tool.run_seed(_args(seed=2), "unused", str(tmp_path), None)
 
 
-def test_a_file_from_before_the_xla_and_paired_flags_ran_without_them(tool, tmp_path, capsys):
+def test_a_file_from_before_the_xla_paired_and_dropout_seed_flags_ran_without_them(
+        tool, tmp_path, capsys):
     saved = {"bert_tf": _result(0.8, 0.8), "torch": _result(0.8, 0.8)}
     recipe = vars(_args())
-    del recipe["xla"], recipe["paired"]
+    del recipe["xla"], recipe["paired"], recipe["dropout_seed"]
     (tmp_path / "results.json").write_text(json.dumps({"recipe": recipe, "results": saved}))
     assert tool.run_seed(_args(), "unused", str(tmp_path), None) == saved
     with pytest.raises(SystemExit, match="different recipe"):
         tool.run_seed(_args(xla=True), "unused", str(tmp_path), None)
     with pytest.raises(SystemExit, match="different recipe"):
         tool.run_seed(_args(paired=True), "unused", str(tmp_path), None)
+    with pytest.raises(SystemExit, match="different recipe"):
+        tool.run_seed(_args(dropout_seed=1), "unused", str(tmp_path), None)
 
 
 def test_without_dropout_bert_tf_trains_exactly_like_the_pytorch_reference(tool, tmp_path):

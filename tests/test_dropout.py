@@ -99,3 +99,37 @@ def test_bad_rate_and_serialization():
     clone = keras.layers.deserialize(keras.layers.serialize(layer))
     assert isinstance(clone, HashDropout) and clone.rate == 0.25 and clone.seed == 4
     assert len(layer.variables) == 1 and not HashDropout(0.0).variables   # as keras Dropout
+
+
+def test_reseed_dropout_changes_only_the_masks():
+    """`reseed_dropout`: the same dropout seed gives the same training-mode outputs from any
+    prior RNG history, another gives other outputs; weights and inference are untouched."""
+    from bert_tf.config import BertConfig
+    from bert_tf.layers import reseed_dropout
+    from bert_tf.models import BertClassifier, BertEncoder
+
+    config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=16)
+    keras.utils.set_random_seed(0)
+    model = BertClassifier(BertEncoder(config), num_classes=3)
+    inputs = {"input_ids": tf.constant([[2, 5, 9, 3, 0, 0], [2, 7, 3, 0, 0, 0]]),
+              "attention_mask": tf.constant([[1, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0]]),
+              "token_type_ids": tf.zeros([2, 6], tf.int32)}
+    weights = [w.numpy() for w in model.weights if "seed_generator" not in w.path]
+    inference = model(inputs, training=False)["logits"].numpy()
+
+    def trained_outputs(seed):
+        # embeddings + 3 per layer (attention probabilities, attention output, feed-forward output)
+        # + the classifier's dropout: every one of them is reseeded
+        assert reseed_dropout(model, seed) == 1 + 3 * config.num_hidden_layers + 1
+        return [model(inputs, training=True)["logits"].numpy() for _ in range(2)]
+
+    first = trained_outputs(7)
+    model(inputs, training=True)          # advance every generator: reseeding must not care
+    np.testing.assert_array_equal(np.stack(trained_outputs(7)), np.stack(first))
+    assert not np.allclose(first[0], first[1])          # successive calls draw new masks
+    other = trained_outputs(8)
+    assert not np.allclose(other[0], first[0])
+    for before, w in zip(weights, [w for w in model.weights if "seed_generator" not in w.path]):
+        np.testing.assert_array_equal(before, w.numpy(), err_msg=w.path)
+    np.testing.assert_array_equal(model(inputs, training=False)["logits"].numpy(), inference)

@@ -112,6 +112,29 @@ def test_freeze_encoder_trains_only_the_head(tmp_path, tiny_init):
     assert not np.allclose(head, fresh)  # ...which training moved
 
 
+def test_dropout_seed_changes_only_the_dropout_masks(tmp_path, tiny_init):
+    """--dropout-seed reseeds dropout alone: repeated, a run is the same; another dropout seed
+    trains other weights from the same head and batches (the data order and head come from
+    --seed, checked through `reseed_dropout` and `train_dataset` in their own tests)."""
+    train, _ = sentiment_files(tmp_path, 16, 8)
+
+    def run(name, *extra):
+        out = tmp_path / name
+        assert cli("finetune", "classify", *common(tiny_init, out), "--train", train,
+                   "--epochs", 1, "--learning-rate", 1e-3, "--seed", 3, *extra) == 0
+        task = json.loads((out / "task.json").read_text())
+        model = keras.saving.load_model(out / "model.keras")
+        return task["hyperparameters"]["dropout_seed"], [w.numpy() for w in model.weights]
+
+    seed_a, a = run("a", "--dropout-seed", 1)
+    _, again = run("again", "--dropout-seed", 1)
+    _, b = run("b", "--dropout-seed", 2)
+    assert seed_a == 1
+    for x, y in zip(a, again):
+        np.testing.assert_array_equal(x, y)
+    assert any(not np.allclose(x, y) for x, y in zip(a, b))
+
+
 def test_xla_fine_tuning_matches_the_default_path(tmp_path, tiny_init):
     """`--xla` compiles the same computation: with the same seed (same batches and, HashDropout
     being counter-based, the same dropout masks) the eval history and the trained model agree with

@@ -5,6 +5,7 @@ same recipe, same split, and prints both test metrics and wall times side by sid
     python tools/compare_finetune.py --task ner --max-length 64 --epochs 6 --learning-rate 1e-4
     python tools/compare_finetune.py --task sentiment ... --seeds 0,1,2 --out runs/sent
     python tools/compare_finetune.py --task ner ... --seeds 0,1,2 --paired --xla --out runs/ner
+    python tools/compare_finetune.py --task ner ... --seeds 3 --paired --xla --dropout-seed 1 ...
 
 One test split of ~1,300 examples gives an accuracy with a binomial standard error of ~1.1 points,
 so a 0.5-point bar needs several seeds: `--seeds` runs each into OUT/seed_N (a finished seed of
@@ -20,7 +21,8 @@ batches drawn by a seeded shuffle, the last partial batch wrapped into the next 
 count is ceil(epochs * n / batch)), `--seed` for head initialization, dropout and data order
 (each framework's own RNG: same policy, different streams; with `--paired`, PyTorch instead starts
 from bert_tf's initial head and takes bert_tf's batches in bert_tf's order, so only the dropout
-masks differ and each seed's gap is a paired difference). The dev split is scored after every
+masks differ and each seed's gap is a paired difference; `--dropout-seed D` then redraws only
+the masks, on both sides, to see how much of a seed's result is dropout noise). The dev split is scored after every
 epoch and the best epoch's model is scored on the test split. NER: a word's label sits on its first
 word-piece (-100 elsewhere); words cut off by `--max-length` are predicted "O"; entity F1 by
 seqeval (conlleval rules) through `bert_tf.metrics` on both sides.
@@ -77,7 +79,8 @@ def run_bert_tf(task: str, init: str, paths: dict, args, out: str) -> dict:
     options = FinetuneOptions(TASKS[task], init, paths["train"][0], out, eval=paths["dev"][0],
                               max_length=args.max_length, epochs=args.epochs,
                               batch_size=args.batch_size, learning_rate=args.learning_rate,
-                              warmup=args.warmup, seed=args.seed, strategy="one_device",
+                              warmup=args.warmup, seed=args.seed, dropout_seed=args.dropout_seed,
+                              strategy="one_device",
                               xla=args.xla, progress=args.progress)
     started = time.perf_counter()
     result = finetune(options)
@@ -240,6 +243,8 @@ def run_torch(task: str, init: str, paths: dict, args, label_names) -> dict:
         generator = torch.Generator().manual_seed(args.seed)
         order = torch.cat([torch.randperm(n, generator=generator)
                            for _ in range(math.ceil(total * args.batch_size / n) + 1)])
+    if args.dropout_seed is not None:
+        torch.manual_seed(args.dropout_seed)   # the head is drawn and the order fixed: dropout alone
     best, best_state, best_step = None, None, None
     metric = "accuracy" if task == "sentiment" else "f1"
     for step in range(total):
@@ -267,7 +272,7 @@ def run_torch(task: str, init: str, paths: dict, args, label_names) -> dict:
 # ------------------------------------------------------------------------------------- main
 SEED_FREE = ("seed", "seeds", "out", "progress")   # recipe keys that may differ between seeds
 # What results.json files written before a key existed ran with:
-RECIPE_DEFAULTS = {"xla": False, "paired": False}
+RECIPE_DEFAULTS = {"xla": False, "paired": False, "dropout_seed": None}
 
 
 def recipe_of(args) -> dict:
@@ -349,6 +354,10 @@ def main(argv=None) -> int:
                         help="PyTorch starts from bert_tf's initial head weights and draws the "
                              "same batches in the same order, so only the dropout masks differ "
                              "between the sides (a paired comparison: less noise per seed)")
+    parser.add_argument("--dropout-seed", type=int, default=None,
+                        help="both sides: reseed dropout alone (bert_tf's `--dropout-seed`, "
+                             "torch.manual_seed before the first step), keeping each seed's head "
+                             "and order; with --paired, reruns a seed's pair under other masks")
     parser.add_argument("--sides", default="bert_tf,torch", help="which runs (comma-separated)")
     parser.add_argument("--out", default=None, help="keep outputs here (default: a temp dir)")
     parser.add_argument("--progress", action="store_true", help="bert_tf progress bar")

@@ -25,7 +25,11 @@ def _common(p):
     p.add_argument("--learning-rate", type=float, default=5e-5)
     p.add_argument("--warmup", type=float, default=0.1, help="warmup fraction of the steps")
     p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="head initialization, data order and (unless --dropout-seed) dropout")
+    p.add_argument("--dropout-seed", type=int, default=None,
+                   help="dropout masks alone: runs with one --seed and different --dropout-seed "
+                        "start from the same head and see the same batches")
     p.add_argument("--strategy", default="auto",
                    help="auto, one_device, mirrored, multi_worker or tpu")
     p.add_argument("--mixed-precision", choices=("bf16", "fp16", "bfloat16", "float16"), default=None)
@@ -85,8 +89,9 @@ def run(args) -> int:
         task=args.task, init=args.init, train=args.train, eval=args.eval, out=args.out,
         vocab=args.vocab, lowercase=not args.cased, max_length=max_length, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, warmup=args.warmup,
-        weight_decay=args.weight_decay, seed=args.seed, strategy=args.strategy,
-        mixed_precision=args.mixed_precision, freeze_encoder=args.freeze_encoder,
+        weight_decay=args.weight_decay, seed=args.seed, dropout_seed=args.dropout_seed,
+        strategy=args.strategy, mixed_precision=args.mixed_precision,
+        freeze_encoder=args.freeze_encoder,
         xla=args.xla, eval_every=args.eval_every, progress=not args.no_progress,
         task_settings=task_settings(args)))
     if result.interrupted:

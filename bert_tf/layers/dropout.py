@@ -82,3 +82,24 @@ class HashDropout(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+def reseed_dropout(model, seed: int) -> int:
+    """Gives every dropout RNG of `model` a fresh state derived from `seed` alone; returns how
+    many there were.
+
+    Why: `keras.utils.set_random_seed(s)` fixes weight initialization and dropout together, so two
+    runs can never share a head and a data order yet draw different dropout masks. Splitting the
+    seeds (Dodge et al. 2020 split weight-init and data-order seeds the same way) measures how much
+    of a fine-tuning result is dropout noise. The states are [seed_i, 0] with seed_i drawn from
+    numpy's PCG64 seeded with `seed`, in the order of `model.variables` (fixed by the architecture).
+    Only `seed_generator_state` variables change; weights are untouched.
+    """
+    import numpy as np
+    states = [v for v in model.variables if "seed_generator_state" in v.path]
+    draws = np.random.default_rng(seed).integers(1, 2 ** 31 - 1, size=len(states))
+    for variable, draw in zip(states, draws):
+        value = np.zeros(variable.shape, dtype=variable.dtype)
+        value[0] = draw
+        variable.assign(value)
+    return len(states)

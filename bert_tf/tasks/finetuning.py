@@ -51,7 +51,8 @@ class FinetuneOptions:
     learning_rate: float = 5e-5
     warmup: float = 0.1             # fraction of the total steps
     weight_decay: float = 0.01
-    seed: int = 0
+    seed: int = 0                   # head initialization, data order and (by default) dropout
+    dropout_seed: int | None = None # dropout masks alone (same head and order as `seed`)
     strategy: str = "auto"
     mixed_precision: str | None = None   # None, "float16" or "bfloat16"
     freeze_encoder: bool = False
@@ -182,6 +183,7 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
     """Runs one fine-tuning job end to end and writes the output directory (see `bert_tf.tasks`)."""
     from bert_tf.text import BertTokenizer
     from bert_tf.text.vocabulary import read_vocabulary
+    from bert_tf.layers import reseed_dropout
     from bert_tf.weights import load_encoder
 
     options.validate()
@@ -215,6 +217,8 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
         strategy = create_strategy(options.strategy)
         with strategy.scope():
             model = task.build_model(load_encoder(options.init))
+            if options.dropout_seed is not None:
+                reseed_dropout(model, options.dropout_seed)
             if options.freeze_encoder:
                 model.encoder.trainable = False
             optimizer = create_optimizer("adamw", options.learning_rate, total_steps, warmup_steps,
@@ -250,7 +254,7 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
             "best_step": best_step, "steps": result.step, "init": os.path.abspath(options.init),
             "hyperparameters": {k: getattr(options, k) for k in (
                 "epochs", "batch_size", "learning_rate", "warmup", "weight_decay", "seed",
-                "strategy", "mixed_precision", "freeze_encoder", "xla")}})
+                "dropout_seed", "strategy", "mixed_precision", "freeze_encoder", "xla")}})
     return FinetuneResult(options.out, best_step, best_metrics, history, seconds, result.step,
                           result.interrupted)
 
