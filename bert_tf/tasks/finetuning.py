@@ -52,7 +52,7 @@ class FinetuneOptions:
     warmup: float = 0.1             # fraction of the total steps
     weight_decay: float = 0.01
     seed: int = 0                   # head initialization, data order and (by default) dropout
-    dropout_seed: int | None = None # dropout masks alone (same head and order as `seed`)
+    dropout_seed: int | None = None  # dropout masks alone (same head and order as `seed`)
     strategy: str = "auto"
     mixed_precision: str | None = None   # None, "float16" or "bfloat16"
     freeze_encoder: bool = False
@@ -181,9 +181,9 @@ class FinalModel(Callback):
 
 def finetune(options: FinetuneOptions) -> FinetuneResult:
     """Runs one fine-tuning job end to end and writes the output directory (see `bert_tf.tasks`)."""
+    from bert_tf.layers import reseed_dropout
     from bert_tf.text import BertTokenizer
     from bert_tf.text.vocabulary import read_vocabulary
-    from bert_tf.layers import reseed_dropout
     from bert_tf.weights import load_encoder
 
     options.validate()
