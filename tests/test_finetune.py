@@ -126,6 +126,8 @@ def test_dropout_seed_changes_only_the_dropout_masks(tmp_path, tiny_init):
         model = keras.saving.load_model(out / "model.keras")
         return task["hyperparameters"]["dropout_seed"], [w.numpy() for w in model.weights]
 
+    assert cli("finetune", "classify", *common(tiny_init, tmp_path / "bad"), "--train", train,
+               "--dropout-seed", -1) == 2          # one clear line, not numpy's traceback
     seed_a, a = run("a", "--dropout-seed", 1)
     _, again = run("again", "--dropout-seed", 1)
     _, b = run("b", "--dropout-seed", 2)

@@ -27,8 +27,8 @@ count is ceil(epochs * n / batch)), `--seed` for head initialization, dropout an
 (each framework's own RNG: same policy, different streams; with `--paired`, PyTorch instead starts
 from bert_tf's initial head and takes bert_tf's batches in bert_tf's order, so only the dropout
 masks differ and each seed's gap is a paired difference; `--dropout-seed D` then redraws only
-the masks, on both sides, to see how much of a seed's result is dropout noise). The dev split is scored after every
-epoch and the best epoch's model is scored on the test split. NER: a word's label sits on its first
+the masks, on both sides, to see how much of a seed's result is dropout noise). The dev split is
+scored after every epoch and the best epoch's model is scored on the test split. NER: a word's label sits on its first
 word-piece (-100 elsewhere); words cut off by `--max-length` are predicted "O"; entity F1 by
 seqeval (conlleval rules) through `bert_tf.metrics` on both sides.
 

@@ -84,6 +84,12 @@ class HashDropout(keras.layers.Layer):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
+def seed_generator_states(model) -> list:
+    """The [2] int state variables of every `keras.random.SeedGenerator` in `model` (dropout's
+    RNGs), in `model.variables` order."""
+    return [v for v in model.variables if "seed_generator_state" in v.path]
+
+
 def reseed_dropout(model, seed: int) -> int:
     """Gives every dropout RNG of `model` a fresh state derived from `seed` alone; returns how
     many there were.
@@ -96,7 +102,7 @@ def reseed_dropout(model, seed: int) -> int:
     Only `seed_generator_state` variables change; weights are untouched.
     """
     import numpy as np
-    states = [v for v in model.variables if "seed_generator_state" in v.path]
+    states = seed_generator_states(model)
     draws = np.random.default_rng(seed).integers(1, 2 ** 31 - 1, size=len(states))
     for variable, draw in zip(states, draws):
         value = np.zeros(variable.shape, dtype=variable.dtype)

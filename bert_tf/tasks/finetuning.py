@@ -76,6 +76,9 @@ class FinetuneOptions:
         if self.mixed_precision not in MIXED_PRECISION:
             raise FinetuneError(f"--mixed-precision must be bf16/bfloat16 or fp16/float16, got "
                                 f"{self.mixed_precision!r}")
+        if self.dropout_seed is not None and self.dropout_seed < 0:
+            raise FinetuneError(f"--dropout-seed must be a non-negative integer, got "
+                                f"{self.dropout_seed}")
         if self.eval_every is not None and self.eval_every < 1:
             raise FinetuneError(f"--eval-every must be at least 1 step, got {self.eval_every}")
         for name in ("train", "eval"):
@@ -138,10 +141,14 @@ class BestCheckpoint(Callback):
             self.history = [(s, m) for s, m in self.history if s <= step]
             self.best = None
             for entry in self.history:
-                if self.best is None or entry[1][self.task.metric] > self.best[1][self.task.metric]:
+                if self._beats_best(entry[1]):
                     self.best = entry
         if step > 0 and step % self.every_steps == 0 and step not in {s for s, _ in self.history}:
             self._evaluate(trainer, step)
+
+    def _beats_best(self, scores) -> bool:
+        """Strictly better than the best so far: ties keep the earlier model."""
+        return self.best is None or scores[self.task.metric] > self.best[1][self.task.metric]
 
     def on_step_end(self, trainer, step, logs):
         if step % self.every_steps == 0:
@@ -159,9 +166,8 @@ class BestCheckpoint(Callback):
         scores = self.task.score(self.records, self.features, outputs)
         trainer.write_scalars(_scalars(scores), step, prefix="eval")
         self.history.append((step, scores))
-        value = scores[self.task.metric]
-        logger.info("step %d eval %s=%.4f", step, self.task.metric, value)
-        if self.best is None or value > self.best[1][self.task.metric]:
+        logger.info("step %d eval %s=%.4f", step, self.task.metric, scores[self.task.metric])
+        if self._beats_best(scores):
             self.best = (step, scores)
             artifacts.save_model_atomic(trainer.model, self.out_dir)
         artifacts.write_json_atomic(self.history_path, {"history": self.history,

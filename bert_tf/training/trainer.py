@@ -40,6 +40,7 @@ from typing import Callable, Mapping, Sequence
 
 import tensorflow as tf
 
+from bert_tf.layers.dropout import seed_generator_states
 from bert_tf.training.distribution import is_chief, worker_id, xla_supported
 
 logger = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ class Trainer:
         objects = {"model": model, "optimizer": optimizer, "step": self.step, "seed": self.seed}
         # Keras keeps dropout's RNG state in SeedGenerator variables that tf.train.Checkpoint does
         # not reach through the model; without them a resumed run would draw other dropout masks.
-        rng_state = [v for v in model.variables if "seed_generator_state" in v.path]
+        rng_state = seed_generator_states(model)
         if rng_state:
             objects["rng_state"] = rng_state
         if self.loss_scale is not None:
