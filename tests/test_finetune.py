@@ -112,7 +112,7 @@ def test_freeze_encoder_trains_only_the_head(tmp_path, tiny_init):
     assert not np.allclose(head, fresh)  # ...which training moved
 
 
-def test_dropout_seed_changes_only_the_dropout_masks(tmp_path, tiny_init):
+def test_dropout_seed_changes_only_the_dropout_masks(tmp_path, tiny_init, capsys):
     """--dropout-seed reseeds dropout alone: repeated, a run is the same; another dropout seed
     trains other weights from the same head and batches (the data order and head come from
     --seed, checked through `reseed_dropout` and `train_dataset` in their own tests)."""
@@ -126,8 +126,10 @@ def test_dropout_seed_changes_only_the_dropout_masks(tmp_path, tiny_init):
         model = keras.saving.load_model(out / "model.keras")
         return task["hyperparameters"]["dropout_seed"], [w.numpy() for w in model.weights]
 
-    assert cli("finetune", "classify", *common(tiny_init, tmp_path / "bad"), "--train", train,
-               "--dropout-seed", -1) == 2          # one clear line, not numpy's traceback
+    for flag in ("--dropout-seed", "--seed"):      # one line naming the flag, not numpy's words
+        assert cli("finetune", "classify", *common(tiny_init, tmp_path / "bad"), "--train", train,
+                   flag, -1) == 2
+        assert f"{flag} must be" in capsys.readouterr().err
     seed_a, a = run("a", "--dropout-seed", 1)
     _, again = run("again", "--dropout-seed", 1)
     _, b = run("b", "--dropout-seed", 2)

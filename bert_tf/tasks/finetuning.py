@@ -76,6 +76,8 @@ class FinetuneOptions:
         if self.mixed_precision not in MIXED_PRECISION:
             raise FinetuneError(f"--mixed-precision must be bf16/bfloat16 or fp16/float16, got "
                                 f"{self.mixed_precision!r}")
+        if not 0 <= self.seed < 2 ** 32:   # numpy's legacy seeding, under keras' set_random_seed
+            raise FinetuneError(f"--seed must be an integer from 0 to 2**32 - 1, got {self.seed}")
         if self.dropout_seed is not None and self.dropout_seed < 0:
             raise FinetuneError(f"--dropout-seed must be a non-negative integer, got "
                                 f"{self.dropout_seed}")
