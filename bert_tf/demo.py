@@ -11,7 +11,6 @@ layout (model.keras, labels.json, vocab.txt, task.json), so `bert-tf export` rea
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 
@@ -118,17 +117,18 @@ def finetune_sentiment(options: DemoOptions, log=print):
 
 
 def save_finetuned(model, tokenizer, directory):
-    """`bert-tf finetune`'s output layout; task.json last (its presence marks a finished run)."""
+    """`bert-tf finetune`'s model directory, through the one module that owns its contract."""
     from bert_tf.data.datasets import ROTTEN_TOMATOES_LABELS
+    from bert_tf.tasks import model_dir
     os.makedirs(directory, exist_ok=True)
-    model.save(os.path.join(directory, "model.keras"))
-    with open(os.path.join(directory, "labels.json"), "w") as f:
-        json.dump(list(ROTTEN_TOMATOES_LABELS), f)
-    with open(os.path.join(directory, "vocab.txt"), "w", encoding="utf-8") as f:
-        f.write("".join(t + "\n" for t in tokenizer.get_vocabulary()))
-    with open(os.path.join(directory, "task.json"), "w") as f:
-        json.dump({"format_version": 1, "task": "classify", "max_length": tokenizer.sequence_length,
-                   "lowercase": tokenizer.lowercase, "dataset": "rotten_tomatoes"}, f, indent=1)
+    model_dir.save_model_atomic(model, directory)
+    model_dir.write_labels(directory, ROTTEN_TOMATOES_LABELS)
+    model_dir.write_vocab(directory, tokenizer.get_vocabulary())
+    model_dir.write_task(directory, {
+        "task": "classify", "max_length": tokenizer.sequence_length,
+        "lowercase": tokenizer.lowercase, "dataset": "rotten_tomatoes",
+        "task_settings": {"text_column": "text", "text_pair_column": None,
+                          "label_column": "label"}})
     return directory
 
 
@@ -154,8 +154,8 @@ def run_demo(options: DemoOptions | None = None, log=print) -> dict:
 
     from bert_tf.data import datasets
     from bert_tf.export import export_saved_model, servability_report
-    from bert_tf.export.model_dir import load_source
     from bert_tf.export.tflite import convert_tflite, interpreter
+    from bert_tf.tasks.model_dir import FinetunedModel
 
     options = options or DemoOptions()
     work = os.path.join(options.out, "demo_output")
@@ -170,15 +170,14 @@ def run_demo(options: DemoOptions | None = None, log=print) -> dict:
     keras_ms = 1000 * (time.perf_counter() - start) / len(test)
     log(f"Test accuracy (Keras): {100 * accuracy:.2f}% on {len(test)} reviews")
 
-    source = load_source(finetuned)
+    source = FinetunedModel.load(finetuned)
     log("Exporting the TF Serving SavedModel ...")
     version_dir = export_saved_model(source, os.path.join(options.out, "saved_models", "sentiment"))
     outside = servability_report(version_dir)
     log(f"Converting to TFLite ({options.tflite_quantize}, tokenizer inside) ...")
-    tflite_path = convert_tflite(source.model, os.path.join(work, "sentiment.tflite"),
+    tflite_path = convert_tflite(source, os.path.join(work, "sentiment.tflite"),
                                  quantize=options.tflite_quantize,
-                                 sequence_length=options.sequence_length, tokenizer=source.tokenizer,
-                                 labels=source.spec.labels)
+                                 sequence_length=options.sequence_length)
 
     sentences = list(options.sentences)
     _, keras_probabilities = evaluate(model, tokenizer, [(s, 0) for s in sentences])
@@ -194,7 +193,7 @@ def run_demo(options: DemoOptions | None = None, log=print) -> dict:
         lite_probabilities.append(runner(text=np.array([sentence.encode()], dtype=object))
                                   ["probabilities"][0])
     tflite_ms = 1000 * (time.perf_counter() - start) / len(sentences)
-    labels = source.spec.labels
+    labels = source.task.label_names
     return {
         "training": training, "accuracy": accuracy, "eval_examples": len(test),
         "finetuned_dir": finetuned, "saved_model_dir": version_dir, "tflite_path": tflite_path,

@@ -269,3 +269,37 @@ def squad(dataset, predictions: Mapping[str, str], version_2: bool | None = None
                 em, f, total = summary(qids)
                 result.update({f"{prefix}_exact": em, f"{prefix}_f1": f, f"{prefix}_total": total})
     return result
+
+
+# ---------------------------------------------------------------------- regression
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean of their positions), as scipy.stats.rankdata."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values), np.float64)
+    sorted_values = values[order]
+    start = 0
+    while start < len(values):
+        end = start
+        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
+            end += 1
+        ranks[order[start:end + 1]] = (start + end) / 2.0 + 1.0
+        start = end + 1
+    return ranks
+
+
+def pearson(y_true, y_pred) -> float:
+    """Pearson correlation; 0.0 when either side is constant (no linear relation to measure)."""
+    x, y = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    x, y = x - x.mean(), y - y.mean()
+    denominator = np.sqrt((x * x).sum() * (y * y).sum())
+    return float((x * y).sum() / denominator) if denominator > 0 else 0.0
+
+
+def regression_metrics(y_true, y_pred) -> dict:
+    """Pearson and Spearman correlation (GLUE STS-B's pair) and the mean squared error."""
+    y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ValueError(f"expected two [n] arrays, got {y_true.shape} and {y_pred.shape}")
+    return {"pearson": pearson(y_true, y_pred),
+            "spearman": pearson(_ranks(y_true), _ranks(y_pred)),
+            "mse": float(np.mean((y_true - y_pred) ** 2)) if len(y_true) else 0.0}

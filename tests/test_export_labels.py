@@ -5,7 +5,7 @@ import pytest
 
 from bert_tf.data import datasets
 from bert_tf.export.task_data import gold_label_ids, task_texts
-from bert_tf.export.task_spec import ExportError
+from bert_tf.export.errors import ExportError
 
 
 @pytest.mark.slow

@@ -256,15 +256,15 @@ def test_trimmed_and_xla_exports_equal_the_full_length_model(tiny, tmp_path, tri
 def test_classifiers_are_packed_by_default_and_other_tasks_cannot_be(tiny):
     from bert_tf.export.packing import packing_index
     from bert_tf.export.serving_module import BertServingModule
-    from bert_tf.export.task_spec import spec_for
     from bert_tf.models import BertTokenClassifier
+    from bert_tf.tasks.registry import default_task
     model, tokenizer = tiny["model"], tiny["tokenizer"]
-    spec = spec_for(model, tokenizer, labels=LABELS)
-    assert BertServingModule(model, tokenizer, spec)._pack is True
-    assert BertServingModule(model, tokenizer, spec, pack=False)._pack is False
+    task = default_task(model, tokenizer, labels=LABELS)
+    assert BertServingModule(model, task)._pack is True
+    assert BertServingModule(model, task, pack=False)._pack is False
     tagger = BertTokenClassifier(model.encoder, num_labels=3)
     with pytest.raises(ValueError, match="pack=True needs a BertClassifier"):
-        BertServingModule(tagger, tokenizer, spec_for(tagger, tokenizer), pack=True)
+        BertServingModule(tagger, None, pack=True)
     # the index: attended positions plus each row's position 0, padded with index 0 to a bucket
     mask = tf.constant([[1, 1, 0, 0], [0, 1, 0, 1]])
     positions, inverse = packing_index(mask, token_bucket=4)

@@ -1,7 +1,6 @@
 """Task feature building against references no one here wrote: Hugging Face's word alignment for
 NER labels, the real SQuAD fixture's gold answers for span targets, the official SQuAD metric."""
 
-import json
 
 import numpy as np
 import pytest
@@ -9,7 +8,6 @@ import pytest
 from bert_tf.data import datasets
 from bert_tf.data.squad import SquadExample
 from bert_tf.tasks import IGNORE_INDEX, ClassificationTask, NerTask, SquadTask
-from bert_tf.tasks.base import predict_outputs
 from bert_tf.tasks.ner import TaggedSentences
 from bert_tf.tasks.squad import SquadRecords
 from bert_tf.text import BertTokenizer
@@ -139,19 +137,3 @@ def test_classification_pairs_pack_like_hf(minilm_vocab, hf_tokenizer):
         np.testing.assert_array_equal(features.inputs[name], np.array(ref[name]))
     with pytest.raises(ValueError, match="line 1: a text-pair model needs"):
         task.records_from_texts(["no tab here"])
-
-
-def test_predict_outputs_pads_the_last_batch():
-    import keras
-    calls = []
-
-    class Echo(keras.Model):
-        def call(self, x, training=False):
-            calls.append(x["input_ids"].shape)
-            return {"logits": keras.ops.cast(x["input_ids"], "float32") * 2.0}
-
-    inputs = {"input_ids": np.arange(10, dtype=np.int32).reshape(5, 2)}
-    out = predict_outputs(Echo(), inputs, batch_size=2)
-    np.testing.assert_array_equal(out["logits"], 2.0 * inputs["input_ids"])
-    assert {tuple(s) for s in calls} == {(2, 2)}  # one shape traced
-    json.dumps({k: v.tolist() for k, v in out.items()})

@@ -7,11 +7,17 @@ def register(subparsers):
     kinds.required = True
 
     s = kinds.add_parser("saved-model", help="SavedModel in TF Serving's layout OUT/<version>/")
-    s.add_argument("--model", required=True, help="fine-tuning output dir (or a .keras file + --vocab)")
+    s.add_argument("--model", required=True, help="fine-tuned model dir (`bert-tf finetune --out`; "
+                   "its task.json defines the signatures) or a bare .keras file + --vocab")
     s.add_argument("--out", required=True, help="model dir, e.g. saved_models/sentiment")
     s.add_argument("--version", type=int, default=None, help="version number (default: next free)")
-    s.add_argument("--vocab", default=None, help="vocab.txt (for a bare .keras)")
-    s.add_argument("--pair", action="store_true", help="serving_default also takes text_pair")
+    s.add_argument("--vocab", default=None, help="vocab.txt (bare .keras file only)")
+    s.add_argument("--pair", action="store_true",
+                   help="bare .keras classifier only: serving_default also takes text_pair (a "
+                        "model dir's task.json says whether it is a pair model)")
+    s.add_argument("--cased", action="store_true", help="bare .keras file only: cased vocab")
+    s.add_argument("--max-length", type=int, default=None,
+                   help="bare .keras file only: tokens per sequence (default 128)")
     s.add_argument("--trim-bucket", type=int, default=None, metavar="N",
                    help="cut each batch's trailing padding to a multiple of N positions before the "
                         "encoder (exact; 0: always run the full sequence length; default: 8 with "
@@ -29,11 +35,15 @@ def register(subparsers):
     s.set_defaults(run=run_saved_model)
 
     t = kinds.add_parser("tflite", help="fixed-shape TFLite model, verified against Keras")
-    t.add_argument("--model", required=True, help="fine-tuning output dir (or a .keras file + --vocab)")
+    t.add_argument("--model", required=True, help="fine-tuned model dir (or a .keras file + --vocab)")
     t.add_argument("--out", required=True, help="output .tflite file")
     t.add_argument("--quantize", choices=("none", "float16", "dynamic", "int8"), default="none")
     t.add_argument("--with-tokenizer", action="store_true",
-                   help="keep the (tensorflow-text) tokenizer inside: serving_default takes text")
+                   help="require the tokenizer inside (an error for tasks whose serving path does "
+                        "not fit TFLite: NER and SQuAD take ids and are windowed on the host)")
+    t.add_argument("--without-tokenizer", action="store_true",
+                   help="ids only (serve_ids); by default classifiers and regressors keep the "
+                        "tokenizer and the task's decoding inside (serving_default takes text)")
     t.add_argument("--sequence-length", type=int, default=None,
                    help="fixed sequence length (default: the model's max length from task.json)")
     t.add_argument("--vocab", default=None, help="vocab.txt (for a bare .keras)")
@@ -47,12 +57,15 @@ def register(subparsers):
 
 def run_saved_model(args) -> int:
     from bert_tf.export import export_saved_model, servability_report
-    from bert_tf.export.model_dir import load_source
-    from bert_tf.export.task_spec import ExportError
+    from bert_tf.export.errors import ExportError
+    from bert_tf.tasks.model_dir import load_model_source
     for flag, value in (("--trim-bucket", args.trim_bucket), ("--group-size", args.group_size)):
         if value is not None and value < 0:
             raise ExportError(f"{flag} must be >= 0, got {value}")
-    source = load_source(args.model, vocab=args.vocab, pair=args.pair or None)
+    source = load_model_source(
+        args.model, vocab=args.vocab, lowercase=False if args.cased else None,
+        max_length=args.max_length,
+        task_settings={"text_pair_column": "text_pair"} if args.pair else None)
     path = export_saved_model(source, args.out, version=args.version,
                               trim_bucket="auto" if args.trim_bucket is None else args.trim_bucket,
                               group_size=args.group_size,
@@ -67,7 +80,8 @@ def run_saved_model(args) -> int:
 def run_tflite(args) -> int:
     from bert_tf.export.tflite_tool import convert_and_verify
     report = convert_and_verify(args.model, args.out, quantize=args.quantize,
-                                with_tokenizer=args.with_tokenizer,
+                                with_tokenizer=(False if args.without_tokenizer else
+                                                True if args.with_tokenizer else None),
                                 sequence_length=args.sequence_length, vocab=args.vocab,
                                 dataset=args.dataset, verify_examples=args.verify_examples,
                                 verify=not args.no_verify)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 TASK_HELP = {
     "classify": "sentence (pair) classification on CSV/TSV/JSON Lines (text[,text_pair],label)",
+    "regress": "sentence (pair) regression (one score, e.g. STS-B) on CSV/TSV/JSON Lines with "
+               "numeric labels",
     "ner": "token classification on CoNLL files (token ... tag, blank line between sentences)",
     "squad": "extractive QA on SQuAD 1.1 / 2.0 JSON",
 }
@@ -49,7 +51,7 @@ def register(subparsers):
     for name, help_text in TASK_HELP.items():
         t = tasks.add_parser(name, help=help_text)
         _common(t)
-        if name == "classify":
+        if name in ("classify", "regress"):
             t.add_argument("--text-column", default="text")
             t.add_argument("--text-pair-column", default=None)
             t.add_argument("--label-column", default="label")
@@ -65,7 +67,7 @@ def register(subparsers):
 
 
 def task_settings(args) -> dict:
-    if args.task == "classify":
+    if args.task in ("classify", "regress"):
         return {"text_column": args.text_column, "text_pair_column": args.text_pair_column,
                 "label_column": args.label_column}
     if args.task == "ner":

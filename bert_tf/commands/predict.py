@@ -20,9 +20,9 @@ def stdin_to_file(data: str, model_dir: str):
     if data != "-":
         yield data
         return
-    from bert_tf.tasks.artifacts import TASK_FILE, read_json
-    task = read_json(os.path.join(model_dir, TASK_FILE)).get("task")
-    suffix = {"classify": ".jsonl", "ner": ".conll", "squad": ".json"}.get(task, ".txt")
+    from bert_tf.tasks.model_dir import read_task_type
+    from bert_tf.tasks.registry import task_class
+    suffix = task_class(read_task_type(model_dir)).file_suffix
     text = sys.stdin.read()
     fd, path = tempfile.mkstemp(suffix=suffix, prefix="bert-tf-stdin-")
     try:

@@ -3,10 +3,10 @@ servability checks and client helpers, and TFLite conversion verified against Ke
 
 from bert_tf.export.saved_model import export_saved_model, next_version
 from bert_tf.export.servability import servability_report
-from bert_tf.export.task_spec import ExportError, TaskSpec
+from bert_tf.export.errors import ExportError
 
 __all__ = ["export_saved_model", "next_version", "servability_report", "convert_tflite",
-           "verify_tflite", "ExportError", "TaskSpec"]
+           "verify_tflite", "ExportError"]
 
 
 def __getattr__(name):

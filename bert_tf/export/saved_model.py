@@ -18,14 +18,11 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf.atomic import StagingDir, write_text_atomic
+from bert_tf.export.errors import ExportError
 from bert_tf.export.serving_config import write_server_configs
-from bert_tf.export.serving_module import ID_NAMES, BertServingModule, text_input_names
-from bert_tf.export.task_spec import ExportError, spec_for
+from bert_tf.export.serving_module import ID_NAMES, BertServingModule
 from bert_tf.export.trimming import AUTO, DEFAULT_GROUP_SIZE
 from bert_tf.export.warmup import WARMUP_FILE, write_warmup_requests
-
-WARMUP_TEXTS = ("A gripping, beautifully acted film.", "The plot is a mess and the jokes fall flat.")
-WARMUP_CONTEXT = "BERT was published by researchers at Google in 2018."
 
 
 def next_version(model_root: str) -> int:
@@ -36,23 +33,20 @@ def next_version(model_root: str) -> int:
     return max(versions, default=0) + 1
 
 
-def warmup_requests(spec, tokenizer, with_text: bool) -> list:
-    """[(signature, inputs)]: one request per signature, built from fixed sentences."""
+def warmup_requests(task) -> list:
+    """[(signature, inputs)]: one request per signature, from the task's own warmup inputs
+    (for windowed tasks one of them spans several windows, so warmup traces that path too)."""
     requests = []
-    if with_text:
-        names = text_input_names(spec)
-        if spec.task == "question_answering":
-            texts = {"question": ["Who published BERT?"], "context": [WARMUP_CONTEXT]}
-        else:
-            texts = {name: list(WARMUP_TEXTS) for name in names}
+    if task is not None:
+        texts = task.warmup_texts()
         requests.append(("serving_default", texts))
-        features = tokenizer(tf.constant(list(WARMUP_TEXTS)))
+        features, _ = task.serving_features(
+            {name: tf.constant(values) for name, values in texts.items()})
         ids = {k: np.asarray(features[k], np.int32) for k in ID_NAMES}
     else:
-        length = min(16, spec.sequence_length)
-        ids = {"input_ids": np.zeros([2, length], np.int32),
-               "token_type_ids": np.zeros([2, length], np.int32),
-               "attention_mask": np.ones([2, length], np.int32)}
+        ids = {"input_ids": np.zeros([2, 16], np.int32),
+               "token_type_ids": np.zeros([2, 16], np.int32),
+               "attention_mask": np.ones([2, 16], np.int32)}
     requests.append(("serve_ids", ids))
     requests.append(("serve_examples", {"examples": serialized_examples(ids)}))
     return requests
@@ -69,16 +63,41 @@ def serialized_examples(ids: dict) -> np.ndarray:
     return np.array(rows, dtype=object)
 
 
+def resolve_source(model, tokenizer=None, labels=None, pair=None, task=None):
+    """(Keras task model, task or None) from what `export_saved_model` was given: a model
+    directory or `.keras` path, a loaded `FinetunedModel`, or a Keras task model (+ tokenizer,
+    labels, pair for its task; without a tokenizer there is no text signature)."""
+    from bert_tf.tasks.model_dir import FinetunedModel, load_model_source
+    from bert_tf.tasks.registry import UnknownTaskError, default_task
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model_source(model)
+    if isinstance(model, FinetunedModel):
+        if tokenizer is not None or labels is not None or pair is not None:
+            raise ExportError("a fine-tuned model directory defines its tokenizer, labels and "
+                              "pair setting (task.json): do not pass them")
+        return model.model, task or model.task
+    if task is None and tokenizer is not None:
+        try:
+            task = default_task(model, tokenizer, labels=labels, pair=bool(pair))
+        except UnknownTaskError as e:
+            raise ExportError(str(e)) from None
+    if task is not None and task.tokenizer.vocabulary_size() != model.encoder.config.vocab_size:
+        raise ExportError(f"the tokenizer has {task.tokenizer.vocabulary_size()} tokens but the "
+                          f"model's vocab_size is {model.encoder.config.vocab_size}")
+    return model, task
+
+
 def export_saved_model(model, out_dir, tokenizer=None, version=None, labels=None, pair=None,
-                       spec=None, write_configs: bool = True, trim_bucket=AUTO,
+                       task=None, write_configs: bool = True, trim_bucket=AUTO,
                        group_size=DEFAULT_GROUP_SIZE, jit_compile: bool = False,
                        pack=AUTO) -> str:
-    """Exports `model` (a bert_tf task model, or a fine-tuning output dir / ExportSource) to
-    `out_dir/<version>/`; returns that version directory's path.
+    """Exports `model` to `out_dir/<version>/`; returns that version directory's path.
 
-    tokenizer: a `BertTokenizer` (exact path); with it `serving_default` takes raw text, without it
-    `serving_default` is `serve_ids`. labels: label names (default: labels.json of a model dir, or
-    LABEL_i). pair: whether classification's `serving_default` also takes `text_pair`.
+    model: a fine-tuned model directory (or `FinetunedModel`): its task.json, labels and vocab
+    define the signatures, exactly as `bert-tf predict` uses them. Or a Keras task model with
+    `tokenizer` (a `BertTokenizer`; then `serving_default` takes raw text), `labels` (default
+    LABEL_i) and `pair` (a classifier over text pairs), or `task` (a task object); without a
+    tokenizer `serving_default` is `serve_ids`.
     trim_bucket: every signature cuts the batch's trailing padding to a multiple of this many
     positions before the encoder (exact; see `bert_tf.export.trimming`); None or 0 never cuts;
     "auto" (default): 8 with `jit_compile` (bounds recompilation), the exact length without.
@@ -90,23 +109,7 @@ def export_saved_model(model, out_dir, tokenizer=None, version=None, labels=None
     on the [CLS] rows only (exact; see `bert_tf.export.packing`); "auto" (default) packs every
     classifier, False never packs.
     """
-    from bert_tf.export.model_dir import ExportSource, load_source
-    if isinstance(model, (str, os.PathLike)):
-        model = load_source(model)
-    if isinstance(model, ExportSource):
-        tokenizer = tokenizer or model.tokenizer
-        spec = spec or model.spec
-        model = model.model
-    if tokenizer is not None and tokenizer.vocabulary_size() != model.encoder.config.vocab_size:
-        raise ExportError(f"the tokenizer has {tokenizer.vocabulary_size()} tokens but the model's "
-                          f"vocab_size is {model.encoder.config.vocab_size}")
-    if spec is None:
-        if tokenizer is None:
-            from types import SimpleNamespace
-            spec = spec_for(model, SimpleNamespace(sequence_length=128, lowercase=True),
-                            labels=labels, pair=pair)
-        else:
-            spec = spec_for(model, tokenizer, labels=labels, pair=pair)
+    model, task = resolve_source(model, tokenizer, labels, pair, task)
     model_root = os.path.abspath(os.fspath(out_dir))
     if version is None:
         version = next_version(model_root)
@@ -117,32 +120,30 @@ def export_saved_model(model, out_dir, tokenizer=None, version=None, labels=None
         raise ExportError(f"{final} already exists: TF Serving versions are immutable; pick "
                           f"another --version or leave it out to take the next one")
 
-    module = BertServingModule(model, tokenizer, spec, trim_bucket=trim_bucket,
-                               group_size=group_size, jit_compile=jit_compile, pack=pack)
+    module = BertServingModule(model, task, trim_bucket=trim_bucket, group_size=group_size,
+                               jit_compile=jit_compile, pack=pack)
+    labels = tuple(task.label_names) if task is not None else ()
     with StagingDir(final) as staging:
         # Assets: files the graph does not read but clients (and humans) need with the model.
         asset_dir = os.path.join(staging, "..", os.path.basename(staging) + "-assets")
         os.makedirs(asset_dir)
         try:
-            if tokenizer is not None:
+            if task is not None:
                 write_text_atomic(os.path.join(asset_dir, "vocab.txt"),
-                                  "".join(t + "\n" for t in tokenizer.get_vocabulary()))
+                                  "".join(t + "\n" for t in task.tokenizer.get_vocabulary()))
                 module.vocab_file = tf.saved_model.Asset(os.path.join(asset_dir, "vocab.txt"))
-            if spec.labels:
+            if labels:
                 write_text_atomic(os.path.join(asset_dir, "labels.txt"),
-                                  "".join(t + "\n" for t in spec.labels))
+                                  "".join(t + "\n" for t in labels))
                 module.labels_file = tf.saved_model.Asset(os.path.join(asset_dir, "labels.txt"))
-            signatures = {"serving_default": module.serving_default.get_concrete_function(),
-                          "serve_ids": module.serve_ids.get_concrete_function(),
-                          "serve_examples": module.serve_examples.get_concrete_function()}
-            tf.saved_model.save(module, staging, signatures=signatures)
+            tf.saved_model.save(module, staging, signatures=module.signatures())
         finally:
             import shutil
             shutil.rmtree(asset_dir, ignore_errors=True)
         extra = os.path.join(staging, "assets.extra")
         os.makedirs(extra, exist_ok=True)
         write_warmup_requests(os.path.join(extra, WARMUP_FILE), os.path.basename(model_root),
-                              warmup_requests(spec, tokenizer, tokenizer is not None))
+                              warmup_requests(task))
     if write_configs:
         write_server_configs(os.path.dirname(model_root))
     return final

@@ -1,21 +1,23 @@
-"""The SavedModel's contents: a `tf.Module` holding the Keras model, the tokenizer and three
-signatures.
+"""The SavedModel's contents: a `tf.Module` holding the Keras model, the task (with its tokenizer)
+and three signatures.
 
-    serving_default   raw text -> task outputs (tokenizer in the graph; see `task_outputs`)
-                      classification: text [b] (+ text_pair [b] when exported with pair=True)
-                      token classification: text [b]; question answering: question [b], context [b]
-    serve_ids         input_ids, token_type_ids, attention_mask int32 [b, s] -> raw logits
+    serving_default   raw text -> the task's answers: exactly `bert_tf.tasks.inference`'s path
+                      (the task's tokenization and windows, the model, the task's decoder), the
+                      one `bert-tf predict` runs. Inputs are the task's `serving_input_names`
+                      (classification: text [b] (+ text_pair [b] for a pair model); NER: text;
+                      SQuAD: question, context), outputs its `decode` outputs.
+    serve_ids         input_ids, token_type_ids, attention_mask int32 [b, s] -> raw model outputs
     serve_examples    examples [b] serialized tf.Example (int64 lists `input_ids`,
                       `token_type_ids`, `attention_mask`) -> the same as serve_ids
 
-Without a tokenizer, `serving_default` is `serve_ids` (clients tokenize themselves).
+Without a task (no tokenizer), `serving_default` is `serve_ids` (clients tokenize themselves).
 
-Every signature cuts the batch's trailing padding before the encoder (`trimming`; exact, since
-padded positions have zero attention weight) and pads per-token outputs back to the input's length,
-so a batch of short sentences does not pay for 128 positions. A classifier then runs on packed
-tokens (`packing`): its position-wise layers see the batch's real tokens only, and its last layer
-the [CLS] rows only. With `jit_compile=True` the model runs as one XLA function (one executable per
-batch shape; the length and token-count buckets bound their number).
+Only the model run differs from predict's, and only in ways that are exact: every signature cuts
+the batch's trailing padding before the encoder (`trimming`; padded positions have zero attention
+weight) and pads per-token outputs back to the input's length; a classifier runs on packed tokens
+(`packing`): its position-wise layers see the batch's real tokens only, its last layer the [CLS]
+rows only. With `jit_compile=True` the model runs as one XLA function (one executable per batch
+shape; the length and token-count buckets bound their number).
 
 The module tracks `[v.value for v in model.variables]`: Keras 3 variables wrap a tf.Variable, and
 without the inner ones in the object graph the loader (and the TFLite converter) would see
@@ -26,45 +28,48 @@ from __future__ import annotations
 
 import types
 
+import numpy as np
 import tensorflow as tf
 
-from bert_tf.export import packing, task_outputs
+from bert_tf.export import packing
 from bert_tf.export.trimming import (AUTO, DEFAULT_GROUP_SIZE, is_count, resolve_bucket,
                                      run_in_length_groups, run_trimmed)
-from bert_tf.export.task_spec import (CLASSIFICATION, QUESTION_ANSWERING, REGRESSION,
-                                      TOKEN_CLASSIFICATION, TaskSpec)
+from bert_tf.tasks.inference import serving_function
 
 ID_NAMES = ("input_ids", "token_type_ids", "attention_mask")
 SIGNATURE_NAMES = ("serving_default", "serve_ids", "serve_examples")
-
-
-def text_input_names(spec: TaskSpec) -> tuple:
-    """Inputs of `serving_default`, in order."""
-    if spec.task == QUESTION_ANSWERING:
-        return ("question", "context")
-    if spec.task == TOKEN_CLASSIFICATION:
-        return ("text",)
-    return ("text", "text_pair") if spec.pair else ("text",)
 
 
 def ids_signature():
     return {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in ID_NAMES}
 
 
-def output_specs(model, spec: TaskSpec) -> dict:
-    """The task model's outputs for a batch: name -> TensorSpec (float32)."""
-    if spec.task == QUESTION_ANSWERING:
-        return {name: tf.TensorSpec([None, None], tf.float32)
-                for name in ("start_logits", "end_logits")}
-    if spec.task == TOKEN_CLASSIFICATION:
-        return {"logits": tf.TensorSpec([None, None, model.num_labels], tf.float32)}
-    return {"logits": tf.TensorSpec([None, model.num_classes], tf.float32)}
+def output_specs(model) -> tuple:
+    """The task model's raw outputs: (name -> TensorSpec float32 with unknown batch and length,
+    names of the outputs with a position axis [b, s, ...]). Read off two tiny eager calls (lengths
+    5 and 6): the dimensions that follow the length are the position axis."""
+    shapes = []
+    for length in (5, 6):
+        ids = np.zeros([1, length], np.int32)
+        outputs = model({"input_ids": ids, "token_type_ids": ids,
+                         "attention_mask": np.ones_like(ids)}, training=False)
+        shapes.append({name: tuple(value.shape) for name, value in outputs.items()})
+    specs, per_token = {}, []
+    for name, short in shapes[0].items():
+        long = shapes[1][name]
+        positional = len(short) >= 2 and short[1] == 5 and long[1] == 6
+        if positional:
+            per_token.append(name)
+        specs[name] = tf.TensorSpec([None, None, *short[2:]] if positional else [None, *short[1:]],
+                                    tf.float32)
+    return specs, tuple(per_token)
 
 
 class BertServingModule(tf.Module):
     """Signatures for one task model; `signatures()` gives them to `tf.saved_model.save`.
 
-    tokenizer: a `BertTokenizer`, or None (then `serving_default` is `serve_ids`).
+    task: the task object (`bert_tf.tasks`, holding the exact tokenizer), or None (then
+      `serving_default` is `serve_ids`).
     trim_bucket: cut trailing padding to a multiple of this many positions (None or 0: never cut;
       "auto": 8 with XLA, the exact length without).
     group_size: with trimming, sort the batch by length and run it this many rows at a time, each
@@ -74,8 +79,8 @@ class BertServingModule(tf.Module):
       "auto" (default): for every model `packing.can_pack`.
     """
 
-    def __init__(self, model, tokenizer, spec: TaskSpec, trim_bucket=AUTO,
-                 group_size=DEFAULT_GROUP_SIZE, jit_compile: bool = False, pack=AUTO):
+    def __init__(self, model, task, trim_bucket=AUTO, group_size=DEFAULT_GROUP_SIZE,
+                 jit_compile: bool = False, pack=AUTO):
         super().__init__(name="bert_serving")
         if not is_count(group_size):
             raise ValueError(f"group_size must be a non-negative integer or None, got "
@@ -105,32 +110,33 @@ class BertServingModule(tf.Module):
             @compiled
             def run_model(features):
                 outputs = model(features, training=False)
-                return {k: tf.convert_to_tensor(v) for k, v in outputs.items()}
+                return {k: tf.cast(v, tf.float32) for k, v in outputs.items()}
 
         # Held outside the object graph: tracking the Keras model would also save its optimizer
         # (twice the weights again); the functions only need the variables tracked below.
-        self._untracked = types.SimpleNamespace(model=model, run_model=run_model)
+        self._untracked = types.SimpleNamespace(model=model, run_model=run_model, task=task)
         self._trim_bucket = trim_bucket
         self._group_size = group_size or None
         self._pack = pack
-        self._output_specs = output_specs(model, spec)
-        # Outputs with a position axis: [b, s, ...], padded back to s after trimming.
-        self._per_token = (tuple(self._output_specs)
-                           if spec.task in (TOKEN_CLASSIFICATION, QUESTION_ANSWERING) else ())
-        self.tokenizer = tokenizer
-        self.spec = spec
+        self._output_specs, self._per_token = output_specs(model)
+        self.tokenizer = None if task is None else task.tokenizer
         # See the module docstring: the loader must find the tf.Variables themselves.
         self.model_variables = [v.value for v in model.variables]
         self.serve_ids = tf.function(self._serve_ids, input_signature=[ids_signature()])
         self.serve_examples = tf.function(
             self._serve_examples,
             input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-        if tokenizer is None:
+        if task is None:
             self.serving_default = self.serve_ids
             return
-        self._text_names = text_input_names(spec)
+        self._text_names = tuple(task.serving_input_names)
+        self._serve = serving_function(task, self.logits)
         text_spec = [tf.TensorSpec([None], tf.string, name=n) for n in self._text_names]
         self.serving_default = tf.function(self._serve_text, input_signature=text_spec)
+
+    @property
+    def task(self):
+        return self._untracked.task
 
     def signatures(self) -> dict:
         return {"serving_default": self.serving_default.get_concrete_function(),
@@ -173,33 +179,16 @@ class BertServingModule(tf.Module):
 
     # ------------------------------------------------------------------ raw text
     def _serve_text(self, *texts):
-        spec = self.spec
         # The signature says [batch], but a loaded SavedModel (and some clients) pass other ranks
         # through; size == dim 0 holds only for [batch] (and [batch, 1], which means the same).
         checks = [tf.debugging.assert_equal(
             tf.size(t), tf.shape(t)[0],
             message=f"{name} must be a 1-D batch of strings, shape [batch]")
             for t, name in zip(texts, self._text_names)]
-        if len(texts) == 2:
-            checks.append(tf.debugging.assert_equal(
-                tf.shape(texts[0]), tf.shape(texts[1]),
-                message=f"{self._text_names[0]} and {self._text_names[1]} need the same batch size"))
+        checks += [tf.debugging.assert_equal(
+            tf.shape(t), tf.shape(texts[0]),
+            message=f"{self._text_names[0]} and {name} need the same batch size")
+            for t, name in zip(texts[1:], self._text_names[1:])]
         with tf.control_dependencies(checks):
-            texts = tuple(tf.identity(t) for t in texts)
-        if spec.task == QUESTION_ANSWERING:
-            question, context = texts
-            features = self.tokenizer((question, context), return_offsets=True)
-            outputs = self.logits(features)
-            return task_outputs.answer_outputs(outputs["start_logits"], outputs["end_logits"],
-                                               features, context, spec.max_answer_length)
-        if spec.task == TOKEN_CLASSIFICATION:
-            (text,) = texts
-            features = self.tokenizer(text, return_offsets=True)
-            outputs = self.logits(features)
-            return task_outputs.entity_outputs(outputs["logits"], features, text, spec.labels)
-        features = self.tokenizer(tuple(texts) if len(texts) == 2 else texts[0])
-        logits = self.logits(features)["logits"]
-        if spec.task == REGRESSION:
-            return task_outputs.regression_outputs(logits)
-        assert spec.task == CLASSIFICATION
-        return task_outputs.classification_outputs(logits, spec.labels)
+            texts = {name: tf.reshape(t, [-1]) for t, name in zip(texts, self._text_names)}
+        return self._serve(texts)

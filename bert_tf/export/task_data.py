@@ -1,13 +1,12 @@
 """Real texts for calibration and verification, from the task's own dataset (`bert_tf.data`).
 
 A fine-tuning output's task.json may name its dataset (`"dataset": "rotten_tomatoes"`); otherwise
-the task decides: classification -> rotten_tomatoes, token classification -> wnut_ner, question
-answering -> squad_fixture.
+the task decides: classify/regress -> rotten_tomatoes, ner -> wnut_ner, squad -> squad_fixture.
 """
 
 from __future__ import annotations
 
-from bert_tf.export.task_spec import ExportError
+from bert_tf.export.errors import ExportError
 
 DEFAULT_DATASET = {"classification": "rotten_tomatoes", "regression": "rotten_tomatoes",
                    "token_classification": "wnut_ner", "question_answering": "squad_fixture"}

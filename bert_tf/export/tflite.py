@@ -2,9 +2,14 @@
 tokenizer inside, and `verify_tflite`: the `.tflite` run with ai-edge-litert against Keras.
 
 Signatures (the SavedModel's names):
-    serve_ids         input_ids, token_type_ids, attention_mask int32 [1, N] -> raw logits
-    serving_default   (with a tokenizer) text [1] (question, context for QA) -> logits and, for
-                      classification, probabilities [1, c] and label_ids [1]
+    serve_ids         input_ids, token_type_ids, attention_mask int32 [1, N] -> raw model outputs
+    serving_default   (with the tokenizer, for tasks whose whole serving path fits TFLite:
+                      classification and regression) the task's text inputs [1] -> its answers,
+                      decoded by the task's own `decode` (the one predict and the SavedModel use)
+
+Windowed tasks (NER, SQuAD) need ragged tokenization and a variable window count, which TFLite's
+fixed shapes cannot hold: their TFLite model is `serve_ids` (one window), and
+`bert_tf.export.tflite_runner.TFLiteTaskRunner` runs the task's windows and decoder around it.
 
 Why it looks the way it does:
 * Fixed shapes ([1, N]): TFLite plans memory once, and on-device callers feed one text at a time.
@@ -28,8 +33,8 @@ import types
 import numpy as np
 import tensorflow as tf
 
-from bert_tf.export.serving_module import ID_NAMES, text_input_names
-from bert_tf.export.task_spec import CLASSIFICATION, ExportError, spec_for
+from bert_tf.export.errors import ExportError
+from bert_tf.export.serving_module import ID_NAMES
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 TFLITE_MASK_VALUE = -100.0
@@ -52,13 +57,24 @@ def lite_forward(model, features) -> dict:
     return {"start_logits": logits[..., 0], "end_logits": logits[..., 1]}
 
 
+def lite_task(task, sequence_length: int):
+    """The task over the TFLite-compatible tokenizer (tensorflow-text's FastBert ops, dense
+    packing) of `sequence_length`."""
+    from bert_tf.tasks.registry import with_tokenizer
+    from bert_tf.text import BertTokenizer
+    tokenizer = task.tokenizer
+    return with_tokenizer(task, BertTokenizer(tokenizer.get_vocabulary(),
+                                              lowercase=tokenizer.lowercase,
+                                              sequence_length=sequence_length,
+                                              tflite_compatible=True))
+
+
 class TFLiteModule(tf.Module):
-    def __init__(self, model, spec, sequence_length, tokenizer=None):
+    def __init__(self, model, sequence_length, task=None):
         super().__init__(name="bert_tflite")
         # Held outside the object graph: tracking the Keras model would also save its optimizer
         # (twice the weights again); the functions only need the variables tracked below.
-        self._untracked = types.SimpleNamespace(model=model)
-        self.spec = spec
+        self._untracked = types.SimpleNamespace(model=model, task=task)
         # Keras 3 variables wrap tf.Variables: the converter must see the inner ones to freeze them.
         self.model_variables = [v.value for v in model.variables]
         ids_spec = {name: tf.TensorSpec([1, sequence_length], tf.int32, name=name)
@@ -66,11 +82,10 @@ class TFLiteModule(tf.Module):
         self.serve_ids = tf.function(lambda features: lite_forward(self._untracked.model, features),
                                      input_signature=[ids_spec])
         self.tokenizer = None
-        if tokenizer is not None:
-            from bert_tf.text import BertTokenizer
-            self.tokenizer = BertTokenizer(tokenizer.get_vocabulary(), lowercase=tokenizer.lowercase,
-                                           sequence_length=sequence_length, tflite_compatible=True)
-            names = text_input_names(spec)
+        if task is not None:
+            self._untracked.task = lite_task(task, sequence_length)
+            self.tokenizer = self._untracked.task.tokenizer
+            names = task.serving_input_names
             self.serving_default = tf.function(
                 self._serve_text, input_signature=[tf.TensorSpec([1], tf.string, name=n) for n in names])
 
@@ -81,13 +96,13 @@ class TFLiteModule(tf.Module):
         return out
 
     def _serve_text(self, *texts):
-        features = self.tokenizer(tuple(texts) if len(texts) == 2 else texts[0])
-        outputs = lite_forward(self._untracked.model, features)
+        task = self._untracked.task
+        texts = dict(zip(task.serving_input_names, texts))
+        features, state = task.serving_features(texts)
+        outputs = task.decode(lite_forward(self._untracked.model, features), state, texts)
+        # TFLite has no string outputs worth shipping: label names are in the labels file.
+        outputs = {k: v for k, v in outputs.items() if v.dtype != tf.string}
         outputs["input_ids"] = features["input_ids"]
-        if self.spec.task == CLASSIFICATION:
-            logits = outputs["logits"]
-            outputs["probabilities"] = tf.nn.softmax(logits, axis=-1)
-            outputs["label_ids"] = tf.argmax(logits, axis=-1, output_type=tf.int32)
         return outputs
 
 
@@ -120,7 +135,7 @@ def _converter(saved_model_dir, signature_keys, quantize, with_tokenizer, repres
     return converter
 
 
-def representative_dataset(tokenizer, texts, sequence_length, with_tokenizer, spec):
+def representative_dataset(tokenizer, texts, sequence_length, with_tokenizer, task=None):
     """A calibration generator over real task texts, one example per step, per signature."""
     from bert_tf.text import BertTokenizer
     exact = BertTokenizer(tokenizer.get_vocabulary(), lowercase=tokenizer.lowercase,
@@ -134,47 +149,60 @@ def representative_dataset(tokenizer, texts, sequence_length, with_tokenizer, sp
                              else tf.constant([segments[0]]))
             yield "serve_ids", {k: np.asarray(features[k], np.int32) for k in ID_NAMES}
             if with_tokenizer:
-                names = text_input_names(spec)
+                names = task.serving_input_names
                 yield "serving_default", {n: tf.constant([s]) for n, s in zip(names, segments)}
     return generate
 
 
-def convert_tflite(model, out_path, quantize="none", sequence_length=128, tokenizer=None,
-                   representative_data=None, labels=None, pair=None) -> str:
+def convert_tflite(model, out_path, quantize="none", sequence_length=None, tokenizer=None,
+                   representative_data=None, labels=None, pair=None, task=None,
+                   with_tokenizer=None) -> str:
     """Converts a bert_tf task model to `out_path` (.tflite); returns the path.
 
-    quantize: "none" (float32), "float16" (weights), "dynamic" (int8 weights, float activations)
-    or "int8" (weights and activations, calibrated on `representative_data`: texts (or
-    (text, text_pair) tuples) from the task's data, or a ready TFLite representative-dataset
-    callable). tokenizer: a BertTokenizer; given, the tokenizer goes inside the model
-    (`serving_default` takes text).
+    model: a Keras task model, or a fine-tuned model directory / `FinetunedModel` (its task,
+    tokenizer and max_length are then used). quantize: "none" (float32), "float16" (weights),
+    "dynamic" (int8 weights, float activations) or "int8" (weights and activations, calibrated on
+    `representative_data`: texts (or (text, text_pair) tuples) from the task's data, or a ready
+    TFLite representative-dataset callable). tokenizer/labels/pair: the task of a bare Keras model.
+    with_tokenizer: put the tokenizer and the task's decoding inside (`serving_default` takes
+    text); default: whenever a tokenizer is known and the task's serving path fits TFLite.
     """
+    from bert_tf.export.saved_model import resolve_source
     if quantize not in QUANTIZATIONS:
         raise ExportError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
     if quantize == "int8" and representative_data is None:
         raise ExportError("int8 quantization needs representative_data (a few hundred examples "
                           "from the task's own data) to calibrate activations")
+    model, task = resolve_source(model, tokenizer, labels, pair, task)
+    if sequence_length is None:
+        sequence_length = task.tokenizer.sequence_length if task is not None else 128
+    if isinstance(sequence_length, bool) or not isinstance(sequence_length, (int, np.integer)):
+        raise ExportError(f"sequence_length must be an integer, got {sequence_length!r}")
     sequence_length = int(sequence_length)
     if not 3 <= sequence_length <= model.encoder.config.max_position_embeddings:
         raise ExportError(f"sequence_length must be in [3, "
                           f"{model.encoder.config.max_position_embeddings}], got {sequence_length}")
-    from types import SimpleNamespace
-    spec = spec_for(model, tokenizer or SimpleNamespace(sequence_length=sequence_length,
-                                                        lowercase=True), labels=labels, pair=pair)
+    lite_serving = task is not None and getattr(task, "lite_serving", False)
+    if with_tokenizer is None:
+        with_tokenizer = lite_serving
+    if with_tokenizer and not lite_serving:
+        raise ExportError("the tokenizer goes inside the TFLite model only for tasks whose whole "
+                          "serving path fits TFLite (classification, regression)" if task is not None
+                          else "with_tokenizer needs a tokenizer (or a model directory)")
     if representative_data is not None and not callable(representative_data):
-        if tokenizer is None:
+        if task is None:
             raise ExportError("representative texts need a tokenizer to become ids")
-        representative_data = representative_dataset(tokenizer, representative_data,
-                                                     sequence_length, True, spec)
+        representative_data = representative_dataset(task.tokenizer, representative_data,
+                                                     sequence_length, with_tokenizer, task)
     out_path = os.path.abspath(os.fspath(out_path))
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    module = TFLiteModule(model, spec, sequence_length, tokenizer)
+    module = TFLiteModule(model, sequence_length, task if with_tokenizer else None)
     signatures = module.signatures()
     workdir = tempfile.mkdtemp(prefix=".tmp-tflite-", dir=os.path.dirname(out_path))
     try:
         saved = os.path.join(workdir, "saved_model")
         tf.saved_model.save(module, saved, signatures=signatures)
-        converter = _converter(saved, list(signatures), quantize, tokenizer is not None,
+        converter = _converter(saved, list(signatures), quantize, with_tokenizer,
                                representative_data)
         try:
             flatbuffer = converter.convert()

@@ -1,9 +1,10 @@
 """What every fine-tuning task provides, and the pieces they share (batched tokenization, batched
 prediction, the padded-feature container).
 
-A task turns reader records into `TaskFeatures` (numpy model inputs + training targets + whatever
-decoding needs), defines the loss on the model's outputs, and turns the model's outputs back into
-predictions and metrics. Features are built with the in-graph `BertTokenizer` run on batches of
+A task turns reader records into `TaskFeatures` (numpy model inputs + training targets) and defines
+the loss on the model's outputs; its one inference path (raw texts → features → model → answers,
+in graph ops) is described in `bert_tf.tasks.inference`, and its predictions and metrics are built
+from that path's answers only. Features are built with the in-graph `BertTokenizer` run on batches of
 strings; packing that needs per-word or per-character bookkeeping (NER labels, SQuAD windows) is done
 in numpy on the tokenizer's ragged output and offsets.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -58,32 +58,6 @@ def word_pieces(tokenizer, words, batch_size: int = 4096) -> list:
         ragged = tokenizer.tokenize(tf.constant(list(words[start:start + batch_size])))  # [b, (w), (p)]
         pieces.extend(ragged.merge_dims(1, 2).to_list())
     return pieces
-
-
-# model -> {jit_compile: its traced inference function}, so that evaluating every epoch does not
-# retrace (or recompile)
-_INFERENCE = weakref.WeakKeyDictionary()
-
-
-def predict_outputs(model, inputs: dict, batch_size: int = 64, jit_compile: bool = False) -> dict:
-    """Runs the model (dropout off) over numpy inputs in batches → dict of numpy outputs [n, ...].
-    The last batch is padded to `batch_size` (and the padding dropped) so one trace (one XLA
-    executable with `jit_compile`) serves all."""
-    traced = _INFERENCE.setdefault(model, {})
-    if jit_compile not in traced:
-        traced[jit_compile] = tf.function(lambda x: model(x, training=False), jit_compile=jit_compile)
-    call = traced[jit_compile]
-    n = int(inputs["input_ids"].shape[0])
-    parts = {}
-    for start in range(0, n, batch_size):
-        batch = {k: v[start:start + batch_size] for k, v in inputs.items()}
-        short = batch_size - len(batch["input_ids"])
-        if short and n > batch_size:
-            batch = {k: np.concatenate([v, np.repeat(v[-1:], short, 0)]) for k, v in batch.items()}
-        batch = {k: tf.constant(v) for k, v in batch.items()}
-        for name, value in call(batch).items():
-            parts.setdefault(name, []).append(np.asarray(value, np.float32))
-    return {name: np.concatenate(values, 0)[:n] for name, values in parts.items()}
 
 
 def train_dataset(features: TaskFeatures, batch_size: int, seed: int) -> tf.data.Dataset:

@@ -13,12 +13,15 @@ import tensorflow as tf
 
 from bert_tf import metrics
 from bert_tf.data.classification import ClassificationData, read_classification
-from bert_tf.tasks.base import TaskDataError, TaskFeatures, tokenize_texts
+from bert_tf.tasks.base import INPUT_NAMES, TaskDataError, TaskFeatures, tokenize_texts
 
 
 class ClassificationTask:
     name = "classify"
     metric = "accuracy"  # the eval metric that selects the best checkpoint (higher is better)
+    file_suffix = ".jsonl"  # what `bert-tf evaluate` reads stdin as
+    #: TFLite can hold this task's whole serving path (tokenizer, one row per input, decoding)
+    lite_serving = True
 
     def __init__(self, tokenizer, label_names, text_column: str = "text",
                  text_pair_column: str | None = None, label_column: str = "label"):
@@ -70,23 +73,54 @@ class ClassificationTask:
         correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
         return {"loss": loss, "accuracy": tf.reduce_mean(correct)}
 
-    # ------------------------------------------------------------------ outputs
-    def score(self, records, features: TaskFeatures, outputs: dict) -> dict:
-        predicted = outputs["logits"].argmax(-1)
-        return metrics.classification_metrics(np.asarray(records.labels), predicted)
+    # ------------------------------------------------------------------ inference (graph)
+    @property
+    def serving_input_names(self) -> tuple:
+        return ("text", "text_pair") if self.text_pair_column is not None else ("text",)
 
-    def predictions(self, records, features: TaskFeatures, outputs: dict) -> list:
-        """One dict per record: the text, the predicted label and every label's probability."""
-        logits = outputs["logits"]
-        probabilities = np.exp(logits - logits.max(-1, keepdims=True))
-        probabilities /= probabilities.sum(-1, keepdims=True)
+    def record_texts(self, records: ClassificationData) -> dict:
+        texts = {"text": list(records.texts)}
+        if self.text_pair_column is not None:
+            texts["text_pair"] = list(records.text_pairs)
+        return texts
+
+    def serving_features(self, texts: dict):
+        """One row per input: [CLS] text [SEP] (text_pair [SEP]), cut to the sequence length by
+        the tokenizer's rule (the longer segment loses pieces from its end first)."""
+        segments = texts["text"] if len(self.serving_input_names) == 1 else \
+            (texts["text"], texts["text_pair"])
+        features = self.tokenizer(segments)
+        return {name: features[name] for name in INPUT_NAMES}, {}
+
+    def decode(self, outputs: dict, state: dict, texts: dict) -> dict:
+        """logits [b, c] → probabilities [b, c], label_ids [b] int32, labels [b] string."""
+        logits = tf.cast(outputs["logits"], tf.float32)
+        label_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1),
+                "label_ids": label_ids,
+                "labels": tf.gather(tf.constant(list(self.label_names)), label_ids)}
+
+    def warmup_texts(self) -> dict:
+        texts = {"text": ["A gripping, beautifully acted film.",
+                          "The plot is a mess and the jokes fall flat."]}
+        if self.text_pair_column is not None:
+            texts["text_pair"] = ["It was released in 2019.", "Critics disagreed."]
+        return texts
+
+    # ------------------------------------------------------------------ outputs (host)
+    def score(self, records, decoded: dict) -> dict:
+        return metrics.classification_metrics(np.asarray(records.labels), decoded["label_ids"])
+
+    def rows(self, records, decoded: dict) -> list:
+        """One dict per record: the text(s), the predicted label and every label's probability."""
         rows = []
-        for i, p in enumerate(probabilities):
+        for i, label in enumerate(decoded["labels"]):
             row = {"text": records.texts[i]}
             if records.text_pairs is not None:
                 row["text_pair"] = records.text_pairs[i]
-            row["label"] = self.label_names[int(p.argmax())]
-            row["probabilities"] = {name: round(float(v), 6) for name, v in zip(self.label_names, p)}
+            row["label"] = str(label)
+            row["probabilities"] = {name: round(float(p), 6) for name, p in
+                                    zip(self.label_names, decoded["probabilities"][i])}
             rows.append(row)
         return rows
 
@@ -94,3 +128,68 @@ class ClassificationTask:
         return {"text_column": self.text_column, "text_pair_column": self.text_pair_column,
                 "label_column": self.label_column}
 
+
+
+class RegressionTask(ClassificationTask):
+    """One score per text (or pair): a `BertClassifier` with num_classes=1 trained on the mean
+    squared error, selected by Pearson correlation (GLUE STS-B's metric; Spearman and MSE are
+    reported too). Labels are numbers in the label column."""
+
+    name = "regress"
+    metric = "pearson"
+
+    def __init__(self, tokenizer, label_names=(), text_column: str = "text",
+                 text_pair_column: str | None = None, label_column: str = "label"):
+        super().__init__(tokenizer, (), text_column, text_pair_column, label_column)
+
+    @staticmethod
+    def read_labels(path: str, **_) -> tuple:
+        return ()   # a regression head has no label names
+
+    def read(self, path: str, labeled: bool = True) -> ClassificationData:
+        data = read_classification(path, self.text_column, self.label_column if labeled else None,
+                                   self.text_pair_column)
+        if data.labels is None:
+            return data
+        try:
+            values = [float(data.label_names[i]) for i in data.labels]
+        except ValueError as e:
+            raise TaskDataError(f"{path}: column {self.label_column!r} must hold numbers for "
+                                f"regression ({e})") from None
+        bad = [line for line, v in zip(data.lines, values) if not np.isfinite(v)]
+        if bad:
+            raise TaskDataError(f"{path}: line {bad[0]}: the label is not a finite number")
+        return ClassificationData(data.texts, data.text_pairs, values, (), data.lines)
+
+    def encode(self, records: ClassificationData, training: bool = False) -> TaskFeatures:
+        inputs = tokenize_texts(self.tokenizer, records.texts, records.text_pairs)
+        targets = {} if records.labels is None else {"labels": np.asarray(records.labels, np.float32)}
+        return TaskFeatures(inputs, targets)
+
+    def build_model(self, encoder):
+        from bert_tf.models import BertClassifier
+        return BertClassifier(encoder, 1)
+
+    @staticmethod
+    def loss(outputs, targets) -> dict:
+        scores = tf.cast(outputs["logits"], tf.float32)[:, 0]            # [b]
+        labels = tf.cast(targets["labels"], tf.float32)                  # [b]
+        return {"loss": tf.reduce_mean(tf.square(scores - labels))}
+
+    def decode(self, outputs: dict, state: dict, texts: dict) -> dict:
+        """logits [b, 1] → score [b]."""
+        logits = tf.cast(outputs["logits"], tf.float32)
+        return {"logits": logits, "score": logits[:, 0]}
+
+    def score(self, records, decoded: dict) -> dict:
+        return metrics.regression_metrics(records.labels, decoded["score"])
+
+    def rows(self, records, decoded: dict) -> list:
+        rows = []
+        for i, value in enumerate(decoded["score"]):
+            row = {"text": records.texts[i]}
+            if records.text_pairs is not None:
+                row["text_pair"] = records.text_pairs[i]
+            row["score"] = round(float(value), 6)
+            rows.append(row)
+        return rows

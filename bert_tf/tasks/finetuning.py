@@ -21,8 +21,9 @@ import time
 
 import keras
 
-from bert_tf.tasks import artifacts
-from bert_tf.tasks.base import predict_outputs, steps_per_epoch, train_dataset
+from bert_tf.tasks import model_dir
+from bert_tf.tasks.base import steps_per_epoch, train_dataset
+from bert_tf.tasks.inference import run_inference
 from bert_tf.tasks.registry import task_class
 from bert_tf.training import Callback, Trainer, TrainingOptions, create_optimizer, create_strategy
 
@@ -120,17 +121,17 @@ class BestCheckpoint(Callback):
     """Scores the eval set with the task's metric every `every_steps` and at the end, and saves
     the model as OUT/model.keras whenever the metric beats the best so far (ties keep the earlier)."""
 
-    def __init__(self, task, records, features, out_dir: str, every_steps: int, batch_size: int,
+    def __init__(self, task, records, out_dir: str, every_steps: int, batch_size: int,
                  jit_compile: bool = False):
-        self.task, self.records, self.features = task, records, features
+        self.task, self.records = task, records
         self.out_dir, self.every_steps, self.batch_size = out_dir, every_steps, batch_size
         self.jit_compile = jit_compile
-        self.history_path = os.path.join(out_dir, artifacts.HISTORY_FILE)
+        self.history_path = os.path.join(out_dir, model_dir.HISTORY_FILE)
         self.history, self.best = [], None   # best: (step, metrics)
         # Resuming (checkpoints exist): keep what earlier runs found, so that a worse later model
         # does not replace the best one, and a finished run keeps its numbers.
         if os.path.isdir(os.path.join(out_dir, "checkpoints")) and os.path.exists(self.history_path):
-            saved = artifacts.read_json(self.history_path)
+            saved = model_dir.read_json(self.history_path)
             self.history = [tuple(x) for x in saved["history"]]
             self.best = tuple(saved["best"]) if saved.get("best") else None
 
@@ -163,16 +164,17 @@ class BestCheckpoint(Callback):
     def _evaluate(self, trainer, step):
         if not trainer.is_chief:
             return
-        outputs = predict_outputs(trainer.model, self.features.inputs, self.batch_size,
-                                  jit_compile=self.jit_compile)
-        scores = self.task.score(self.records, self.features, outputs)
+        # The same inference path as `bert-tf predict` and the exported SavedModel.
+        decoded = run_inference(self.task, trainer.model, self.records, self.batch_size,
+                                jit_compile=self.jit_compile)
+        scores = self.task.score(self.records, decoded)
         trainer.write_scalars(_scalars(scores), step, prefix="eval")
         self.history.append((step, scores))
         logger.info("step %d eval %s=%.4f", step, self.task.metric, scores[self.task.metric])
         if self._beats_best(scores):
             self.best = (step, scores)
-            artifacts.save_model_atomic(trainer.model, self.out_dir)
-        artifacts.write_json_atomic(self.history_path, {"history": self.history,
+            model_dir.save_model_atomic(trainer.model, self.out_dir)
+        model_dir.write_json_atomic(self.history_path, {"history": self.history,
                                                         "best": list(self.best)})
 
 
@@ -184,7 +186,7 @@ class FinalModel(Callback):
 
     def on_train_end(self, trainer, result):
         if trainer.is_chief and not result.interrupted:
-            artifacts.save_model_atomic(trainer.model, self.out_dir)
+            model_dir.save_model_atomic(trainer.model, self.out_dir)
 
 
 def finetune(options: FinetuneOptions) -> FinetuneResult:
@@ -203,10 +205,9 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
     task = cls(tokenizer, labels, **options.task_settings)
     train_records = task.read(options.train)
     train_features = task.encode(train_records, training=True)
-    eval_records = eval_features = None
+    eval_records = None
     if options.eval is not None:
         eval_records = task.read(options.eval)
-        eval_features = task.encode(eval_records)
     per_epoch = steps_per_epoch(len(train_features), options.batch_size)
     total_steps = max(1, math.ceil(per_epoch * options.epochs))
     warmup_steps = int(options.warmup * total_steps)
@@ -214,8 +215,8 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
                 len(train_features), per_epoch, total_steps, warmup_steps)
 
     os.makedirs(options.out, exist_ok=True)
-    artifacts.write_labels(options.out, task.label_names)
-    artifacts.write_vocab(options.out, tokenizer.get_vocabulary())
+    model_dir.write_labels(options.out, task.label_names)
+    model_dir.write_vocab(options.out, tokenizer.get_vocabulary())
 
     previous_policy = keras.mixed_precision.global_policy()
     try:
@@ -232,7 +233,7 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
             optimizer = create_optimizer("adamw", options.learning_rate, total_steps, warmup_steps,
                                          options.weight_decay)
         if options.eval is not None:
-            selector = BestCheckpoint(task, eval_records, eval_features, options.out,
+            selector = BestCheckpoint(task, eval_records, options.out,
                                       options.eval_every or per_epoch, options.eval_batch_size,
                                       jit_compile=options.xla)
         else:
@@ -256,7 +257,7 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
         if selector.best is not None:
             best_step, best_metrics = selector.best
     if not result.interrupted:
-        artifacts.write_task(options.out, {
+        model_dir.write_task(options.out, {
             "task": options.task, "max_length": options.max_length, "lowercase": options.lowercase,
             "task_settings": task.settings(), "metric": task.metric, "metrics": best_metrics,
             "best_step": best_step, "steps": result.step, "init": os.path.abspath(options.init),
@@ -267,22 +268,26 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
                           result.interrupted)
 
 
-def evaluate(model_dir: str, data: str, batch_size: int = 64) -> dict:
-    """Scores a fine-tuned output directory on a labeled file with the task's metric."""
-    loaded = artifacts.FinetunedModel.load(model_dir)
+def evaluate(directory: str, data: str, batch_size: int = 64) -> dict:
+    """Scores a fine-tuned model directory on a labeled file with the task's metric, on the
+    answers of the task's one inference path (what predict and the exports answer)."""
+    if batch_size < 1:
+        raise FinetuneError(f"--batch-size must be at least 1, got {batch_size}")
+    loaded = model_dir.FinetunedModel.load(directory)
     records = loaded.task.read(data)
-    features = loaded.task.encode(records)
-    return loaded.task.score(records, features, predict_outputs(loaded.model, features.inputs, batch_size))
+    if len(records) == 0:
+        raise FinetuneError(f"{data}: no records to score")
+    return loaded.task.score(records, run_inference(loaded.task, loaded.model, records, batch_size))
 
 
-def predict(model_dir: str, data: str | None = None, lines=None, batch_size: int = 64) -> list:
-    """Predictions (one dict per record) for an unlabeled file, or for raw input lines."""
-    loaded = artifacts.FinetunedModel.load(model_dir)
+def predict(directory: str, data: str | None = None, lines=None, batch_size: int = 64) -> list:
+    """Predictions (one dict per record) for an unlabeled file, or for raw input lines: the task's
+    one inference path (`bert_tf.tasks.inference`), the one the SavedModel exports."""
+    if batch_size < 1:
+        raise FinetuneError(f"--batch-size must be at least 1, got {batch_size}")
+    loaded = model_dir.FinetunedModel.load(directory)
     task = loaded.task
     records = task.read(data, labeled=False) if data is not None else task.records_from_texts(lines)
     if len(records) == 0:
         raise FinetuneError(f"{data or '<stdin>'}: no input records")
-    features = task.encode(records)
-    return task.predictions(records, features, predict_outputs(loaded.model, features.inputs, batch_size))
-
-
+    return task.rows(records, run_inference(task, loaded.model, records, batch_size))
