@@ -203,7 +203,7 @@ def bert_tf_start(task: str, init: str, label_names, seed: int, n: int, batch_si
     from bert_tf.text import BertTokenizer
     from bert_tf.text.vocabulary import read_vocabulary
     from bert_tf.training import create_strategy
-    from bert_tf.weights import load_encoder
+    from bert_tf.models.pretrained import load_encoder
 
     bert_tf_task = make_task(TASKS[task], BertTokenizer(read_vocabulary(
         os.path.join(init, "vocab.txt")), sequence_length=8), list(label_names))
