@@ -10,14 +10,16 @@ import importlib
 __version__ = "0.1.0"
 
 from bert_tf.config import BertConfig, ConfigError
-from bert_tf.models import (BertClassifier, BertEncoder, BertPretrainer, BertSpanLabeler,
-                            BertTokenClassifier)
 
-# Loaded on first attribute access: name → module that defines it.
+# Loaded on first attribute access: name → module that defines it. The models load lazily too, so
+# that importing a lower package (`bert_tf.weights`, `bert_tf.text`, ...) does not import them.
 _LAZY = {
     "BertTokenizer": "bert_tf.text",
+    **{name: "bert_tf.models" for name in ("BertEncoder", "BertPretrainer", "BertClassifier",
+                                          "BertTokenClassifier", "BertSpanLabeler")},
 }
-_LAZY_MODULES = ("text", "data", "weights", "training", "tasks", "export", "metrics")
+_LAZY_MODULES = ("layers", "models", "text", "data", "weights", "training", "tasks", "export",
+                 "metrics")
 
 
 def __getattr__(name):

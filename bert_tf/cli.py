@@ -11,9 +11,6 @@ import importlib
 import os
 import sys
 
-# TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) is noise for CLI users.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 # Subcommand modules under bert_tf.commands, in the order `--help` lists them.
 COMMAND_MODULES = ("demo", "vocab", "dataset", "create_pretraining_data", "pretrain", "finetune",
                    "evaluate", "predict", "export", "convert", "bench")
@@ -23,8 +20,22 @@ class CommandError(Exception):
     """A user-facing error: printed as one line, exit status 2, no traceback."""
 
 
+def quiet_tensorflow(verbose: bool) -> None:
+    """Hides TensorFlow's C++ start-up logs (the CUDA probe's "failed call to cuInit" on every CPU
+    machine, CPU-feature and oneDNN notices) unless `verbose`. TensorFlow reads
+    TF_CPP_MIN_LOG_LEVEL once, when it is imported, so this must run before any command imports it:
+    commands import TensorFlow inside `run`, and the CLI calls this before `run`. A level the user
+    set in the environment is kept when not verbose."""
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # 3: errors too (cuInit's is an error)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bert-tf", description=__doc__.splitlines()[0])
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's C++ start-up logs (hidden by default)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMAND_MODULES:
@@ -34,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_tensorflow(args.verbose)
     try:
         result = args.run(args)
     except KeyboardInterrupt:

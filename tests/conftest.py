@@ -1,7 +1,7 @@
 """Test set-up shared by every test module.
 
 TensorFlow must see two logical CPU devices before it initializes, so that MirroredStrategy tests can
-run 2 replicas on one CPU (DESIGN.md); this has to happen before any test imports a model.
+run 2 replicas on one CPU; this has to happen before any test imports a model.
 """
 
 import os

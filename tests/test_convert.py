@@ -8,7 +8,8 @@ import torch
 import transformers
 
 import bert_tf
-from bert_tf.weights import WeightsError, convert_checkpoint
+from bert_tf.models.pretrained import convert_checkpoint
+from bert_tf.weights import WeightsError
 from tests.harness import random_batch
 
 

@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from bert_tf.demo import DemoOptions, format_report, run_demo
+from bert_tf.demo import DemoOptions, _Progress, format_report, run_demo, training_summary
 from bert_tf.export import servability_report
 
 
@@ -57,3 +57,25 @@ def test_demo_cli_bad_model_dir_is_one_clear_error(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "has no vocab.txt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_training_summary_names_the_time_budget_only_when_steps_were_left_out():
+    run = {"train_examples": 64, "planned_steps": 4, "train_seconds": 12.0}
+    complete = training_summary({**run, "steps": 4, "stopped_at_time_budget": True})
+    assert complete.endswith("4/4 steps in 12 s") and "time budget" not in complete
+    cut = training_summary({**run, "steps": 3, "stopped_at_time_budget": True})
+    assert cut.endswith("3/4 steps in 12 s (stopped at the time budget)")
+    assert "time budget" not in training_summary({**run, "steps": 4, "stopped_at_time_budget": False})
+
+
+@pytest.mark.parametrize("planned, expected_steps, expected_stop", [(1, 1, False), (3, 1, True)])
+def test_time_budget_flags_only_a_run_it_cut_short(planned, expected_steps, expected_stop):
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse", jit_compile=False)
+    # max_seconds=0: the budget is spent at the first check (the clock starts after step 1).
+    progress = _Progress(planned, max_seconds=0.0, enabled=False)
+    model.fit(np.zeros((planned, 2)), np.zeros((planned, 1)), batch_size=1, epochs=1, verbose=0,
+              callbacks=[progress.callback])
+    assert (progress.steps_done, progress.stopped_early) == (expected_steps, expected_stop)

@@ -94,7 +94,7 @@ def test_classify_writes_the_documented_output_dir(tmp_path, tiny_init, capsys, 
 
 
 def test_freeze_encoder_trains_only_the_head(tmp_path, tiny_init):
-    from bert_tf.weights import load_encoder
+    from bert_tf.models.pretrained import load_encoder
     train, _ = sentiment_files(tmp_path, 16, 8)
     out = tmp_path / "frozen"
     assert cli("finetune", "classify", *common(tiny_init, out), "--train", train,
@@ -161,7 +161,7 @@ def test_xla_fine_tuning_matches_the_default_path(tmp_path, tiny_init):
     for a, b in zip(default.weights, compiled.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=2e-5, err_msg=a.path)
     # ...which training moved away from the checkpoint by far more than that tolerance
-    from bert_tf.weights import load_encoder
+    from bert_tf.models.pretrained import load_encoder
     initial = load_encoder(tiny_init).weights
     moved = max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in
                 zip(initial, compiled.encoder.weights))

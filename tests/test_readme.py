@@ -26,7 +26,7 @@ def test_readme_opens_with_main_job_and_test_commands():
 def test_cli_lists_every_subcommand():
     from bert_tf.cli import build_parser
     help_text = build_parser().format_help()
-    # DESIGN.md's subcommands, one per stage of the lifecycle.
+    # One subcommand per stage of the lifecycle.
     for command in ("vocab", "create-pretraining-data", "pretrain", "finetune", "evaluate", "predict",
                     "export", "convert", "bench", "demo"):
         assert f"\n    {command} " in help_text or f"\n    {command}\n" in help_text, command

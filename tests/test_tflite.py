@@ -37,7 +37,7 @@ def test_float32_with_tokenizer_matches_keras_and_exact_tokenizer(tiny, tmp_path
     report = verify_tflite(path, tiny["model"], tiny["tokenizer"], tiny["texts"], tiny["gold"])
     assert report["max_abs_diff"] <= 1e-4
     assert report["label_agreement"] == 1.0 and report["accuracy_delta"] == 0.0
-    # FastBertNormalize applies NFKD-style compatibility mappings BERT does not (DESIGN.md):
+    # FastBertNormalize applies NFKD-style compatibility mappings BERT does not (README, Tokenizer):
     # rows may differ only where such characters occur.
     for row in report["tokenizer_mismatch_rows"]:
         assert any(ord(c) > 127 for c in tiny["texts"][row]), tiny["texts"][row]

@@ -257,7 +257,7 @@ def test_keras_hub_preset_matches_backbone(tmp_path, keras_hub_backbone):
 def test_keras_hub_live_backbone_both_ways(tmp_path, keras_hub_backbone):
     batch = padded_batch(seed=4)
     expected = keras_hub_forward(keras_hub_backbone, batch)
-    encoder = from_keras_hub_backbone(keras_hub_backbone)
+    encoder = from_keras_hub_backbone(keras_hub_backbone, BertEncoder)
     assert_parity(encoder(batch), *expected, batch["attention_mask"])
 
     back = to_keras_hub_backbone(encoder)
@@ -313,7 +313,7 @@ def test_model_garden_checkpoint_matches_encoder(tmp_path, garden_encoder):
     batch = padded_batch(seed=6)
     expected = garden_forward(garden_encoder, batch)
     assert_parity(encoder(batch), *expected, batch["attention_mask"])
-    assert_parity(from_model_garden_encoder(garden_encoder)(batch), *expected, batch["attention_mask"])
+    assert_parity(from_model_garden_encoder(garden_encoder, BertEncoder)(batch), *expected, batch["attention_mask"])
 
 
 def test_model_garden_config_override_and_unknown_tensor(tmp_path, garden_encoder):

@@ -29,10 +29,10 @@ def matmul_case(m: int, k: int, n: int):
     encoders (`timing.alternate`), so load from other processes hits the ceiling and the encoders
     alike and their ratio (MFU) stays meaningful.
 
-    Which shape: on the 2-core AVX2 EPYC we measure on, a square 2048³ product reached ~100 GFLOP/s
-    while BERT-base's own feed-forward output product [4096, 3072] x [3072, 768] reached ~145 (93%
-    of the 2 x 2.45 GHz x 32 FLOP/cycle peak), and whole XLA encoders ran above the square one. So
-    the ceiling is the best of a few shapes, BERT-base's projections included (`Sizes.matmul_shapes`).
+    Which shape: no single product shape reaches the machine's matmul rate; on CPU a square product
+    can run well below BERT-base's own feed-forward products, and whole XLA encoders then beat the
+    "ceiling" (figures in docs/results.md). So the ceiling is the best of a few shapes, BERT-base's
+    projections included (`Sizes.matmul_shapes`).
     """
     import numpy as np
     import tensorflow as tf

@@ -13,7 +13,7 @@ def _p2_base():
 
 def _p4_config():
     # tanh GELU (google-research/bert's, HF "gelu_new"): KerasHub's BertBackbone computes only that
-    # one, so all three peers train the same function (exact erf GELU costs bert_tf ~4% here).
+    # one, so all three peers train the same function (exact erf GELU is slower; docs/results.md).
     return BertConfig(vocab_size=30522, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
                       intermediate_size=1024, hidden_act="gelu_new")
 

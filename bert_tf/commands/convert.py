@@ -14,7 +14,7 @@ def register(subparsers):
 
 
 def run(args) -> int:
-    from bert_tf.weights import convert_checkpoint
+    from bert_tf.models.pretrained import convert_checkpoint
     path = convert_checkpoint(args.input, args.output, args.format)
     print(f"wrote {args.format} checkpoint to {path}")
     return 0

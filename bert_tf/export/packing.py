@@ -1,8 +1,8 @@
 """Classifier inference on packed tokens: the dense layers see only the attended positions.
 
-Why: after trimming, a batch of review snippets is still about half padding (each row is cut to
-the batch's longest row; on the Rotten Tomatoes test split 52% of the [b, t] positions are real
-tokens, 83% with sorted groups of 8). In BERT every position-wise layer (the Q/K/V and output
+Why: after trimming, a batch of review snippets is still largely padding (each row is cut to the
+batch's longest row, so shorter rows keep padding; measured shares are in docs/results.md). In
+BERT every position-wise layer (the Q/K/V and output
 projections, the feed-forward, LayerNorm) is most of the cost, and a row's real tokens never
 depend on its padding. So each layer gathers the attended positions of the whole batch into one
 [n, hidden] matrix (n = real tokens) and runs the projections and the feed-forward on it; only

@@ -10,8 +10,8 @@ projections and feed-forward, quadratically in attention).
 With XLA the length is rounded up to a multiple of `bucket` (8) so that at most
 `sequence_length / bucket` distinct shapes reach the encoder: that bounds recompilation (one
 executable per shape), at a cost of at most `bucket - 1` wasted positions. Without XLA the graph's
-kernels take any shape at no extra cost, so the default cuts to the exact length (bucket 1): on
-real review snippets that ran 12% faster than 8-position buckets (P1 A/B, 70.6 vs 62.9 sent/s).
+kernels take any shape at no extra cost, so the default cuts to the exact length (bucket 1), which
+wastes no positions (the A/B against 8-position buckets is in docs/results.md).
 
 `run_in_length_groups` goes further: it sorts the batch by length and cuts each group of rows to
 its own longest one, so one long sentence does not make the whole batch long.

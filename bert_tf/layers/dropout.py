@@ -1,12 +1,11 @@
 """Dropout whose keep mask comes from a counter-based integer hash instead of Philox.
 
-Why: on CPU, Keras' dropout draws its mask with `stateless_uniform` (Philox, ~22 ns per element
-under XLA on 2 AVX2 cores), and a BERT training step draws a lot of them: [b, s, h] after the
-embeddings and twice per layer, plus [b, heads, s, s] attention probabilities per layer. Dropout
-was 18% of a 4-layer H256 training step (12.5 vs 15.3 seq/s, batch 16, seq 128). Hashing each
-element's index with the layer's per-call key is ~8x cheaper (this layer 2.2 ms vs
-`keras.layers.Dropout` 17.8 ms per million elements under XLA): a handful of 32-bit multiplies,
-shifts and xors that XLA fuses into one vectorized loop.
+Why: on CPU, Keras' dropout draws its mask with `stateless_uniform` (Philox random numbers), and a
+BERT training step draws a lot of them: [b, s, h] after the embeddings and twice per layer, plus
+[b, heads, s, s] attention probabilities per layer, so mask drawing is a visible share of a small
+model's training step. Hashing each element's index with the layer's per-call key is much cheaper:
+a handful of 32-bit multiplies, shifts and xors that XLA fuses into one vectorized loop (timings
+in docs/results.md).
 
 The hash is MurmurHash3's 32-bit finalizer (`fmix32`, a bijection of uint32 with full avalanche)
 applied to `index * golden + key`, the SplitMix construction; element i of a call is dropped when

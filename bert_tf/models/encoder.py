@@ -129,13 +129,14 @@ class BertEncoder(keras.Model):
             config["dtype"] = keras.saving.deserialize_keras_object(config["dtype"])
         return cls(**config)
 
-    # --- weights in and out (the formats live in bert_tf.weights, imported lazily so that the
-    # --- models package stays importable without the weight-format dependencies).
+    # --- weights in and out: read (bert_tf.weights) → build → assign, in bert_tf.models.pretrained
+    # --- (imported here on use: it imports this module).
     @classmethod
-    def from_pretrained(cls, path, **kwargs) -> "BertEncoder":
-        """Loads an HF dir, a google-research/bert dir, a KerasHub preset dir or a bert_tf `.keras`."""
-        from bert_tf.weights import load_encoder
-        return load_encoder(path, **kwargs)
+    def from_pretrained(cls, path, config=None, **kwargs) -> "BertEncoder":
+        """Loads an HF dir, a google-research/bert dir, a KerasHub preset dir, a Model Garden
+        checkpoint or a bert_tf `.keras`; `config` overrides the checkpoint's."""
+        from bert_tf.models.pretrained import load_encoder
+        return load_encoder(path, config=config, **kwargs)
 
     def save_pretrained(self, directory) -> str:
         """Writes HF layout (config.json + model.safetensors) that `transformers.BertModel` loads."""

@@ -60,15 +60,8 @@ class BertPretrainer(BertTaskModel):
         pre-training heads too — strictly. A checkpoint without heads gets fresh heads."""
         import os
 
-        from bert_tf.weights import detect_format, load_encoder, read_checkpoint, split_heads
-        from bert_tf.weights.canonical import assign, encoder_slots
-        if detect_format(path) == "keras":
-            return cls(load_encoder(path), **kwargs)
-        checkpoint_config, tensors = read_checkpoint(path, config=config)
-        from bert_tf.models.encoder import BertEncoder
-        encoder = BertEncoder(config or checkpoint_config)
-        encoder_tensors, head_tensors = split_heads(tensors)
-        assign(encoder_slots(encoder), encoder_tensors, source=os.fspath(path))
+        from bert_tf.models.pretrained import read_pretrained
+        encoder, head_tensors = read_pretrained(path, config=config)
         model = cls(encoder, **kwargs)
         if head_tensors:
             model.load_pretrained_heads(head_tensors, os.fspath(path))

@@ -74,5 +74,5 @@ class BertTaskModel(keras.Model):
     def from_pretrained(cls, path, *args, config=None, **kwargs):
         """The encoder from any checkpoint `bert_tf.weights` reads (HF, google, KerasHub, Model
         Garden, a bert_tf `.keras` of any task model); the head is freshly initialized."""
-        from bert_tf.weights import load_encoder
+        from bert_tf.models.pretrained import load_encoder
         return cls(load_encoder(path, config=config), *args, **kwargs)

@@ -194,7 +194,7 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
     from bert_tf.layers import reseed_dropout
     from bert_tf.text import BertTokenizer
     from bert_tf.text.vocabulary import read_vocabulary
-    from bert_tf.weights import load_encoder
+    from bert_tf.models.pretrained import load_encoder
 
     options.validate()
     cls = task_class(options.task)

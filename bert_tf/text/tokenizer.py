@@ -17,8 +17,8 @@ first, "##" continuation pieces, [UNK] for words that cannot be split or have mo
 `max_chars_per_word` characters). Ids equal Hugging Face's `BertTokenizer` (see tests).
 
 Speed: `call` sends rows of printable ASCII to tensorflow-text's FastBertTokenizer (two fused ops,
-~8x faster than the regex + ICU path), where it computes exactly BERT's ids, and only the other
-rows through the exact path; the parity tests run `call` too.
+much faster than the regex + ICU path; see docs/results.md), where it computes exactly BERT's ids,
+and only the other rows through the exact path; the parity tests run `call` too.
 
 Lower-level API (for QA/NER alignment and whole-word masking), ragged, before packing:
 
@@ -285,7 +285,7 @@ class BertTokenizer(keras.layers.Layer):
         """text [batch] -> int32 RaggedTensor [batch, (pieces)], the exact ids of `tokenize`.
 
         Rows of printable ASCII (plus tab, newline, carriage return) go through FastBertTokenizer
-        (~8x faster): on them BERT's normalization is only lowercasing (NFD and accent stripping
+        (the fast path): on them BERT's normalization is only lowercasing (NFD and accent stripping
         change nothing, there are no control characters to drop), its whitespace and punctuation
         sets equal BERT's, and bytes per word equal characters. Every other row takes the exact
         path. The two groups are tokenized separately and put back in input order."""

@@ -2,17 +2,18 @@
 
 Every format converts to one canonical naming (google-research/bert's, see `canonical.py`) and loads
 strictly: a missing, unused or mis-shaped tensor is an error listing every offending name.
+
+This package sits below `bert_tf.models` and never imports it: readers return (BertConfig,
+canonical tensors), and assignment and writing work on an encoder the caller built and passes in.
+Building a model from a checkpoint (read → build → assign) is `bert_tf.models.pretrained`'s job.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 
 from bert_tf.weights.canonical import CanonicalTensors, WeightsError, assign, collect, encoder_slots
-
-logger = logging.getLogger(__name__)
 
 
 def detect_format(path: str) -> str:
@@ -63,6 +64,15 @@ def read_checkpoint(path: str, config=None):
     raise WeightsError(f"{path}: a .keras file holds a whole model; load it with keras.saving.load_model")
 
 
+OUTPUT_FORMATS = ("huggingface", "google", "keras_hub")
+
+
+def check_output_format(output_format: str) -> str:
+    if output_format not in OUTPUT_FORMATS:
+        raise WeightsError(f"Unknown output format {output_format!r}; expected one of {OUTPUT_FORMATS}")
+    return output_format
+
+
 def split_heads(tensors: dict) -> tuple:
     """(encoder tensors, pre-training head tensors under `cls/`)."""
     if not isinstance(tensors, CanonicalTensors):
@@ -71,53 +81,25 @@ def split_heads(tensors: dict) -> tuple:
     return tensors.subset([k for k in tensors if not k.startswith("cls/")]), tensors.subset(heads)
 
 
-def load_encoder(path, config=None, **encoder_kwargs):
-    """A `BertEncoder` with the weights at `path` (format detected). Pre-training heads found in the
-    checkpoint are dropped on purpose (logged), since an encoder has no place for them."""
-    import keras
-
-    from bert_tf.models.encoder import BertEncoder
-
-    if detect_format(path) == "keras":
-        model = keras.saving.load_model(path)
-        encoder = getattr(model, "encoder", model)
-        if not isinstance(encoder, BertEncoder):
-            raise WeightsError(f"{path} holds a {type(model).__name__}, not a bert_tf model")
-        return encoder
-    checkpoint_config, tensors = read_checkpoint(path, config=config)
-    encoder = BertEncoder(config or checkpoint_config, **encoder_kwargs)
-    encoder_tensors, heads = split_heads(tensors)
-    if heads:
-        logger.info("%s: not loading %d pre-training head tensors into an encoder (%s)", path,
-                    len(heads), ", ".join(sorted(heads)))
-    assign(encoder_slots(encoder), encoder_tensors, source=os.fspath(path))
-    return encoder
-
-
-OUTPUT_FORMATS = ("huggingface", "google", "keras_hub")
-
-
-def convert_checkpoint(source, output_dir, output_format: str = "huggingface") -> str:
-    """Loads the encoder at `source` (any readable format) and writes it in `output_format`."""
-    if output_format not in OUTPUT_FORMATS:
-        raise WeightsError(f"Unknown output format {output_format!r}; expected one of {OUTPUT_FORMATS}")
-    encoder = load_encoder(source)
-    vocab = os.path.join(os.fspath(source), "vocab.txt")
-    vocab = vocab if os.path.isfile(vocab) else None  # the tokenizer's vocab travels along
+def write_checkpoint(encoder, output_dir, output_format: str = "huggingface",
+                     vocab_file: str | None = None) -> str:
+    """Writes the weights of `encoder` (a built `bert_tf.models.BertEncoder`, given by the caller)
+    in `output_format` (one of `OUTPUT_FORMATS`), with `vocab_file` copied alongside when given."""
+    check_output_format(output_format)
     if output_format == "google":
         from bert_tf.weights.google import save_google_checkpoint
-        return save_google_checkpoint(encoder, output_dir, vocab_file=vocab)
+        return save_google_checkpoint(encoder, output_dir, vocab_file=vocab_file)
     if output_format == "huggingface":
         from bert_tf.weights.huggingface import save_pretrained
         path = save_pretrained(encoder, output_dir)
     else:
         from bert_tf.weights.keras_hub import save_keras_hub_preset
         path = save_keras_hub_preset(encoder, output_dir)
-    if vocab:
+    if vocab_file:
         import shutil
-        shutil.copyfile(vocab, os.path.join(path, "vocab.txt"))
+        shutil.copyfile(vocab_file, os.path.join(path, "vocab.txt"))
     return path
 
 
-__all__ = ["OUTPUT_FORMATS", "convert_checkpoint", "CanonicalTensors", "WeightsError", "assign", "collect", "encoder_slots", "detect_format", "read_checkpoint",
-           "load_encoder", "split_heads"]
+__all__ = ["OUTPUT_FORMATS", "check_output_format", "CanonicalTensors", "WeightsError", "assign", "collect", "encoder_slots",
+           "detect_format", "read_checkpoint", "split_heads", "write_checkpoint"]

@@ -152,14 +152,19 @@ def load_keras_hub_preset(directory: str):
     return keras_hub_config(backbone), keras_hub_to_canonical(backbone)
 
 
-def from_keras_hub_backbone(backbone, **encoder_kwargs):
-    """A `BertEncoder` computing what a live `keras_hub.models.BertBackbone` computes."""
-    from bert_tf.models.encoder import BertEncoder
-
+def read_keras_hub_backbone(backbone):
+    """(BertConfig, canonical tensors) of a live `keras_hub.models.BertBackbone`."""
     if not _is_bert_backbone(backbone):
         raise WeightsError(f"expected a keras_hub.models.BertBackbone, got {type(backbone).__name__}")
-    encoder = BertEncoder(keras_hub_config(backbone), **encoder_kwargs)
-    assign(encoder_slots(encoder), keras_hub_to_canonical(backbone), source="KerasHub BertBackbone")
+    return keras_hub_config(backbone), keras_hub_to_canonical(backbone)
+
+
+def from_keras_hub_backbone(backbone, encoder_class, **encoder_kwargs):
+    """An `encoder_class` (`bert_tf.models.BertEncoder`, passed in: this package does not import
+    the models) built for `backbone`'s config and computing what the backbone computes."""
+    config, tensors = read_keras_hub_backbone(backbone)
+    encoder = encoder_class(config, **encoder_kwargs)
+    assign(encoder_slots(encoder), tensors, source="KerasHub BertBackbone")
     return encoder
 
 
@@ -202,5 +207,5 @@ def save_keras_hub_preset(encoder, directory: str) -> str:
     return directory
 
 
-__all__ = ["load_keras_hub_preset", "from_keras_hub_backbone", "to_keras_hub_backbone",
+__all__ = ["load_keras_hub_preset", "read_keras_hub_backbone", "from_keras_hub_backbone", "to_keras_hub_backbone",
            "save_keras_hub_preset", "keras_hub_to_canonical", "keras_hub_config"]

@@ -273,11 +273,9 @@ def _activation_name(activation, source: str) -> str:
                        "nor relu")
 
 
-def from_model_garden_encoder(network, **encoder_kwargs):
-    """A `BertEncoder` computing what a live (built) Model Garden BertEncoderV2/BertEncoder computes."""
+def read_model_garden_encoder(network):
+    """(BertConfig, canonical encoder tensors) of a live (built) Model Garden BertEncoderV2/BertEncoder."""
     import tensorflow as tf
-
-    from bert_tf.models.encoder import BertEncoder
 
     source = f"Model Garden {type(network).__name__}"
     if type(network).__name__ not in ("BertEncoderV2", "BertEncoder") or not hasattr(network, "get_config"):
@@ -301,12 +299,18 @@ def from_model_garden_encoder(network, **encoder_kwargs):
     config.attention_probs_dropout_prob = float(options.get("attention_dropout",
                                                             config.attention_probs_dropout_prob))
     config.validate()
-    encoder = BertEncoder(config, **encoder_kwargs)
-    encoder_tensors = canonical.subset([k for k in canonical if not k.startswith("cls/")])
-    assign(encoder_slots(encoder), encoder_tensors, source=source)
+    return config, canonical.subset([k for k in canonical if not k.startswith("cls/")])
+
+
+def from_model_garden_encoder(network, encoder_class, **encoder_kwargs):
+    """An `encoder_class` (`bert_tf.models.BertEncoder`, passed in: this package does not import
+    the models) computing what a live (built) Model Garden BertEncoderV2/BertEncoder computes."""
+    config, tensors = read_model_garden_encoder(network)
+    encoder = encoder_class(config, **encoder_kwargs)
+    assign(encoder_slots(encoder), tensors, source=f"Model Garden {type(network).__name__}")
     return encoder
 
 
-__all__ = ["load_model_garden_checkpoint", "from_model_garden_encoder", "infer_config",
+__all__ = ["load_model_garden_checkpoint", "read_model_garden_encoder", "from_model_garden_encoder", "infer_config",
            "read_model_garden_tensors", "find_checkpoint_prefix", "is_optimizer_state",
            "DEFAULT_HIDDEN_ACT"]
