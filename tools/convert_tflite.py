@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """The TFLite conversion tool: `python tools/convert_tflite.py --model DIR --out FILE.tflite
---quantize none|float16|dynamic|int8 [--with-tokenizer] [--sequence-length N]` converts, then runs
+--quantize none|float16|dynamic|int8 [--without-tokenizer] [--sequence-length N]` converts, then runs
 the `.tflite` (ai-edge-litert) against the Keras model on the task's test split and prints max abs
 diff, label agreement, metric delta, file size and latency (same as `bert-tf export tflite`)."""
 

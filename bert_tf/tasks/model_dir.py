@@ -64,16 +64,15 @@ def save_model_atomic(model, out_dir: str) -> str:
     `compile` is left out (resuming reads DIR/checkpoints/, not this file), so its size is the
     weights' size."""
     final = os.path.join(out_dir, MODEL_FILE)
-    optimizer = getattr(model, "optimizer", None)
+    optimizer, compiled = getattr(model, "optimizer", None), getattr(model, "compiled", False)
     with atomic_path(final, suffix=".keras") as tmp:
-        if optimizer is None:
+        # Detached for the save only (a compiled model would also record its compile config,
+        # whose loader then looks for the optimizer variables left out here).
+        model.optimizer, model.compiled = None, False
+        try:
             model.save(tmp)
-        else:
-            model.optimizer = None
-            try:
-                model.save(tmp)
-            finally:
-                model.optimizer = optimizer
+        finally:
+            model.optimizer, model.compiled = optimizer, compiled
     return final
 
 
