@@ -166,7 +166,7 @@ def test_decode_answers_equals_decode_spans(many_windows, version_2, threshold, 
     assert got["score"].dtype == np.float32 and got["answer_start"].dtype == np.int64
 
 
-def test_decode_answers_v2_quirk_and_v1_empty_fallback():
+def test_decode_answers_without_a_valid_span():
     tokenizer = tiny_tokenizer(16)
     contexts = [CONTEXTS[0]]
     windows = windows_for(tokenizer, ["who wrote it"], contexts, 3, 4)
@@ -177,11 +177,12 @@ def test_decode_answers_v2_quirk_and_v1_empty_fallback():
     start[0, first], end[0, first + 1] = 0.9, 0.9  # best span 1.8 < null
     end[0, first] = 0.5
     for n_best_size, answer in ((1, ""), (2, "The river")):
-        # n_best_size 1: the null fills the n-best list alone, so no span can be chosen even
-        # with a threshold that would accept the best span.
+        # n_best_size 1: the top start and end are [CLS], so no span is valid and the answer is
+        # "" even with a threshold that would accept the best span; 2 admits "The river".
         got = to_numpy(decode_answers(start, end, windows, tf.constant(contexts), n_best_size,
                                       30, True, 5.0))
         assert got["answer"][0].decode() == answer
+        assert got["score"][0] == pytest.approx(1.8 if answer else 2.0)  # "": the null score
         assert reference_answers(windows, contexts, start, end, n_best_size=n_best_size,
                                  max_answer_length=30, version_2_with_negative=True,
                                  null_score_diff_threshold=5.0)[0][0] == answer

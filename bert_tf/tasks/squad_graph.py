@@ -213,11 +213,12 @@ def decode_answers(start_logits, end_logits, windows: dict, context, n_best_size
 
     if version_2:
         null = tf.math.unsorted_segment_min(start[:, 0] + end[:, 0], example_index, rows)  # [B]
-        # decode_spans takes the best non-null answer from its n-best list; with n_best_size 1 a
-        # null that outranks every span (ties go to the span, listed first) fills the list alone.
-        crowded_out = (null > span_score) if n_best_size == 1 else tf.zeros_like(has_span)
+        # decode_spans takes the first non-null entry of its n-best list, which is the best span:
+        # only the null can rank above it, and could fill the list alone only with n_best_size 1,
+        # where a valid span is its window's top start and end, so its score is >= that window's
+        # [CLS] score >= the null (and ties list the span first).
         diff = (null - start_logit) - end_logit       # decode_spans' order of float operations
-        answered = has_span & ~crowded_out & ~(diff > threshold)
+        answered = has_span & ~(diff > threshold)
         empty_score = null
     else:
         answered = has_span
