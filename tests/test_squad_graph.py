@@ -192,6 +192,16 @@ def test_decode_answers_without_a_valid_span():
     assert got["answer"][0] == b"" and got["score"][0] == 0.0 and got["answer_start"][0] == -1
 
 
+def test_decode_answers_checks_its_inputs():
+    contexts = tf.constant([CONTEXTS[0]])
+    windows = windows_for(tiny_tokenizer(16), ["who"], [CONTEXTS[0]], 3, 4)
+    logits = np.zeros(windows["input_ids"].shape, np.float32)
+    with pytest.raises(ValueError, match="n_best_size and max_answer_length must be at least 1"):
+        decode_answers(logits, logits, windows, contexts, 0, 30)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="must match the windows"):
+        decode_answers(logits[:, :-1], logits[:, :-1], windows, contexts, 20, 30)
+
+
 # ---------------------------------------------------------------------------------- graph
 
 def fake_logits(input_ids):
@@ -276,3 +286,16 @@ def test_real_vocab_windows_equal_the_training_windows(minilm_vocab):
         np.testing.assert_array_equal(windows[name], reference.inputs[name], err_msg=name)
     np.testing.assert_array_equal(windows["token_is_max_context"], reference.extras["token_is_max_context"])
     assert len(windows["example_index"]) > len(CONTEXTS) + 3
+    # And the answers on these windows equal decode_spans' (real pieces: "cafe", "##s", ...).
+    rng = np.random.default_rng(7)
+    spans = 0
+    for draw in range(3):
+        start, end = (random_logits(rng, windows["input_ids"].shape, draw) for _ in range(2))
+        got = to_numpy(decode_answers(start, end, windows, tf.constant(CONTEXTS), 20, 5, True, -0.5))
+        expected = reference_answers(windows, CONTEXTS, start, end, n_best_size=20,
+                                     max_answer_length=5, version_2_with_negative=True,
+                                     null_score_diff_threshold=-0.5)
+        assert [a.decode() for a in got["answer"]] == [a for a, _ in expected]
+        np.testing.assert_allclose(got["score"], [s for _, s in expected], atol=1e-5)
+        spans += sum(a != b"" for a in got["answer"])
+    assert spans >= 3
