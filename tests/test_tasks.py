@@ -4,6 +4,7 @@ NER labels, the real SQuAD fixture's gold answers for span targets, the official
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from bert_tf.data import datasets
 from bert_tf.data.squad import SquadExample
@@ -84,17 +85,23 @@ def test_squad_targets_recover_the_gold_answers_through_the_metric(minilm_vocab)
         assert span[end[f], 0] < answer.end <= span[end[f], 1]
     seq = tokenizer.sequence_length
     big = 20.0
-    start_logits = np.where(np.arange(seq) == start[:, None], big, 0.0)
-    end_logits = np.where(np.arange(seq) == end[:, None], big, 0.0)
-    # Windows without the answer point at [CLS], which is never a span: the decoder takes the
-    # window that has it.
-    scores = task.score(records, features, {"start_logits": start_logits, "end_logits": end_logits})
+    start_logits = np.where(np.arange(seq) == start[:, None], big, 0.0).astype(np.float32)
+    end_logits = np.where(np.arange(seq) == end[:, None], big, 0.0).astype(np.float32)
+    # The inference path cuts the same windows from the raw texts, so the training targets'
+    # logits line up with them; windows without the answer point at [CLS], which is never a
+    # span: the decoder takes the window that has it.
+    texts = {k: tf.constant(v) for k, v in task.record_texts(records).items()}
+    inputs, state = task.serving_features(texts)
+    np.testing.assert_array_equal(inputs["input_ids"].numpy(), features.inputs["input_ids"])
+
+    def score(start_logits, end_logits):
+        decoded = task.decode({"start_logits": start_logits, "end_logits": end_logits}, state, texts)
+        return task.score(records, {k: v.numpy() for k, v in decoded.items()})
+
     # Training targets use the first gold answer; the official metric takes the best gold answer.
-    assert scores == {"exact_match": 100.0, "f1": 100.0, "total": 5}
+    assert score(start_logits, end_logits) == {"exact_match": 100.0, "f1": 100.0, "total": 5}
     # Moving every end one token left breaks the spans, and the metric sees it.
-    worse = task.score(records, features, {"start_logits": start_logits,
-                                           "end_logits": np.roll(end_logits, -1, axis=1)})
-    assert worse["f1"] < 100.0
+    assert score(start_logits, np.roll(end_logits, -1, axis=1))["f1"] < 100.0
 
 
 def test_squad_offsets_are_characters_for_non_ascii_contexts(minilm_vocab):

@@ -93,7 +93,9 @@ def create_features(example_id: str, query_ids, context_ids, context_offsets, *,
     query_ids: [q] question token ids (no special tokens); truncated to `max_query_length`.
     context_ids: [n] context token ids; context_offsets: [n, 2] their char spans in the context.
     answer_start/answer_end: the answer's char span [start, end) in the context, or None (no
-    answer: impossible, or prediction only) — then every window targets [CLS].
+    answer: impossible, or prediction only) — then every window targets [CLS]. A context
+    without tokens gives one window [CLS] query [SEP] [SEP], as the serving graph
+    (`bert_tf.tasks.squad_graph.qa_windows`) does.
     """
     query_ids = list(query_ids)[:max_query_length]
     context_ids = list(context_ids)
@@ -101,8 +103,6 @@ def create_features(example_id: str, query_ids, context_ids, context_offsets, *,
     if len(context_offsets) != len(context_ids):
         raise SquadFeatureError(f"example {example_id}: {len(context_ids)} context tokens but "
                                 f"{len(context_offsets)} offsets")
-    if not context_ids:
-        raise SquadFeatureError(f"example {example_id}: empty context")
     if doc_stride <= 0:
         raise SquadFeatureError(f"doc_stride must be positive, got {doc_stride}")
     # 3 special tokens: [CLS] query [SEP] context [SEP]

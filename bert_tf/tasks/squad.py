@@ -1,14 +1,18 @@
 """Extractive QA (SQuAD 1.1 / 2.0): windowed features from tokenizer offsets, span loss, decoding.
 
-The question and the context are WordPiece-tokenized by the in-graph tokenizer; the context with
-byte offsets (`tokenize_with_offsets`), turned here into character offsets because SQuAD's
-`answer_start` counts characters. `bert_tf.data.squad_features` then cuts
-[CLS] question [SEP] context-window [SEP] features with `doc_stride` and `max_query_length` and maps
-the answer's characters to its first/last context token (an answer outside a window, and an
-impossible 2.0 question, target [CLS] = position 0). Training uses the first gold answer, as
-google-research/bert does. Predictions are decoded across windows by
-`bert_tf.data.squad_postprocess` (n-best, max-context starts, max answer length, the 2.0 null score
-against `null_score_diff_threshold`) and scored by the official EM/F1 in `bert_tf.metrics.squad`.
+Inference (predict, evaluate, the exported SavedModel) runs one graph path, `bert_tf.tasks.
+squad_graph`: `serving_features` cuts [CLS] question [SEP] context-window [SEP] windows from the
+question and context strings (`doc_stride`, `max_query_length`, max-context tokens) and `decode`
+picks each question's answer across its windows (n-best starts and ends, max answer length, the
+2.0 null score against `null_score_diff_threshold`), returning it with its character offsets.
+`score` is the official EM/F1 (`bert_tf.metrics.squad`) of those decoded answers.
+
+Training keeps the numpy windowing of `bert_tf.data.squad_features` (the same windows; tested),
+which also maps the answer's characters to its first/last context token (an answer outside a
+window, and an impossible 2.0 question, target [CLS] = position 0). The question and the context
+are WordPiece-tokenized by the in-graph tokenizer, the context with byte offsets
+(`tokenize_with_offsets`) turned into character offsets because SQuAD's `answer_start` counts
+characters. Training uses the first gold answer, as google-research/bert does.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf import metrics
-from bert_tf.data import squad_features, squad_postprocess
+from bert_tf.data import squad_features
 from bert_tf.data.squad import SquadExample, SquadFormatError, load_squad_json, parse_squad
+from bert_tf.tasks import squad_graph
 from bert_tf.tasks.base import TaskDataError, TaskFeatures
 
 
@@ -134,31 +139,66 @@ class SquadTask:
         return {"loss": 0.5 * (ce("start_logits", targets["start_positions"])
                                + ce("end_logits", targets["end_positions"]))}
 
-    # ------------------------------------------------------------------ outputs
-    def decode(self, records, features: TaskFeatures, outputs: dict):
-        contexts = {e.id: e.context for e in records.examples}
-        return squad_postprocess.decode_spans(
-            contexts, features.extras["example_ids"], features.extras["offsets"],
-            outputs["start_logits"], outputs["end_logits"], features.extras["token_is_max_context"],
-            n_best_size=self.n_best_size, max_answer_length=self.max_answer_length,
-            version_2_with_negative=self.version_2,
-            null_score_diff_threshold=self.null_score_diff_threshold)
+    # ------------------------------------------------------------------ inference (graph)
+    serving_input_names = ("question", "context")
 
-    def score(self, records, features, outputs) -> dict:
+    def serving_features(self, texts: dict) -> tuple:
+        """{"question", "context": string [B]} -> (model inputs int32 [W, S], decoding state)."""
+        windows = squad_graph.qa_windows(self.tokenizer, texts["question"], texts["context"],
+                                         self.doc_stride, self.max_query_length)
+        inputs = {name: windows[name] for name in squad_graph.MODEL_INPUTS}
+        state = {name: value for name, value in windows.items() if name not in inputs}
+        return inputs, state
+
+    def decode(self, outputs: dict, state: dict, texts: dict) -> dict:
+        """start/end logits [W, S] -> answer [B] string, score [B] float32, answer_start /
+        answer_end [B] int64 character offsets (-1 for no answer)."""
+        return squad_graph.decode_answers(
+            outputs["start_logits"], outputs["end_logits"], state, texts["context"],
+            n_best_size=self.n_best_size, max_answer_length=self.max_answer_length,
+            version_2=self.version_2, null_score_diff_threshold=self.null_score_diff_threshold)
+
+    # ------------------------------------------------------------------ outputs (host)
+    def record_texts(self, records: SquadRecords) -> dict:
+        return {"question": [e.question for e in records.examples],
+                "context": [e.context for e in records.examples]}
+
+    @staticmethod
+    def _answers(decoded) -> list:
+        return [a.decode("utf-8") if isinstance(a, bytes) else str(a)
+                for a in np.asarray(decoded["answer"]).reshape(-1)]
+
+    def rows(self, records: SquadRecords, decoded: dict) -> list:
+        answers = self._answers(decoded)
+        if len(answers) != len(records.examples):
+            raise TaskDataError(f"{records.source}: {len(records.examples)} questions but "
+                                f"{len(answers)} decoded answers")
+        score = np.asarray(decoded["score"], np.float64)
+        start = np.asarray(decoded["answer_start"], np.int64)
+        end = np.asarray(decoded["answer_end"], np.int64)
+        return [{"id": e.id, "question": e.question, "answer": answers[i],
+                 "score": round(float(score[i]), 6), "answer_start": int(start[i]),
+                 "answer_end": int(end[i])} for i, e in enumerate(records.examples)]
+
+    def score(self, records: SquadRecords, decoded: dict) -> dict:
+        """Official SQuAD EM/F1 (2.0: with the no-answer rules) of the decoded answers."""
         if records.dataset is None:
             raise TaskDataError(f"{records.source}: scoring needs a SQuAD JSON file with answers")
-        decoded = self.decode(records, features, outputs)
-        return metrics.squad(records.dataset, decoded.predictions, version_2=self.version_2)
+        answers = self._answers(decoded)
+        if len(answers) != len(records.examples):
+            raise TaskDataError(f"{records.source}: {len(records.examples)} questions but "
+                                f"{len(answers)} decoded answers")
+        predictions = {e.id: answer for e, answer in zip(records.examples, answers)}
+        return metrics.squad(records.dataset, predictions, version_2=self.version_2)
 
-    def predictions(self, records, features, outputs) -> list:
-        decoded = self.decode(records, features, outputs)
-        rows = []
-        for example in records.examples:
-            best = decoded.nbest[example.id][0]
-            rows.append({"id": example.id, "question": example.question,
-                         "answer": decoded.predictions[example.id],
-                         "probability": round(best["probability"], 6)})
-        return rows
+    def warmup_texts(self) -> dict:
+        """A short question and one whose context needs more than one window."""
+        sentence = "The old mill stands by the river, where the water runs fast in spring."
+        # Every word is at least one piece, so this has more pieces than a whole sequence.
+        repeats = self.tokenizer.sequence_length // len(sentence.split()) + 2
+        return {"question": ["Who wrote it?", "Where does the old mill stand?"],
+                "context": ["It was written by Ada Lovelace in 1843.",
+                            " ".join([sentence] * repeats)]}
 
     def settings(self) -> dict:
         return {"doc_stride": self.doc_stride, "max_query_length": self.max_query_length,
