@@ -3,8 +3,12 @@ doc-stride rule and Hugging Face's overflowing windows, word tags against a pure
 reference on random logits, entity character offsets on non-ASCII text, tf.function / SavedModel /
 empty batches."""
 
+import json
+import os
 import re
 import string
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -240,6 +244,22 @@ def test_serving_path_traces_saves_loads_and_takes_empty_batches(tokenizer, tmp_
     empty = loaded(tf.constant(["", ""]))
     assert empty["word_tags"].shape == (2, 0) and empty["entity_texts"].shape == (2, 0)
     np.testing.assert_array_equal(empty["entity_count"].numpy(), [0, 0])
+    # A fresh process with only tensorflow + tensorflow_text loads and runs it.
+    script = ("import json, sys, tensorflow as tf, tensorflow_text\n"
+              "assert 'bert_tf' not in sys.modules\n"
+              "out = tf.saved_model.load(sys.argv[1])(tf.constant(json.loads(sys.argv[2])))\n"
+              "print(json.dumps({k: [[x.decode() for x in row] for row in v.numpy().tolist()]"
+              " if v.dtype == tf.string else v.numpy().tolist() for k, v in out.items()}))\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "ner"), json.dumps(texts)],
+                          capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+                          env={**os.environ, "PYTHONPATH": ""})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fresh = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(fresh) == set(eager)
+    for name, value in fresh.items():
+        expected = eager[name].numpy()
+        expected = as_str(expected) if expected.dtype == object else expected
+        np.testing.assert_array_equal(value, expected)
 
 
 def _served_inputs(task, batch):
@@ -293,6 +313,8 @@ def test_records_use_the_graph_word_rule(tokenizer):
     with pytest.raises(ValueError, match=r"f\.conll: sentence 2: token 'New York' is empty or "
                                          r"contains whitespace"):
         task.record_texts(TaggedSentences([(["a"], ["O"]), (["New York"], ["B-LOC"])], "f.conll"))
+    with pytest.raises(ValueError, match=r"f\.conll: sentence 1: 2 tokens but 1 tags"):
+        task.encode(TaggedSentences([(["a", "b"], ["O"])], "f.conll"))
     assert task.stride == (SEQ - 2) // 2
     long_text = task.warmup_texts()["text"][-1]
     assert sum(map(len, word_pieces(tokenizer, long_text.split()))) > SEQ - 2

@@ -135,7 +135,10 @@ class NerTask:
         if not labeled:
             return TaskFeatures(inputs, {}, extras)
         gold = np.full([len(lengths), max(lengths, default=0) + 1], IGNORE_INDEX, np.int32)
-        for i, (_, tags) in enumerate(records.sentences):
+        for i, (tokens, tags) in enumerate(records.sentences):
+            if len(tags) != len(tokens):
+                raise TaskDataError(f"{records.source}: sentence {i + 1}: {len(tokens)} tokens but "
+                                    f"{len(tags)} tags")
             for w, tag in enumerate(tags):
                 if tag not in self._label_ids:
                     raise TaskDataError(f"{records.source}: sentence {i + 1}: tag {tag!r} is "

@@ -192,7 +192,8 @@ def decode_entities(logits, windows: dict, text, labels) -> dict:
                                         replacement_char=0xFFFD)  # same bytes as ner_windows saw
     logits = tf.convert_to_tensor(logits)
     if logits.shape.rank is not None and logits.shape.rank != 3:
-        raise ValueError(f"NER logits must be [windows, sequence, labels], got shape {logits.shape}")
+        raise ValueError(f"NER logits must be [windows, sequence, labels], got shape "
+                         f"{logits.shape}")
     if logits.shape[-1] is not None and logits.shape[-1] != len(labels):
         raise ValueError(f"NER logits have {logits.shape[-1]} labels but {len(labels)} label names "
                          f"were given: {labels}")
