@@ -41,13 +41,14 @@ import re
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from bert_tf.tasks.base import INPUT_NAMES
 from bert_tf.text import normalization
 
 #: characters that separate words, in the graph and in Python
 WORD_SEPARATORS = " \t\n\r\v\f"
 _SEPARATOR_PATTERN = r"[ \t\n\r\v\f]+"  # RE2 (graph) and Python re read it the same way
 #: names `ner_windows` returns that are model inputs (int32 [W, S]); the rest is decoding state
-MODEL_INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
+MODEL_INPUT_NAMES = INPUT_NAMES
 
 
 def split_words(text: str) -> list:
@@ -111,7 +112,8 @@ def ner_windows(tokenizer, text, stride: int) -> dict:
     piece_splits = tf.gather(tf.cast(pieces.row_splits, tf.int32), word_splits)  # [B + 1]
     n_pieces = piece_splits[1:] - piece_splits[:-1]                             # [B]
 
-    # Windows: k = 1 + ceil((n - room) / stride) per text (1 when it fits).
+    # Windows: k = 1 + ceil((n - room) / stride) per text (1 when it fits). As stride <= room,
+    # every window but the last is full: run_squad's `start += min(length, stride)` is j * stride.
     n_windows = 1 + tf.maximum(0, (n_pieces - room + stride - 1) // stride)     # [B]
     row_index = tf.repeat(tf.range(tf.size(n_pieces)), n_windows)               # [W]
     window_splits = tf.concat([[0], tf.cumsum(n_windows)], 0)
@@ -122,8 +124,8 @@ def ner_windows(tokenizer, text, stride: int) -> dict:
     offset = position - 1                                                       # piece # in window
     in_piece = (offset >= 0) & (offset < length[:, tf.newaxis])                 # [W, S]
     n_total = tf.size(piece_ids)
-    first_piece = tf.gather(piece_splits, row_index) + start                   # [W] flat index
-    piece = tf.where(in_piece, first_piece[:, tf.newaxis] + offset, n_total)    # [W, S], P = none
+    window_base = tf.gather(piece_splits, row_index) + start                   # [W] flat index
+    piece = tf.where(in_piece, window_base[:, tf.newaxis] + offset, n_total)    # [W, S], P = none
 
     def at_pieces(values, fill):
         return tf.gather(tf.concat([values, [fill]], 0), piece)
@@ -136,7 +138,7 @@ def ner_windows(tokenizer, text, stride: int) -> dict:
     first_word = tf.where(in_piece & at_pieces(is_first, False), at_pieces(word_in_row, -1), -1)
 
     # Max-context window of every piece: integer score 100 * min(left, right) + length, made unique
-    # per window (earlier window wins a tie) by appending the reversed window index.
+    # per window by appending the reversed window index as low digits (earlier window wins a tie).
     left = tf.cast(offset, tf.int64)
     right = tf.cast(length[:, tf.newaxis] - 1, tf.int64) - left
     score = 100 * tf.minimum(left, right) + tf.cast(length[:, tf.newaxis], tf.int64)  # [W, S]
