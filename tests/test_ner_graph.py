@@ -375,3 +375,32 @@ def test_logits_that_do_not_fit_the_windows_or_labels_are_clear_errors(tokenizer
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"one row per window position"):
         ner_graph.decode_entities(tf.zeros([2, SEQ, 6]), windows, tf.constant(["john lives"]),
                                   LABELS)
+
+
+def test_a_real_tagger_serves_the_tags_of_its_training_windows(tokenizer):
+    """A tiny BertTokenClassifier behind the serving path (one tf.function, [None] strings): each
+    served word tag is the model's argmax on the encode() window that max_context marks."""
+    from bert_tf import BertConfig, BertEncoder
+    task = NerTask(tokenizer, LABELS, stride=3)
+    config = BertConfig(vocab_size=tokenizer.vocabulary_size(), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=SEQ)
+    model = task.build_model(BertEncoder(config))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def serve(text):
+        inputs, state = task.serving_features({"text": text})
+        return task.decode(model(inputs, training=False), state, {"text": text})
+
+    records = task.records_from_texts(["John Smith lives in New York City", "Zoë ☃ paris"]
+                                      + task.warmup_texts()["text"])
+    features = task.encode(records)
+    inputs = {k: tf.constant(v) for k, v in features.inputs.items()}
+    predicted = np.argmax(model(inputs, training=False)["logits"].numpy(), -1)
+    served = serve(tf.constant(task.record_texts(records)["text"]))
+    for i, (tokens, _) in enumerate(records.sentences):
+        expected = ["O"] * len(tokens)
+        for w, t in zip(*np.nonzero((features.extras["row_index"][:, None] == i)
+                                    & features.extras["max_context"])):
+            expected[features.extras["first_word"][w, t]] = LABELS[predicted[w, t]]
+        assert as_str(served["word_tags"][i:i + 1])[0][:len(tokens)] == expected
+    assert serve(tf.constant([], tf.string))["entity_count"].shape == (0,)
