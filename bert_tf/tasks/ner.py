@@ -1,14 +1,20 @@
 """Token classification (NER) on CoNLL files: word labels on first word-pieces, entity F1.
 
-Each CoNLL token (a "word") is WordPiece-tokenized on its own with the in-graph tokenizer; its label
-goes to its first piece and every other piece gets IGNORE_INDEX (-100), so the loss and the metric
-see exactly one prediction per word, as in the BERT paper's NER recipe. Sequences are
-[CLS] pieces [SEP] [PAD]..., with the pieces cut at `max_length - 2`.
+Training, evaluation, `bert-tf predict` and the exported SavedModel share ONE inference path, the
+graph ops of `bert_tf.tasks.ner_graph` (its docstring states the rules): a record's tokens joined
+with " " are the text, the text's words (split on ASCII whitespace) are WordPiece-tokenized one by
+one, the pieces are cut into [CLS] pieces [SEP] windows `stride` pieces apart, and each word takes
+the tag predicted at its first piece in the window where that piece has the most context. A word
+with no piece (it normalizes to nothing) is "O". Entities are IOB2 spans with character offsets.
 
-Scoring works on words: the predicted tag of a word is the argmax at its first piece; a word that
-has no piece in the window (cut off by `max_length`, or a word that normalizes to nothing) is
-predicted "O", so gold entities there count as misses instead of silently leaving the
-denominator. Entity precision/recall/F1 are seqeval's (conlleval rules).
+Training windows are `ner_windows`' windows, with the gold label at EVERY window position that is
+a word's first piece (IGNORE_INDEX (-100) at other pieces, [CLS], [SEP] and padding): each window
+is a real input the model must tag, and every window that holds a word's first piece is a context
+it can be tagged from (as run_squad trains on every window that holds the answer); decoding then
+reads each word from its max-context window only.
+
+`score` computes seqeval entity precision/recall/F1 (conlleval rules) from the decoded word tags
+against the gold tags, so evaluation scores exactly what is served.
 """
 
 from __future__ import annotations
@@ -16,11 +22,15 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import tensorflow as tf
 
 from bert_tf import metrics
 from bert_tf.data.conll import DOCSTART, read_conll, tag_vocabulary
-from bert_tf.tasks.base import (IGNORE_INDEX, TaskDataError, TaskFeatures, masked_mean_cross_entropy,
-                                word_pieces)
+from bert_tf.tasks import ner_graph
+from bert_tf.tasks.base import IGNORE_INDEX, TaskDataError, TaskFeatures, masked_mean_cross_entropy
+
+#: texts per call of the traced windowing function while encoding a file
+ENCODE_BATCH = 512
 
 
 @dataclasses.dataclass
@@ -35,14 +45,17 @@ class TaggedSentences:
 class NerTask:
     name = "ner"
     metric = "f1"
+    serving_input_names = ("text",)
 
-    def __init__(self, tokenizer, label_names, scheme: str = "iob2"):
+    def __init__(self, tokenizer, label_names, scheme: str = "iob2", stride: int | None = None):
         self.tokenizer = tokenizer
         self.label_names = tuple(label_names)
         self.scheme = scheme
         if "O" not in self.label_names:
             raise TaskDataError(f"the NER label set must contain 'O', got {list(self.label_names)}")
+        self.stride = ner_graph.check_stride(stride, tokenizer.sequence_length)
         self._label_ids = {name: i for i, name in enumerate(self.label_names)}
+        self._traced_windows = None
 
     # ------------------------------------------------------------------ data
     @staticmethod
@@ -76,43 +89,82 @@ class NerTask:
         return TaggedSentences(sentences, path)
 
     def records_from_texts(self, lines, source: str = "<stdin>") -> TaggedSentences:
-        """Raw text for prediction: one sentence per line, tokens split on whitespace."""
-        return TaggedSentences([(line.split(), None) for line in lines if line.strip()], source)
+        """Raw text for prediction: one sentence per line, words split by `ner_graph.split_words`
+        (the graph's rule); lines without words are skipped."""
+        split = (ner_graph.split_words(line) for line in lines)
+        return TaggedSentences([(words, None) for words in split if words], source)
+
+    def record_texts(self, records: TaggedSentences) -> dict:
+        """{"text": each sentence's tokens joined with " "}, which the graph splits back into the
+        same tokens; a token that is empty or holds ASCII whitespace is a TaskDataError."""
+        texts = []
+        for i, (tokens, _) in enumerate(records.sentences):
+            for token in tokens:
+                if ner_graph.split_words(token) != [token]:
+                    raise TaskDataError(
+                        f"{records.source}: sentence {i + 1}: token {token!r} is empty or contains "
+                        f"whitespace ({ner_graph.WORD_SEPARATORS!r}); NER words are the "
+                        "whitespace-separated parts of a text")
+            texts.append(" ".join(tokens))
+        return {"text": texts}
 
     def encode(self, records: TaggedSentences, training: bool = False) -> TaskFeatures:
-        """inputs [n, seq]; targets `labels` [n, seq] (IGNORE_INDEX off first pieces); extras
-        `word_positions` [n, max words] (position of each word's first piece, -1 if none)."""
-        seq = self.tokenizer.sequence_length
-        words = [w for tokens, _ in records.sentences for w in tokens]
-        pieces = iter(word_pieces(self.tokenizer, words))
-        n = len(records.sentences)
-        max_words = max((len(t) for t, _ in records.sentences), default=1)
-        input_ids = np.full([n, seq], self.tokenizer.pad_id, np.int32)
-        attention_mask = np.zeros([n, seq], np.int32)
-        labels = np.full([n, seq], IGNORE_INDEX, np.int32)
-        word_positions = np.full([n, max_words], -1, np.int32)
-        labeled = all(tags is not None for _, tags in records.sentences)
+        """The windows `serving_features` cuts from `record_texts` (W >= n rows).
+
+        inputs int32 [W, seq]; targets `labels` [W, seq] when every record has tags (the word's
+        gold label id at each of its first pieces, in every window; IGNORE_INDEX elsewhere);
+        extras `row_index` [W], `first_word` [W, seq], `max_context` [W, seq] (see `ner_windows`).
+        `training` changes nothing: evaluation windows are training windows."""
+        del training
+        texts = self.record_texts(records)["text"]
+        names = ner_graph.MODEL_INPUT_NAMES + ("row_index", "first_word", "max_context",
+                                               "word_count")
+        parts = {name: [] for name in names}
+        for start in range(0, max(len(texts), 1), ENCODE_BATCH):  # no records: one empty batch
+            windows = self._windows(tf.constant(texts[start:start + ENCODE_BATCH], tf.string))
+            for name in names:
+                parts[name].append(windows[name].numpy())
+            parts["row_index"][-1] = parts["row_index"][-1] + start
+        arrays = {name: np.concatenate(values) for name, values in parts.items()}
+        lengths = [len(tokens) for tokens, _ in records.sentences]
+        if not np.array_equal(arrays["word_count"], lengths):  # record_texts guarantees this
+            raise AssertionError("NER windows split a record into other words than its tokens")
+        inputs = {name: arrays[name] for name in ner_graph.MODEL_INPUT_NAMES}
+        extras = {name: arrays[name] for name in ("row_index", "first_word", "max_context")}
+        labeled = bool(records.sentences) and all(tags is not None for _, tags in records.sentences)
+        if not labeled:
+            return TaskFeatures(inputs, {}, extras)
+        gold = np.full([len(lengths), max(lengths, default=0) + 1], IGNORE_INDEX, np.int32)
         for i, (tokens, tags) in enumerate(records.sentences):
-            ids = [self.tokenizer.cls_id]
-            for w, token in enumerate(tokens):
-                word = next(pieces)
-                if not word or len(ids) >= seq - 1:
-                    continue  # no room left (or no piece): scored as "O"
-                word = word[:seq - 1 - len(ids)]
-                word_positions[i, w] = len(ids)
-                if labeled:
-                    if tags[w] not in self._label_ids:
-                        raise TaskDataError(f"{records.source}: sentence {i + 1}: tag {tags[w]!r} is "
-                                            f"not one of the labels {list(self.label_names)}")
-                    labels[i, len(ids)] = self._label_ids[tags[w]]
-                ids.extend(word)
-            ids.append(self.tokenizer.sep_id)
-            input_ids[i, :len(ids)] = ids
-            attention_mask[i, :len(ids)] = 1
-        inputs = {"input_ids": input_ids, "token_type_ids": np.zeros_like(input_ids),
-                  "attention_mask": attention_mask}
-        return TaskFeatures(inputs, {"labels": labels} if labeled else {},
-                            {"word_positions": word_positions})
+            if len(tags) != len(tokens):
+                raise TaskDataError(f"{records.source}: sentence {i + 1}: {len(tokens)} tokens but "
+                                    f"{len(tags)} tags")
+            for w, tag in enumerate(tags):
+                if tag not in self._label_ids:
+                    raise TaskDataError(f"{records.source}: sentence {i + 1}: tag {tag!r} is "
+                                        f"not one of the labels {list(self.label_names)}")
+                gold[i, w] = self._label_ids[tag]
+        # first_word -1 reads the last column, which is IGNORE_INDEX for every record.
+        labels = gold[extras["row_index"][:, np.newaxis], extras["first_word"]]
+        return TaskFeatures(inputs, {"labels": labels}, extras)
+
+    def _windows(self, text):
+        if self._traced_windows is None:
+            self._traced_windows = tf.function(
+                lambda t: ner_graph.ner_windows(self.tokenizer, t, self.stride),
+                input_signature=[tf.TensorSpec([None], tf.string)])
+        return self._traced_windows(text)
+
+    # ------------------------------------------------------------------ inference path (graph)
+    def serving_features(self, texts: dict) -> tuple:
+        """{"text": string [B]} -> (model inputs int32 [W, seq], decoding state); `ner_windows`."""
+        windows = ner_graph.ner_windows(self.tokenizer, texts["text"], self.stride)
+        inputs = {name: windows.pop(name) for name in ner_graph.MODEL_INPUT_NAMES}
+        return inputs, windows
+
+    def decode(self, outputs: dict, state: dict, texts: dict) -> dict:
+        """Model outputs {"logits": [W, seq, labels]} -> `ner_graph.decode_entities` [B, ...]."""
+        return ner_graph.decode_entities(outputs["logits"], state, texts["text"], self.label_names)
 
     # ------------------------------------------------------------------ model
     def build_model(self, encoder):
@@ -123,24 +175,53 @@ class NerTask:
     def loss(outputs, targets) -> dict:
         return {"loss": masked_mean_cross_entropy(targets["labels"], outputs["logits"])}
 
-    # ------------------------------------------------------------------ outputs
-    def word_tags(self, records, features: TaskFeatures, outputs: dict) -> list:
-        """Predicted tags per sentence, one per word."""
-        piece_labels = outputs["logits"].argmax(-1)  # [n, seq]
+    # ------------------------------------------------------------------ outputs (host)
+    @staticmethod
+    def _word_tags(records, decoded: dict) -> list:
+        """Decoded word tags per record, one per token (checks the decoder saw the same words)."""
+        tags, counts = decoded["word_tags"], decoded["word_count"]
+        if len(counts) != len(records.sentences):
+            raise TaskDataError(f"{records.source}: {len(records.sentences)} sentences but "
+                                f"{len(counts)} decoded rows")
         out = []
         for i, (tokens, _) in enumerate(records.sentences):
-            positions = features.extras["word_positions"][i, :len(tokens)]
-            out.append([self.label_names[piece_labels[i, p]] if p >= 0 else "O" for p in positions])
+            if int(counts[i]) != len(tokens):
+                raise TaskDataError(f"{records.source}: sentence {i + 1}: {len(tokens)} tokens but "
+                                    f"{int(counts[i])} decoded words")
+            out.append([_text(tag) for tag in tags[i, :len(tokens)]])
         return out
 
-    def score(self, records, features, outputs) -> dict:
+    def score(self, records, decoded: dict) -> dict:
+        """seqeval entity precision/recall/F1 of the decoded word tags against the gold tags."""
+        if any(tags is None for _, tags in records.sentences):
+            raise TaskDataError(f"{records.source}: scoring needs tagged sentences")
         gold = [tags for _, tags in records.sentences]
-        return metrics.entity_metrics(gold, self.word_tags(records, features, outputs))
+        return metrics.entity_metrics(gold, self._word_tags(records, decoded))
 
-    def predictions(self, records, features, outputs) -> list:
-        return [{"tokens": tokens, "tags": tags}
-                for (tokens, _), tags in zip(records.sentences, self.word_tags(records, features, outputs))]
+    def rows(self, records, decoded: dict) -> list:
+        """One prediction per sentence: tokens, their tags, and the entities with character offsets
+        into the tokens joined by " " (the served text)."""
+        out = []
+        for i, tags in enumerate(self._word_tags(records, decoded)):
+            entities = [{"label": _text(decoded["entity_labels"][i, e]),
+                         "text": _text(decoded["entity_texts"][i, e]),
+                         "start": int(decoded["entity_starts"][i, e]),
+                         "end": int(decoded["entity_ends"][i, e])}
+                        for e in range(int(decoded["entity_count"][i]))]
+            out.append({"tokens": list(records.sentences[i][0]), "tags": tags,
+                        "entities": entities})
+        return out
+
+    def warmup_texts(self) -> dict:
+        """A short sentence and one of `sequence_length - 1` words, more pieces than one window
+        holds (every non-empty ASCII word has at least one piece)."""
+        long_text = " ".join(["word"] * (self.tokenizer.sequence_length - 1))
+        return {"text": ["John Smith lives in New York .", long_text]}
 
     def settings(self) -> dict:
-        return {"scheme": self.scheme}
+        return {"scheme": self.scheme, "stride": self.stride}
 
+
+def _text(value) -> str:
+    """A decoded string element (bytes from TensorFlow) as str."""
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
