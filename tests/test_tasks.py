@@ -24,38 +24,6 @@ def hf_tokenizer(minilm_vocab):
     return tokenizer
 
 
-def test_ner_labels_on_first_pieces_match_hf_word_alignment(minilm_vocab, hf_tokenizer):
-    sentences = datasets.wnut_ner("dev")[:40] + [
-        (["@Jaxon", "loves", "Montréal", "!!", "unbelievablyyyy", "\x00"],
-         ["O", "O", "B-geo-loc", "O", "O", "O"])]
-    tokenizer = BertTokenizer.from_vocab_file(minilm_vocab, sequence_length=48)
-    task = NerTask(tokenizer, datasets.WNUT_LABELS)
-    features = task.encode(TaggedSentences(sentences))
-    encoded = hf_tokenizer([t for t, _ in sentences], is_split_into_words=True, max_length=48,
-                           truncation=True, padding="max_length")
-    np.testing.assert_array_equal(features.inputs["input_ids"], np.array(encoded["input_ids"]))
-    np.testing.assert_array_equal(features.inputs["attention_mask"],
-                                  np.array(encoded["attention_mask"]))
-    truncated = 0
-    for i, (tokens, tags) in enumerate(sentences):
-        word_ids, previous, expected = encoded.word_ids(i), None, []
-        for w in word_ids:
-            expected.append(IGNORE_INDEX if w is None or w == previous
-                            else datasets.WNUT_LABELS.index(tags[w]))
-            previous = w
-        np.testing.assert_array_equal(features.targets["labels"][i], expected)
-        truncated += len(tokens) - len({w for w in word_ids if w is not None})
-    assert truncated > 0  # some words fall past max_length (the "\x00" word has no piece at all)
-    # Perfect logits on the labeled pieces give entity F1 1 on the words that fit; words cut off
-    # are predicted "O", so F1 is exactly what the surviving gold entities allow.
-    logits = np.eye(len(datasets.WNUT_LABELS))[np.maximum(features.targets["labels"], 0)]
-    predicted = task.word_tags(TaggedSentences(sentences), features, {"logits": logits})
-    for (tokens, tags), tags_out, positions in zip(sentences, predicted,
-                                                   features.extras["word_positions"]):
-        for w, tag in enumerate(tags_out):
-            assert tag == (tags[w] if positions[w] >= 0 else "O")
-
-
 def test_ner_unknown_tag_names_the_sentence(minilm_vocab):
     task = NerTask(BertTokenizer.from_vocab_file(minilm_vocab, sequence_length=16), ("O", "B-X", "I-X"))
     with pytest.raises(ValueError, match=r"f\.conll: sentence 1: tag 'B-Y'"):

@@ -58,6 +58,10 @@ def register(subparsers):
         elif name == "ner":
             t.add_argument("--scheme", choices=("iob2", "iob1"), default="iob2",
                            help="tag scheme of the files (iob1 is converted to iob2)")
+            t.add_argument("--stride", type=int, default=None,
+                           help="texts longer than one window are cut into windows this many "
+                                "word-pieces apart (default: half a window); each word takes "
+                                "its label from the window where it has the most context")
         else:
             t.add_argument("--doc-stride", type=int, default=128)
             t.add_argument("--max-query-length", type=int, default=64)
@@ -71,7 +75,7 @@ def task_settings(args) -> dict:
         return {"text_column": args.text_column, "text_pair_column": args.text_pair_column,
                 "label_column": args.label_column}
     if args.task == "ner":
-        return {"scheme": args.scheme}
+        return {"scheme": args.scheme, "stride": args.stride}
     return {"doc_stride": args.doc_stride, "max_query_length": args.max_query_length,
             "max_answer_length": args.max_answer_length,
             "null_score_diff_threshold": args.null_score_diff_threshold}

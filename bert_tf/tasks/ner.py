@@ -45,6 +45,7 @@ class TaggedSentences:
 class NerTask:
     name = "ner"
     metric = "f1"
+    file_suffix = ".conll"   # what `bert-tf evaluate` reads stdin as
     serving_input_names = ("text",)
 
     def __init__(self, tokenizer, label_names, scheme: str = "iob2", stride: int | None = None):

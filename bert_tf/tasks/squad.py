@@ -43,6 +43,7 @@ class SquadRecords:
 class SquadTask:
     name = "squad"
     metric = "f1"
+    file_suffix = ".json"   # what `bert-tf evaluate` reads stdin as
 
     def __init__(self, tokenizer, label_names=(), doc_stride: int = 128, max_query_length: int = 64,
                  max_answer_length: int = 30, n_best_size: int = 20,
