@@ -207,7 +207,7 @@ FRESH_PROCESS = textwrap.dedent("""
         texts = {k: tf.constant(v) for k, v in request["texts"].items()}
         for name, value in loaded.signatures["serving_default"](**texts).items():
             out["serving_default/" + name] = value.numpy()
-        ids = dict(np.load(request["ids"]))
+        ids = dict(np.load(request["ids"], allow_pickle=True))
         features = {k: tf.constant(ids[k]) for k in ("input_ids", "token_type_ids",
                                                      "attention_mask")}
         for name, value in loaded.signatures["serve_ids"](**features).items():

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from bert_tf.export.errors import ExportError
 
-DEFAULT_DATASET = {"classification": "rotten_tomatoes", "regression": "rotten_tomatoes",
-                   "token_classification": "wnut_ner", "question_answering": "squad_fixture"}
+# task type (task.json's "task") -> its dataset
+DEFAULT_DATASET = {"classify": "rotten_tomatoes", "regress": "rotten_tomatoes",
+                   "ner": "wnut_ner", "squad": "squad_fixture"}
 
 
 def task_texts(dataset: str, split: str, limit: int | None = None) -> tuple:

@@ -101,9 +101,13 @@ class PackingLayout:
     def token_type_ids(self):
         if len(self.in_segment) == 1:
             return tf.zeros_like(self.in_segment[0], dtype=tf.int32)
-        # The second segment and its closing [SEP] are type 1.
-        second = (self.positions >= self.first_position[1]) & (self.positions < self.length)
-        return tf.cast(second, tf.int32)
+        # The second segment and its closing [SEP] are type 1: positions in [first, length).
+        # Written as integer steps, not a cast of a bool mask: the TFLite converter rewrites the
+        # embedding lookup's `type_id < 0` check on a cast bool into a bool zeros_like, which no
+        # TFLite kernel takes (a pair classifier with the tokenizer inside failed to convert).
+        after_first = tf.clip_by_value(self.positions - self.first_position[1] + 1, 0, 1)
+        from_end = tf.clip_by_value(self.positions - self.length + 1, 0, 1)
+        return after_first - from_end                                      # [batch, S] 0/1
 
     def attention_mask(self):
         return tf.cast(self.positions < self.length, tf.int32)
