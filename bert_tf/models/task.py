@@ -90,16 +90,18 @@ class BertTaskModel(keras.Model):
 
         packing `(positions, inverse)` (`bert_tf.export.packing.packing_index` of the attention
           mask): the transformer runs on the batch's attended tokens only; per-token outputs come
-          back as [b, t, ...] with zeros where the mask is 0 (the model's own values there are
-          those of padding, which no caller reads).
+          back as [b, t, ...] with zeros at the positions packing skipped (mask 0, except
+          position 0, which is always computed; the model's own values there are those of
+          padding, which no caller reads). Positions the heads read (`last_layer_positions`,
+          e.g. masked-LM positions) must be attended ones.
         mask_value: the additive attention-mask value instead of BERT's -10000 (TFLite's -100).
         Equal to `self(inputs)` up to float rounding (matrix products of other shapes sum in
         another order)."""
         if packing is not None:
             packing = check_packing(packing)
         return self._task_forward(self._complete_inputs(inputs), packing=packing,
-                             mask_value=MASK_VALUE if mask_value is None else mask_value,
-                             training=training)
+                                  mask_value=MASK_VALUE if mask_value is None else mask_value,
+                                  training=training)
 
     def _complete_inputs(self, inputs) -> dict:
         extras = {k: as_int32(v) for k, v in inputs.items() if k in self.extra_inputs} \
