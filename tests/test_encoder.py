@@ -118,7 +118,7 @@ def test_pretrainer_heads_round_trip_through_hf_bert_for_pretraining(tmp_path):
     np.testing.assert_allclose(np.asarray(ours["mlm_logits"]), ref_mlm, atol=1e-4)
     np.testing.assert_allclose(np.asarray(ours["nsp_logits"]), ref.seq_relationship_logits.numpy(), atol=1e-5)
     # Gradients too: our last layer runs for [CLS] and the masked positions only (the model's
-    # `call`), HF's for every position; the loss only sees those rows, so the gradients agree.
+    # graph), HF's for every position; the loss only sees those rows, so the gradients agree.
     import tensorflow as tf
 
     from bert_tf.models import pretraining_losses
@@ -251,7 +251,7 @@ def test_mixed_precision_is_finite_and_close_to_float32(policy, atol, minilm_dir
 
 
 def test_classifier_runs_the_last_layer_for_cls_only_with_hf_logits_and_gradients(tmp_path):
-    """BertClassifier runs its last layer for position 0 only (the encoder's `pooled_output`):
+    """BertClassifier runs its last layer for position 0 only (`query_positions` [CLS]):
     logits, loss and gradients equal HF BertForSequenceClassification's, which computes the whole
     last layer; the pooled output equals the full encoder's, masks with holes and a masked [CLS]
     position included."""
@@ -272,9 +272,10 @@ def test_classifier_runs_the_last_layer_for_cls_only_with_hf_logits_and_gradient
     batch["attention_mask"][2, 0] = 0
     labels = np.array([0, 2, 1, 2])
 
-    np.testing.assert_allclose(np.asarray(ours.encoder.pooled_output(batch)),
-                               hf_outputs(reference, batch)[1], atol=1e-5)
-    np.testing.assert_allclose(np.asarray(ours.encoder.pooled_output(batch)),
+    cls_only = ours.encoder.pooler(ours.encoder.encode(
+        batch, query_positions=np.zeros([4, 1], "int32")))    # what the classifier's graph runs
+    np.testing.assert_allclose(np.asarray(cls_only), hf_outputs(reference, batch)[1], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(cls_only),
                                np.asarray(ours.encoder(batch)["pooled_output"]), atol=1e-5)
     with tf.GradientTape() as tape:
         logits = ours(batch, training=True)["logits"]    # dropout is 0 in these weights' config

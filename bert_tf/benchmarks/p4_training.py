@@ -8,9 +8,10 @@
 - keras_hub xla: `BertTextClassifier` (no preprocessor), the same optimizer/loss, `jit_compile=True`,
   `train_on_batch`.
 - hf torch: `BertForSequenceClassification` (sdpa), `torch.optim.AdamW`, forward + backward + step.
-bert_tf's classifier runs its last layer for the [CLS] rows only (`BertEncoder.outputs_at`: keys
-and values for every position, queries and the feed-forward for [CLS]), since the loss sees nothing
-else; its loss and gradients are the full model's (tests/test_encoder.py checks them against HF).
+bert_tf's classifier runs its last layer for the [CLS] rows only (the last block of its graph gets
+`query_positions` [CLS]: keys and values for every position, queries and the feed-forward for
+[CLS]), since the loss sees nothing else; its loss and gradients are the full model's
+(tests/test_encoder.py checks them against HF).
 The peers compute that layer at every position. The `gflops` column is throughput × the full
 model's FLOPs per sequence for every row, so it reads as "effective" GFLOP/s for bert_tf.
 Dropout is on (training), as in real fine-tuning: bert_tf's hashed keep masks

@@ -98,8 +98,8 @@ class BertServingModule(tf.Module):
 
         if pack:
             token_bucket = packing.DEFAULT_TOKEN_BUCKET if jit_compile else packing.EXACT_TOKENS
-            packed = compiled(lambda features, positions, inverse: packing.classifier_logits(
-                model, features, positions, inverse))
+            packed = compiled(lambda features, positions, inverse: model.forward(
+                features, packing=(positions, inverse)))
 
             def run_model(features):
                 # The index has a data-dependent size: built outside the (XLA) function.

@@ -43,18 +43,7 @@ TFLITE_MASK_VALUE = -100.0
 def lite_forward(model, features) -> dict:
     """The task model's forward pass with the TFLite attention mask; same weights, same layers.
     features: int32 [b, N] dict -> the model's outputs (float32)."""
-    encoder = model.encoder
-    mask = tf.cast(features["attention_mask"], tf.float32)
-    bias = (1.0 - mask)[:, tf.newaxis, tf.newaxis, :] * TFLITE_MASK_VALUE      # [b, 1, 1, N]
-    x = encoder.embeddings(features["input_ids"], features["token_type_ids"], training=False)
-    for layer in encoder.transformer_layers:
-        x = layer(x, attention_bias=bias, training=False)                      # [b, N, h]
-    if hasattr(model, "num_classes"):
-        return {"logits": model.classifier(encoder.pooler(x))}                  # [b, c]
-    if hasattr(model, "num_labels"):
-        return {"logits": model.classifier(x)}                                  # [b, N, l]
-    logits = model.span_dense(x)                                                # [b, N, 2]
-    return {"start_logits": logits[..., 0], "end_logits": logits[..., 1]}
+    return model.forward(features, mask_value=TFLITE_MASK_VALUE)
 
 
 def lite_task(task, sequence_length: int):

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from bert_tf.layers.dropout import HashDropout
+from bert_tf.layers.initializers import truncated_normal
 from bert_tf.layers.normalization import Float32LayerNorm
 
 
@@ -14,7 +15,7 @@ class BertEmbeddings(keras.layers.Layer):
     The word table is exposed as `word_embeddings` so the MLM head can tie its output projection to it.
     """
 
-    def __init__(self, vocab_size, hidden_size, max_position_embeddings=512, type_vocab_size=2,
+    def __init__(self, *, vocab_size, hidden_size, max_position_embeddings=512, type_vocab_size=2,
                  initializer_range=0.02, layer_norm_eps=1e-12, dropout=0.1, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
@@ -24,11 +25,12 @@ class BertEmbeddings(keras.layers.Layer):
         self.initializer_range = initializer_range
         self.layer_norm_eps = layer_norm_eps
         self.dropout_rate = dropout
-        self.layer_norm = Float32LayerNorm(layer_norm_eps, name="layer_norm", dtype=self.dtype_policy)
+        self.layer_norm = Float32LayerNorm(epsilon=layer_norm_eps, name="layer_norm",
+                                           dtype=self.dtype_policy)
         self.dropout = HashDropout(dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
-        init = keras.initializers.TruncatedNormal(stddev=self.initializer_range)
+        init = truncated_normal(self.initializer_range)
         self.word_embeddings = self.add_weight(
             name="word_embeddings", shape=(self.vocab_size, self.hidden_size), initializer=init)
         self.position_embeddings = self.add_weight(

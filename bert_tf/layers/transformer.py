@@ -2,6 +2,26 @@
 
     x = LayerNorm(x + Dropout(SelfAttention(x)))
     x = LayerNorm(x + Dropout(Dense_out(act(Dense_in(x)))))
+
+Which rows a call computes is an argument (Model Garden's `output_range`, generalized):
+
+    every position (default)      hidden_states [b, t, h]                          → [b, t, h]
+    query_positions [b, p]        hidden_states [b, t, h]                          → [b, p, h]
+    packing=(positions, inverse)  hidden_states [n, h], the packed attended tokens → [n, h]
+      and query_positions [b, p]                                                   → [b, p, h]
+
+Keys and values always come from every (attended) position; queries, the attention output and
+the feed-forward run for the computed rows only. That is all the last layer owes a classifier's
+[CLS] head ([CLS] is `query_positions` zeros [b, 1]) or the masked-LM/NSP heads, and the rows
+equal those of the full computation up to float rounding (with dropout on, masks are drawn for the
+computed rows only).
+
+Packed tokens (see `bert_tf.layers.packed`): after trimming, a batch is still about half padding,
+and a row's real tokens never depend on its padding. Every position-wise layer (the Q/K/V and
+output projections, the feed-forward, LayerNorm) runs on the n packed rows; only attention itself
+needs [b, t] rows, so keys and values (and queries, unless `query_positions` picks some packed
+rows) are scattered back to [b, t, heads, head_size], a zero row at padding, which the attention
+bias masks out exactly as before.
 """
 
 import keras
@@ -10,12 +30,14 @@ from keras import ops
 from bert_tf.layers.activations import get_activation
 from bert_tf.layers.attention import BertSelfAttention
 from bert_tf.layers.dropout import HashDropout
+from bert_tf.layers.initializers import truncated_normal
 from bert_tf.layers.normalization import Float32LayerNorm
+from bert_tf.layers.packed import check_packing, pack, packed_rows, unpack
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
 class BertTransformerBlock(keras.layers.Layer):
-    def __init__(self, hidden_size, num_attention_heads, intermediate_size, hidden_act="gelu",
+    def __init__(self, *, hidden_size, num_attention_heads, intermediate_size, hidden_act="gelu",
                  hidden_dropout=0.1, attention_dropout=0.1, initializer_range=0.02,
                  layer_norm_eps=1e-12, **kwargs):
         super().__init__(**kwargs)
@@ -28,69 +50,93 @@ class BertTransformerBlock(keras.layers.Layer):
         self.initializer_range = initializer_range
         self.layer_norm_eps = layer_norm_eps
         policy = self.dtype_policy
-        init = lambda: keras.initializers.TruncatedNormal(stddev=initializer_range)
 
-        self.attention = BertSelfAttention(hidden_size, num_attention_heads, attention_dropout,
-                                           initializer_range, name="attention", dtype=policy)
+        self.attention = BertSelfAttention(
+            hidden_size=hidden_size, num_attention_heads=num_attention_heads,
+            attention_dropout=attention_dropout, initializer_range=initializer_range,
+            name="attention", dtype=policy)
         self.attention_dropout_layer = HashDropout(hidden_dropout, dtype=policy)
-        self.attention_layer_norm = Float32LayerNorm(layer_norm_eps, name="attention_layer_norm",
-                                                     dtype=policy)
-        self.intermediate = keras.layers.Dense(intermediate_size, activation=get_activation(hidden_act),
-                                               kernel_initializer=init(), name="intermediate",
-                                               dtype=policy)
-        self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=init(), name="output",
-                                               dtype=policy)
+        self.attention_layer_norm = Float32LayerNorm(epsilon=layer_norm_eps,
+                                                     name="attention_layer_norm", dtype=policy)
+        self.intermediate = keras.layers.Dense(
+            intermediate_size, activation=get_activation(hidden_act),
+            kernel_initializer=truncated_normal(initializer_range), name="intermediate",
+            dtype=policy)
+        self.output_dense = keras.layers.Dense(
+            hidden_size, kernel_initializer=truncated_normal(initializer_range), name="output",
+            dtype=policy)
         self.output_dropout = HashDropout(hidden_dropout, dtype=policy)
-        self.output_layer_norm = Float32LayerNorm(layer_norm_eps, name="output_layer_norm", dtype=policy)
+        self.output_layer_norm = Float32LayerNorm(epsilon=layer_norm_eps,
+                                                  name="output_layer_norm", dtype=policy)
 
-    def build(self, input_shape):
-        self.attention.build(input_shape)
-        self.attention_layer_norm.build(input_shape)
-        self.intermediate.build(input_shape)
-        self.output_dense.build(tuple(input_shape[:-1]) + (self.intermediate_size,))
-        self.output_layer_norm.build(input_shape)
+    def build(self, input_shape=None):
+        # The weights depend on the config alone, not on which rows a call computes.
+        rows = (None, None, self.hidden_size)
+        self.attention.build()
+        self.attention_layer_norm.build(rows)
+        self.intermediate.build(rows)
+        self.output_dense.build((None, None, self.intermediate_size))
+        self.output_layer_norm.build(rows)
 
-    def call(self, hidden_states, attention_bias=None, training=None):
-        # hidden_states: [b, s, hidden]; attention_bias: [b, 1, 1, s]
-        attended = self.attention(hidden_states, attention_bias=attention_bias, training=training)
-        return self.after_attention(hidden_states, attended, training=training)
-
-    def at_positions(self, hidden_states, attention_bias=None, positions=None, training=None):
-        """The block's output at some positions only: [b, s, hidden] → [b, p, hidden], equal to
-        `self(hidden_states, attention_bias)` gathered at `positions` [b, p] (None: position 0,
-        p = 1). Keys and values are projected for every position; queries, the attention output
-        and the feed-forward run for the p rows, which is all the last layer owes a classifier's
-        [CLS] head or the masked-LM/NSP heads (Model Garden's `output_range=1` for the first)."""
+    def call(self, hidden_states, attention_bias=None, query_positions=None, packing=None,
+             training=None):
+        """See the module docstring for the shapes of each mode. attention_bias: [b, 1, 1, t]
+        float (0 where attended; needed with `packing`, which takes b and t from it);
+        query_positions: int [b, p] columns; packing: `(positions [n], inverse [b * t])`."""
         attention = self.attention
-        if positions is None:
-            rows = hidden_states[:, :1]                                  # [b, 1, hidden]
+        if packing is None:
+            tokens = hidden_states                                              # [b, t, h]
+            key, value = attention.key(tokens), attention.value(tokens)         # [b, t, N, d]
+            if query_positions is None:
+                rows = tokens                                                   # [b, t, h]
+            else:
+                rows = ops.take_along_axis(
+                    tokens, ops.cast(query_positions, "int32")[:, :, None], axis=1)  # [b, p, h]
+            context = attention(attention.query(rows), key, value, attention_bias,
+                                training=training)                              # [b, q, N, d]
+            attended = attention.output_dense(context)                          # [b, q, h]
         else:
-            rows = ops.take_along_axis(hidden_states, ops.cast(positions, "int32")[:, :, None],
-                                       axis=1)                           # [b, p, hidden]
-        return self.rows_output(rows, attention.key(hidden_states), attention.value(hidden_states),
-                                attention_bias, training=training)
+            positions, inverse = check_packing(packing)
+            if attention_bias is None:
+                raise ValueError("a packed call needs the attention_bias [b, 1, 1, t] of the batch")
+            batch, width = ops.shape(attention_bias)[0], ops.shape(attention_bias)[3]
+            tokens = hidden_states[None]                                        # [1, n, h]
 
-    def rows_output(self, rows, key, value, attention_bias=None, training=None):
-        """The block's output for query rows [b, p, hidden] attending to already projected keys
-        and values [b, s, heads, head_size] → [b, p, hidden]. `at_positions` and
-        `bert_tf.export.packing` (whose keys come from packed tokens) share it."""
-        attention = self.attention
-        context = attention.attend(attention.query(rows), key, value, attention_bias,
-                                   training=training)                    # [b, p, heads, head_size]
-        return self.after_attention(rows, attention.output_dense(context), training=training)
+            def scattered(projection):   # [n, h] → [b, t, N, d], zeros where not packed
+                return unpack(projection(tokens)[0], inverse, batch, width)
 
-    def after_attention(self, hidden_states, attended, training=None):
-        """Everything after self-attention, position by position: [..., hidden] (the block's input
-        and the attention output) → [..., hidden]. `bert_tf.export.packing` runs it on packed
-        tokens [n, hidden]."""
+            key, value = scattered(attention.key), scattered(attention.value)
+            if query_positions is None:
+                rows = hidden_states                                            # [n, h]
+                context = attention(scattered(attention.query), key, value, attention_bias,
+                                    training=training)                          # [b, t, N, d]
+                context = pack(context, positions)[None]                        # [1, n, N, d]
+                attended = attention.output_dense(context)[0]                   # [n, h]
+            else:
+                rows = ops.take(hidden_states, packed_rows(inverse, query_positions, width),
+                                axis=0)                                         # [b, p, h]
+                context = attention(attention.query(rows), key, value, attention_bias,
+                                    training=training)                          # [b, p, N, d]
+                attended = attention.output_dense(context)                      # [b, p, h]
+        return self._add_and_feed_forward(rows, attended, training)
+
+    def _add_and_feed_forward(self, rows, attended, training):
+        """Everything after self-attention, row by row: the block's input rows and their attention
+        output [..., hidden] → [..., hidden]."""
         attended = self.attention_dropout_layer(attended, training=training)
-        hidden_states = self.attention_layer_norm(hidden_states + attended)
-        intermediate = self.intermediate(hidden_states)               # [..., intermediate]
+        rows = self.attention_layer_norm(rows + attended)
+        intermediate = self.intermediate(rows)                                  # [..., intermediate]
         ffn = self.output_dropout(self.output_dense(intermediate), training=training)
-        return self.output_layer_norm(hidden_states + ffn)            # [..., hidden]
+        return self.output_layer_norm(rows + ffn)                               # [..., hidden]
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def compute_output_spec(self, hidden_states, attention_bias=None, query_positions=None,
+                            packing=None, training=None):
+        # Every computed row is `hidden_size` wide: [b, t, h] / [n, h], or [b, p, h] for queries.
+        if query_positions is None:
+            shape = tuple(hidden_states.shape)
+        else:
+            shape = tuple(query_positions.shape[:2]) + (self.hidden_size,)
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
 
     def get_config(self):
         return {**super().get_config(), "hidden_size": self.hidden_size,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from bert_tf.models.task import BertTaskModel, check_positive_int, dropout_dense_head
+from bert_tf.models.task import BertTaskModel, check_positive_int, cls_positions, dropout_dense_head
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
@@ -17,19 +17,18 @@ class BertClassifier(BertTaskModel):
         self.dropout_rate = encoder.config.hidden_dropout_prob if dropout is None else dropout
         super().__init__(encoder, **kwargs)
 
-    def build_heads(self, inputs, encoder_outputs):
+    def create_heads(self):
         self.head_dropout, self.classifier = dropout_dense_head(
             self.encoder, self.num_classes, self.dropout_rate, name="classifier")
-        logits = self.classifier(self.head_dropout(encoder_outputs["pooled_output"]))
-        return {"logits": ops.cast(logits, "float32")}
 
-    def call(self, inputs, training=None, mask=None):
-        # The functional graph (built above) defines the model: its layers, weights, summary and
-        # serialization. Running it would compute the last layer's output at every position and
-        # keep only [CLS]; this runs the same layers on position 0 alone (the encoder's
-        # `pooled_output`), with the same result.
-        pooled = self.encoder.pooled_output(inputs, training=training)          # [b, h]
-        logits = self.classifier(self.head_dropout(pooled, training=training))  # [b, classes]
+    def last_layer_positions(self, inputs):
+        # The pooler reads [CLS] alone: the last layer computes that row only (keys and values
+        # still come from every position), which is all the logits depend on.
+        return cls_positions(inputs["input_ids"])                                   # [b, 1]
+
+    def heads(self, inputs, rows, training=None):
+        pooled = self.encoder.pooler(rows)                                          # [b, h]
+        logits = self.classifier(self.head_dropout(pooled, training=training))      # [b, classes]
         return {"logits": ops.cast(logits, "float32")}
 
     def head_config(self):

@@ -5,6 +5,9 @@ Inputs (dict, int32 [batch, seq]): `input_ids`, optional `token_type_ids` (defau
 `attention_mask` (default ones). Outputs (dict): `sequence_output` [batch, seq, hidden],
 `pooled_output` [batch, hidden], and with `output_hidden_states=True` also `hidden_states`, a list of
 num_hidden_layers + 1 tensors [batch, seq, hidden] (the embeddings first, as in HF).
+
+`BertEncoder.encode` is the one forward pass of the transformer: this graph, the task models'
+graphs (whose last layer may compute some rows only) and their export modes all run it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import keras
 from keras import ops
 
 from bert_tf.config import BertConfig
-from bert_tf.layers import BertEmbeddings, BertPooler, BertTransformerBlock, attention_bias_from_mask
+from bert_tf.layers import (MASK_VALUE, BertEmbeddings, BertPooler, BertTransformerBlock,
+                            attention_bias_from_mask)
+from bert_tf.layers.packed import check_packing, pack
 
 INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -55,27 +60,29 @@ class BertEncoder(keras.Model):
 
         # === Layers ===
         self.embeddings = BertEmbeddings(
-            config.vocab_size, config.hidden_size, config.max_position_embeddings,
-            config.type_vocab_size, config.initializer_range, config.layer_norm_eps,
-            config.hidden_dropout_prob, name="embeddings", dtype=dtype)
+            vocab_size=config.vocab_size, hidden_size=config.hidden_size,
+            max_position_embeddings=config.max_position_embeddings,
+            type_vocab_size=config.type_vocab_size, initializer_range=config.initializer_range,
+            layer_norm_eps=config.layer_norm_eps, dropout=config.hidden_dropout_prob,
+            name="embeddings", dtype=dtype)
         self.transformer_layers = [
-            BertTransformerBlock(config.hidden_size, config.num_attention_heads,
-                                 config.intermediate_size, config.hidden_act,
-                                 config.hidden_dropout_prob, config.attention_probs_dropout_prob,
-                                 config.initializer_range, config.layer_norm_eps,
-                                 name=f"transformer_layer_{i}", dtype=dtype)
+            BertTransformerBlock(
+                hidden_size=config.hidden_size, num_attention_heads=config.num_attention_heads,
+                intermediate_size=config.intermediate_size, hidden_act=config.hidden_act,
+                hidden_dropout=config.hidden_dropout_prob,
+                attention_dropout=config.attention_probs_dropout_prob,
+                initializer_range=config.initializer_range, layer_norm_eps=config.layer_norm_eps,
+                name=f"transformer_layer_{i}", dtype=dtype)
             for i in range(config.num_hidden_layers)
         ]
-        self.pooler = BertPooler(config.hidden_size, config.initializer_range, name="pooler", dtype=dtype)
+        self.pooler = BertPooler(hidden_size=config.hidden_size,
+                                 initializer_range=config.initializer_range, name="pooler",
+                                 dtype=dtype)
 
         # === Functional graph ===
         inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES}
-        x = self.embeddings(inputs["input_ids"], inputs["token_type_ids"])     # [b, s, h]
-        attention_bias = attention_bias_from_mask(inputs["attention_mask"])     # [b, 1, 1, s]
-        hidden_states = [x]
-        for layer in self.transformer_layers:
-            x = layer(x, attention_bias=attention_bias)
-            hidden_states.append(x)
+        hidden_states = self.encode(inputs, all_layers=True)     # num_hidden_layers + 1 × [b, s, h]
+        x = hidden_states[-1]
         outputs = {"sequence_output": x, "pooled_output": self.pooler(x)}
         if output_hidden_states:
             outputs["hidden_states"] = hidden_states
@@ -92,25 +99,34 @@ class BertEncoder(keras.Model):
         # Fill the optional inputs before Keras checks the structure against the three Inputs.
         return super().__call__(complete_inputs(inputs), *args, **kwargs)
 
-    def outputs_at(self, inputs, positions=None, training=None):
-        """`self(inputs)["sequence_output"]` at `positions` [b, p] only (None: position 0) →
-        [b, p, hidden]: the last layer runs queries and the feed-forward for those rows alone
-        (`BertTransformerBlock.at_positions`). A [CLS] classifier skips, e.g., a fifth of the
-        encoder's work at 4 layers and seq 128 this way, in training as in inference; pre-training
-        needs [CLS] and the masked positions. Equal to the full model up to float rounding (with
-        dropout on, the last layer draws masks for the computed rows only)."""
+    def encode(self, inputs: dict, *, query_positions=None, packing=None, mask_value=MASK_VALUE,
+               training=None, all_layers: bool = False):
+        """The transformer's forward pass: embeddings, then every block. The encoder's and the task
+        models' functional graphs are built with it, and `BertTaskModel.forward` runs it.
+
+        inputs: `input_ids` int [b, t], optional `token_type_ids` and `attention_mask`.
+        query_positions [b, p]: the last layer computes those positions' rows only → [b, p, h]
+          (None: every position → [b, t, h]). A [CLS] classifier skips, e.g., a fifth of the
+          encoder's work at 4 layers and seq 128 this way, in training as in inference.
+        packing `(positions, inverse)` (`bert_tf.layers.packed`): the blocks run on the batch's
+          packed tokens → [n, h] (or [b, p, h] with query_positions, which must be packed ones).
+        mask_value: the additive attention-mask value (BERT's -1e4 by default).
+        Returns the last layer's rows, or with `all_layers` the embeddings' and every layer's.
+        """
         inputs = complete_inputs(inputs)
         x = self.embeddings(inputs["input_ids"], inputs["token_type_ids"],
-                            training=training)                           # [b, s, h]
-        attention_bias = attention_bias_from_mask(inputs["attention_mask"])   # [b, 1, 1, s]
-        for layer in self.transformer_layers[:-1]:
-            x = layer(x, attention_bias=attention_bias, training=training)
-        return self.transformer_layers[-1].at_positions(x, attention_bias, positions,
-                                                        training=training)
-
-    def pooled_output(self, inputs, training=None):
-        """`self(inputs)["pooled_output"]` [b, hidden], the last layer run for [CLS] only."""
-        return self.pooler(self.outputs_at(inputs, training=training))
+                            training=training)                                   # [b, t, h]
+        attention_bias = attention_bias_from_mask(inputs["attention_mask"], mask_value)  # [b,1,1,t]
+        if packing is not None:
+            x = pack(x, check_packing(packing)[0])                               # [n, h]
+        states = [x]
+        last = len(self.transformer_layers) - 1
+        for i, layer in enumerate(self.transformer_layers):
+            x = layer(x, attention_bias=attention_bias,
+                      query_positions=query_positions if i == last else None, packing=packing,
+                      training=training)
+            states.append(x)
+        return states if all_layers else x
 
     @property
     def token_embedding(self):

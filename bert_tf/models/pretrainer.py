@@ -6,8 +6,7 @@ import keras
 from keras import ops
 
 from bert_tf.layers import BertMaskedLMHead, BertNSPHead
-from bert_tf.models.encoder import INPUT_NAMES
-from bert_tf.models.task import BertTaskModel
+from bert_tf.models.task import BertTaskModel, cls_positions
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
@@ -17,30 +16,26 @@ class BertPretrainer(BertTaskModel):
 
     extra_inputs = {"masked_lm_positions": ((None,), "int32")}
 
-    def build_heads(self, inputs, encoder_outputs):
+    def create_heads(self):
         config = self.encoder.config
         policy = self.encoder.dtype_policy
-        self.masked_lm = BertMaskedLMHead(self.encoder.embeddings, config.hidden_act,
-                                          config.layer_norm_eps, config.initializer_range,
-                                          name="masked_lm", dtype=policy)
-        self.next_sentence = BertNSPHead(config.initializer_range, name="next_sentence", dtype=policy)
-        return {"mlm_logits": self.masked_lm(encoder_outputs["sequence_output"],
-                                             inputs["masked_lm_positions"]),
-                "nsp_logits": self.next_sentence(encoder_outputs["pooled_output"])}
+        self.masked_lm = BertMaskedLMHead(
+            self.encoder.embeddings, hidden_act=config.hidden_act,
+            layer_norm_eps=config.layer_norm_eps, initializer_range=config.initializer_range,
+            name="masked_lm", dtype=policy)
+        self.next_sentence = BertNSPHead(initializer_range=config.initializer_range,
+                                         name="next_sentence", dtype=policy)
 
-    def call(self, inputs, training=None, mask=None):
-        # The functional graph (built above) defines the model: layers, weights, serialization.
-        # The heads read the last layer at [CLS] and the masked positions only, so that layer
-        # runs for those 1 + p rows (the encoder's `outputs_at`), not for all s: same results.
-        positions = ops.cast(inputs["masked_lm_positions"], "int32")                # [b, p]
-        rows = self.encoder.outputs_at(
-            {name: inputs[name] for name in INPUT_NAMES},
-            ops.concatenate([ops.zeros_like(positions[:, :1]), positions], axis=1),
-            training=training)                                                      # [b, 1 + p, h]
-        in_order = ops.broadcast_to(ops.arange(ops.shape(positions)[1], dtype="int32")[None],
-                                    ops.shape(positions))                           # [b, p]: 0..p-1
-        return {"mlm_logits": self.masked_lm(rows[:, 1:], in_order),
-                "nsp_logits": self.next_sentence(self.encoder.pooler(rows))}
+    def last_layer_positions(self, inputs):
+        # The heads read [CLS] (NSP) and the masked positions (MLM): the last layer computes
+        # those 1 + p rows only, not all s.
+        masked = ops.cast(inputs["masked_lm_positions"], "int32")                   # [b, p]
+        return ops.concatenate([cls_positions(masked), masked], axis=1)             # [b, 1 + p]
+
+    def heads(self, inputs, rows, training=None):
+        # rows: [b, 1 + p, h], [CLS] first
+        return {"mlm_logits": self.masked_lm(rows[:, 1:]),                          # [b, p, V]
+                "nsp_logits": self.next_sentence(self.encoder.pooler(rows))}        # [b, 2]
 
     def save_pretrained(self, directory) -> str:
         """HF `BertForPreTraining` layout (`bert.`-prefixed encoder + `cls.` heads)."""

@@ -1,15 +1,19 @@
-"""The common shape of every task model: a functional Keras model around a `BertEncoder`.
+"""The common shape of every task model: a functional Keras model over a `BertEncoder`'s layers.
 
-Subclasses declare their extra inputs and build their heads from the encoder's outputs; this base
-does the functional wiring, fills BERT's optional inputs, serializes the encoder with the model, and
-offers `from_pretrained` for every checkpoint format `bert_tf.weights` reads.
+Subclasses declare their extra inputs, create their head layers, say which rows the last
+transformer layer must compute for them, and map those rows to outputs; this base builds the
+functional graph from that (the graph `summary()` shows is the graph that runs), fills BERT's
+optional inputs, serializes the encoder with the model, offers `forward` for export's modes and
+`from_pretrained` for every checkpoint format `bert_tf.weights` reads.
 """
 
 from __future__ import annotations
 
 import keras
+from keras import ops
 
-from bert_tf.layers.dropout import HashDropout
+from bert_tf.layers import MASK_VALUE, HashDropout, truncated_normal
+from bert_tf.layers.packed import check_packing, unpack
 from bert_tf.models.encoder import INPUT_NAMES, BertEncoder, as_int32, complete_inputs
 
 
@@ -25,9 +29,13 @@ def dropout_dense_head(encoder: BertEncoder, units: int, dropout_rate: float, na
     policy = encoder.dtype_policy
     dropout = HashDropout(dropout_rate, dtype=policy)
     dense = keras.layers.Dense(units, name=name, dtype=policy,
-                               kernel_initializer=keras.initializers.TruncatedNormal(
-                                   stddev=encoder.config.initializer_range))
+                               kernel_initializer=truncated_normal(encoder.config.initializer_range))
     return dropout, dense
+
+
+def cls_positions(input_ids):
+    """[CLS]'s position, zeros [b, 1], as the last layer's `query_positions`."""
+    return ops.zeros_like(input_ids[:, :1])
 
 
 class BertTaskModel(keras.Model):
@@ -37,25 +45,89 @@ class BertTaskModel(keras.Model):
     def __init__(self, encoder: BertEncoder, **kwargs):
         if not isinstance(encoder, BertEncoder):
             raise TypeError(f"{type(self).__name__} wraps a bert_tf.BertEncoder, got {type(encoder).__name__}")
+        # === Layers ===
         self.encoder = encoder
+        self.create_heads()
+        # === Functional graph ===
         inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES}
         for name, (shape, dtype) in self.extra_inputs.items():
             inputs[name] = keras.Input(shape=shape, dtype=dtype, name=name)
-        encoder_outputs = encoder({name: inputs[name] for name in INPUT_NAMES})
-        outputs = self.build_heads(inputs, encoder_outputs)
+        outputs = self._task_forward(inputs, packing=None, mask_value=MASK_VALUE, training=None)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
-    def build_heads(self, inputs: dict, encoder_outputs: dict) -> dict:
+    # --- what a task model defines
+    def create_heads(self) -> None:
+        """Creates the head layers (as attributes)."""
         raise NotImplementedError
 
-    def __call__(self, inputs, *args, **kwargs):
-        extras = {k: as_int32(v) for k, v in inputs.items() if k in self.extra_inputs} if isinstance(inputs, dict) else {}
+    def last_layer_positions(self, inputs: dict):
+        """The positions [b, p] whose rows the heads read from the last layer (which then computes
+        those rows only), or None for every position (per-token heads)."""
+        return None
+
+    def heads(self, inputs: dict, rows, training=None) -> dict:
+        """The model's outputs from the last layer's rows: [b, p, h] at `last_layer_positions`, or
+        with None every position's, [b, t, h] or packed [n, h] (per-token heads are row-wise)."""
+        raise NotImplementedError
+
+    # --- the forward pass
+    def _task_forward(self, inputs, *, packing, mask_value, training):
+        positions = self.last_layer_positions(inputs)
+        rows = self.encoder.encode({name: inputs[name] for name in INPUT_NAMES},
+                                   query_positions=positions, packing=packing,
+                                   mask_value=mask_value, training=training)
+        outputs = self.heads(inputs, rows, training=training)
+        if packing is not None and positions is None:
+            # Per-token outputs of the packed rows [n, ...] → [b, t, ...], zeros at padding.
+            batch, width = ops.shape(inputs["input_ids"])[0], ops.shape(inputs["input_ids"])[1]
+            outputs = {name: unpack(value, packing[1], batch, width)
+                       for name, value in outputs.items()}
+        return outputs
+
+    def forward(self, inputs, *, packing=None, mask_value=None, training=False) -> dict:
+        """The dict `self(inputs, training=training)` returns, from the same layers, with export's
+        modes (for every task model):
+
+        packing `(positions, inverse)` (`bert_tf.export.packing.packing_index` of the attention
+          mask): the transformer runs on the batch's attended tokens only; per-token outputs come
+          back as [b, t, ...] with zeros at the positions packing skipped (mask 0, except
+          position 0, which is always computed; the model's own values there are those of
+          padding, which no caller reads). Positions the heads read (`last_layer_positions`,
+          e.g. masked-LM positions) must be attended ones.
+        mask_value: the additive attention-mask value instead of BERT's -10000 (TFLite's -100).
+        Equal to `self(inputs)` up to float rounding (matrix products of other shapes sum in
+        another order)."""
+        if packing is not None:
+            packing = check_packing(packing)
+        return self._task_forward(self._complete_inputs(inputs), packing=packing,
+                                  mask_value=MASK_VALUE if mask_value is None else mask_value,
+                                  training=training)
+
+    def _complete_inputs(self, inputs) -> dict:
+        extras = {k: as_int32(v) for k, v in inputs.items() if k in self.extra_inputs} \
+            if isinstance(inputs, dict) else {}
         bert_inputs = {k: v for k, v in inputs.items() if k not in self.extra_inputs} \
             if isinstance(inputs, dict) else inputs
         missing = sorted(set(self.extra_inputs) - set(extras))
         if missing:
             raise ValueError(f"{type(self).__name__} needs input(s) {missing}")
-        return super().__call__({**complete_inputs(bert_inputs), **extras}, *args, **kwargs)
+        return {**complete_inputs(bert_inputs), **extras}
+
+    def __call__(self, inputs, *args, **kwargs):
+        return super().__call__(self._complete_inputs(inputs), *args, **kwargs)
+
+    @property
+    def layers(self):
+        """The inputs, the encoder (as one layer) and the heads. The graph calls the encoder's
+        layers one by one (the last one computes some rows only), but `.keras` files keep the
+        encoder as one unit, as they did when the graph called the whole encoder: files saved
+        either way load either way."""
+        graph_layers = super().layers
+        encoder_layers = {id(layer) for layer in self.encoder.layers}
+        inputs = [layer for layer in graph_layers if isinstance(layer, keras.layers.InputLayer)]
+        heads = [layer for layer in graph_layers
+                 if id(layer) not in encoder_layers and layer not in inputs]
+        return inputs + [self.encoder] + heads
 
     def head_config(self) -> dict:
         return {}

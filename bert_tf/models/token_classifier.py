@@ -17,10 +17,13 @@ class BertTokenClassifier(BertTaskModel):
         self.dropout_rate = encoder.config.hidden_dropout_prob if dropout is None else dropout
         super().__init__(encoder, **kwargs)
 
-    def build_heads(self, inputs, encoder_outputs):
+    def create_heads(self):
         self.head_dropout, self.classifier = dropout_dense_head(
             self.encoder, self.num_labels, self.dropout_rate, name="classifier")
-        logits = self.classifier(self.head_dropout(encoder_outputs["sequence_output"]))
+
+    def heads(self, inputs, rows, training=None):
+        # rows: every position's, [b, s, h] (or packed [n, h])
+        logits = self.classifier(self.head_dropout(rows, training=training))   # [..., labels]
         return {"logits": ops.cast(logits, "float32")}
 
     def head_config(self):
