@@ -7,13 +7,14 @@ import numpy as np
 import tensorflow as tf
 
 
-def run_export_test(model, inputs, tmp_path, tokenizer=None, atol=1e-5):
+def run_export_test(model, inputs, tmp_path, tokenizer=None, labels=None, atol=1e-5):
     """Exports `model` (with `tokenizer`, if given, inside `serving_default`), reloads it, checks
     serve_ids == Keras on `inputs` (int32 ids dict) and that every op is servable. Per-token
     outputs ([b, s, ...]) are compared where attention_mask is 1: the export cuts trailing padding
     off, and a masked-out position's output is not defined."""
     from bert_tf.export import export_saved_model, servability_report
-    path = export_saved_model(model, tmp_path / "harness_export", tokenizer=tokenizer)
+    path = export_saved_model(model, tmp_path / "harness_export", tokenizer=tokenizer,
+                              labels=labels)
     assert servability_report(path) == [], servability_report(path)
     loaded = tf.saved_model.load(path)
     expected = {k: np.asarray(v) for k, v in model(inputs, training=False).items()}

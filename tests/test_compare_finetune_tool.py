@@ -165,10 +165,12 @@ def test_paired_pytorch_starts_where_bert_tf_finetune_starts(tool, tmp_path, min
 
     init = str(tmp_path / "init")
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
     keras.utils.set_random_seed(0)
     BertEncoder(config).save_pretrained(init)
     shutil.copy(minilm_vocab, os.path.join(init, "vocab.txt"))
+    # 128 positions: every sentence in one window (bert_tf windows longer ones, PyTorch's side
+    # truncates them; the tool refuses --paired then, checked below)
     sentences = datasets.wnut_ner("train")[:20]
     train = str(tmp_path / "train.conll")
     conll.write_conll(train, sentences)
@@ -186,7 +188,7 @@ def test_paired_pytorch_starts_where_bert_tf_finetune_starts(tool, tmp_path, min
     seed, batch, steps = 5, 8, 6                       # 20 examples: 3 batches/epoch, 2 epochs
     out = str(tmp_path / "run")
     # learning rate ~0: the saved model still holds the initial head
-    finetune(FinetuneOptions("ner", init, train, out, max_length=32, epochs=2, batch_size=batch,
+    finetune(FinetuneOptions("ner", init, train, out, max_length=128, epochs=2, batch_size=batch,
                              learning_rate=1e-12, seed=seed, strategy="one_device",
                              progress=False))
     head = keras.saving.load_model(os.path.join(out, "model.keras")).get_layer("classifier")
@@ -202,10 +204,14 @@ def test_paired_pytorch_starts_where_bert_tf_finetune_starts(tool, tmp_path, min
     from bert_tf.tasks.registry import make_task
     from bert_tf.text import BertTokenizer
     from bert_tf.text.vocabulary import read_vocabulary
-    task = make_task("ner", BertTokenizer(read_vocabulary(minilm_vocab), sequence_length=32), labels)
+    task = make_task("ner", BertTokenizer(read_vocabulary(minilm_vocab), sequence_length=128),
+                     labels)
     ids = task.encode(task.read(train), training=True).inputs["input_ids"]
     assert len(seen) >= steps
     for step in range(steps):
         np.testing.assert_array_equal(ids[order[step]], seen[step], err_msg=f"step {step}")
     other = tool.bert_tf_start("ner", init, labels, seed + 1, len(sentences), batch, steps)
     assert not np.array_equal(other[2], order) and not np.allclose(other[0], kernel)
+    tool.check_one_window_per_sentence(init, train, labels, 128, len(sentences))
+    with pytest.raises(SystemExit, match="raise --max-length"):
+        tool.check_one_window_per_sentence(init, train, labels, 16, len(sentences))

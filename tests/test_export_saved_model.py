@@ -253,7 +253,7 @@ def test_trimmed_and_xla_exports_equal_the_full_length_model(tiny, tmp_path, tri
         np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_classifiers_are_packed_by_default_and_other_tasks_cannot_be(tiny):
+def test_every_task_model_is_packed_by_default(tiny):
     from bert_tf.export.packing import packing_index
     from bert_tf.export.serving_module import BertServingModule
     from bert_tf.models import BertTokenClassifier
@@ -263,8 +263,9 @@ def test_classifiers_are_packed_by_default_and_other_tasks_cannot_be(tiny):
     assert BertServingModule(model, task)._pack is True
     assert BertServingModule(model, task, pack=False)._pack is False
     tagger = BertTokenClassifier(model.encoder, num_labels=3)
-    with pytest.raises(ValueError, match="pack=True needs a BertClassifier"):
-        BertServingModule(tagger, None, pack=True)
+    assert BertServingModule(tagger, None)._pack is True
+    with pytest.raises(ValueError, match="pack must be True, False or 'auto'"):
+        BertServingModule(tagger, None, pack="yes")
     # the index: attended positions plus each row's position 0, padded with index 0 to a bucket
     mask = tf.constant([[1, 1, 0, 0], [0, 1, 0, 1]])
     positions, inverse = packing_index(mask, token_bucket=4)
@@ -299,7 +300,7 @@ def test_token_classifier_and_span_labeler_serve_entities_and_answers(tiny, tmp_
     tags = ["O", "B-person", "I-person", "B-geo-loc", "I-geo-loc"]
     tagger = BertTokenClassifier(encoder, num_labels=len(tags))
     path, loaded = run_export_test(tagger, random_batch(encoder.config, seq=10), tmp_path / "ner",
-                                   tokenizer=tokenizer)
+                                   tokenizer=tokenizer, labels=tags)
     text = ["Barack Obama visited Paris", ""]
     out = loaded.signatures["serving_default"](text=tf.constant(text))
     count = out["entity_count"].numpy()

@@ -106,7 +106,8 @@ def reference_answers(windows, contexts, start, end, offsets=None, **settings):
     if offsets is None:
         offsets = window_char_offsets(windows, contexts)
     result = decode_spans({f"r{i}": c for i, c in enumerate(contexts)}, ids, offsets, start, end,
-                          windows["token_is_max_context"], **settings)
+                          windows["token_is_max_context"],
+                          attention_mask=np.asarray(windows["attention_mask"]), **settings)
     out = []
     for i in range(len(contexts)):
         answer = result.predictions[f"r{i}"]
@@ -164,6 +165,25 @@ def test_decode_answers_equals_decode_spans(many_windows, version_2, threshold, 
     assert 3 * len(contexts) - empty >= 40
     assert empty > 3 * draws if version_2 else empty >= 3 * draws
     assert got["score"].dtype == np.float32 and got["answer_start"].dtype == np.int64
+
+
+def test_padding_logits_do_not_change_the_answer(many_windows):
+    """An export that cuts or packs padding returns zeros there, the Keras model whatever the
+    padding tokens give: the answer must not depend on it (huge padding logits would otherwise
+    fill the n-best lists and push out the real context tokens)."""
+    windows, contexts, _ = many_windows
+    mask = np.asarray(windows["attention_mask"]) > 0
+    assert not mask.all()   # the fixture has padded windows
+    rng = np.random.default_rng(7)
+    start = rng.normal(size=mask.shape)
+    end = rng.normal(size=mask.shape)
+    settings = dict(n_best_size=3, max_answer_length=30, version_2=True)
+    zeros = to_numpy(decode_answers(np.where(mask, start, 0.0), np.where(mask, end, 0.0),
+                                    windows, tf.constant(contexts), **settings))
+    huge = to_numpy(decode_answers(np.where(mask, start, 50.0), np.where(mask, end, 50.0),
+                                   windows, tf.constant(contexts), **settings))
+    for name in ("answer", "answer_start", "answer_end", "score"):
+        np.testing.assert_array_equal(zeros[name], huge[name], err_msg=name)
 
 
 def test_decode_answers_without_a_valid_span():

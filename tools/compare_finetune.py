@@ -187,6 +187,20 @@ def torch_score(task, model, features, gold, word_ids, label_names, batch_size=6
     return metrics.entity_metrics(gold, tags)
 
 
+def check_one_window_per_sentence(init: str, path: str, label_names, max_length: int, n: int):
+    """bert_tf cuts a sentence longer than one window into several (PyTorch's side truncates
+    it): a paired run, which feeds both the same example indices, needs one window each."""
+    from bert_tf.tasks.registry import make_task
+    from bert_tf.text import BertTokenizer
+    from bert_tf.text.vocabulary import read_vocabulary
+    task = make_task("ner", BertTokenizer(read_vocabulary(os.path.join(init, "vocab.txt")),
+                                          sequence_length=max_length), list(label_names))
+    windows = len(task.encode(task.read(path), training=True))
+    if windows != n:
+        raise SystemExit(f"--paired: {path} has sentences longer than --max-length {max_length} "
+                         f"({windows} bert_tf windows for {n} sentences); raise --max-length")
+
+
 def bert_tf_start(task: str, init: str, label_names, seed: int, n: int, batch_size: int,
                   steps: int):
     """What `bert_tf.tasks.finetune` starts from for `seed`: the task head's initial weights
@@ -237,6 +251,8 @@ def run_torch(task: str, init: str, paths: dict, args, label_names) -> dict:
     optimizer = BertAdamW(model.named_parameters(),
                           lr_schedule(args.learning_rate, total, int(args.warmup * total)))
     if args.paired:
+        if task != "sentiment":
+            check_one_window_per_sentence(init, paths["train"][0], label_names, args.max_length, n)
         kernel, bias, batches = bert_tf_start(task, init, label_names, args.seed, n,
                                               args.batch_size, total)
         with torch.no_grad():

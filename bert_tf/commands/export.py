@@ -23,15 +23,15 @@ def register(subparsers):
                         "encoder (exact; 0: always run the full sequence length; default: 8 with "
                         "--xla, which compiles one executable per length, else 1)")
     s.add_argument("--group-size", type=int, default=8, metavar="N",
-                   help="unpacked models (all but classifiers, or --no-pack): with trimming, "
+                   help="with --no-pack: with trimming, "
                         "sort each batch by length and run N rows at a time, each group cut to "
                         "its own longest row (0: cut the whole batch at once; default 8)")
     s.add_argument("--xla", action="store_true",
                    help="compile the model with XLA inside the signatures (faster on CPU; TF "
                         "Serving then needs --xla_cpu_compilation_enabled=true)")
     s.add_argument("--no-pack", action="store_true",
-                   help="classifiers: run the padded [batch, length] layout (in length groups) "
-                        "instead of packed real tokens with a [CLS]-only last layer")
+                   help="run the padded [batch, length] layout (in length groups) instead of "
+                        "packed real tokens (and a classifier's [CLS]-only last layer)")
     s.set_defaults(run=run_saved_model)
 
     t = kinds.add_parser("tflite", help="fixed-shape TFLite model, verified against Keras")

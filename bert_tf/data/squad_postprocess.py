@@ -50,8 +50,13 @@ def _top_indices(logits: np.ndarray, n: int) -> np.ndarray:
 def decode_spans(contexts: Mapping[str, str], example_ids: Sequence[str], offsets, start_logits,
                  end_logits, token_is_max_context=None, n_best_size: int = 20,
                  max_answer_length: int = 30, version_2_with_negative: bool = False,
-                 null_score_diff_threshold: float = 0.0) -> SquadPredictions:
+                 null_score_diff_threshold: float = 0.0, attention_mask=None) -> SquadPredictions:
     """Decodes answers for every example that has features.
+
+    attention_mask: [f, seq], or None. Padding positions (mask 0) take no part in the n-best
+    start/end lists: the model's logits there are undefined (an export that cuts or packs
+    padding returns zeros), so letting them crowd out real tokens would make the answer depend on
+    how the padding was run. (run_squad ranks every position; on padding the two rules differ.)
 
     contexts: example id → context string. example_ids: [f] the example of each feature.
     offsets: [f, seq, 2] char spans into that context, (−1, −1) (or None) for non-context tokens.
@@ -70,6 +75,13 @@ def decode_spans(contexts: Mapping[str, str], example_ids: Sequence[str], offset
     if token_is_max_context is None:
         token_is_max_context = np.ones(start_logits.shape, bool)
     token_is_max_context = np.asarray(token_is_max_context, bool)
+    if attention_mask is not None:
+        attention_mask = np.asarray(attention_mask)
+        if attention_mask.shape != start_logits.shape:
+            raise SquadDecodeError(f"attention_mask {attention_mask.shape} does not match logits "
+                                   f"{start_logits.shape}")
+        start_logits = np.where(attention_mask > 0, start_logits, -np.inf)
+        end_logits = np.where(attention_mask > 0, end_logits, -np.inf)
     if token_is_max_context.shape != start_logits.shape:
         raise SquadDecodeError(f"token_is_max_context {token_is_max_context.shape} does not match "
                                f"logits {start_logits.shape}")

@@ -7,7 +7,8 @@ projections, the feed-forward, LayerNorm) is most of the cost, and a row's real 
 depend on its padding. `BertTaskModel.forward(features, packing=packing_index(mask))` runs those
 layers on the batch's attended tokens only (see `bert_tf.layers.transformer` for how attention
 still sees [b, t] rows), with the same layers and weights as `model(features)`: the outputs agree
-up to float rounding. A classifier's last layer then computes the [CLS] rows alone.
+up to float rounding. A classifier's last layer then computes the [CLS] rows alone; per-token
+heads (NER, QA) get their outputs back as [b, t, ...], zeros at the positions packing skipped.
 
 Position 0 always counts as attended, so a mask that hides the [CLS] position still gives the
 model's pooled output.
@@ -24,13 +25,6 @@ import tensorflow as tf
 
 EXACT_TOKENS = 1        # without XLA: exactly the attended tokens
 DEFAULT_TOKEN_BUCKET = 64   # with XLA: token counts rounded up to a multiple of this
-
-
-def can_pack(model) -> bool:
-    """Whether the serving module packs `model` by default: classifiers (packed tokens, then the
-    [CLS] rows alone in the last layer). `BertTaskModel.forward` packs every task model."""
-    from bert_tf.models import BertClassifier
-    return isinstance(model, BertClassifier)
 
 
 def packing_index(attention_mask, token_bucket: int = EXACT_TOKENS):

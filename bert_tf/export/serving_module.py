@@ -14,9 +14,9 @@ Without a task (no tokenizer), `serving_default` is `serve_ids` (clients tokeniz
 
 Only the model run differs from predict's, and only in ways that are exact: every signature cuts
 the batch's trailing padding before the encoder (`trimming`; padded positions have zero attention
-weight) and pads per-token outputs back to the input's length; a classifier runs on packed tokens
-(`packing`): its position-wise layers see the batch's real tokens only, its last layer the [CLS]
-rows only. With `jit_compile=True` the model runs as one XLA function (one executable per batch
+weight) and pads per-token outputs back to the input's length; the model runs on packed tokens
+(`packing`): its position-wise layers see the batch's real tokens only (a classifier's last layer
+the [CLS] rows only). With `jit_compile=True` the model runs as one XLA function (one executable per batch
 shape; the length and token-count buckets bound their number).
 
 The module tracks `[v.value for v in model.variables]`: Keras 3 variables wrap a tf.Variable, and
@@ -75,8 +75,8 @@ class BertServingModule(tf.Module):
     group_size: with trimming, sort the batch by length and run it this many rows at a time, each
       group cut to its own longest row (None or 0: the whole batch as one group).
     jit_compile: run the model as an XLA function.
-    pack: run a classifier on packed tokens (`packing`; exact; groups are then not needed);
-      "auto" (default): for every model `packing.can_pack`.
+    pack: run the model on packed tokens (`packing`; exact; groups are then not needed);
+      "auto" (default) and True: packed, False: the padded [b, t] layout in length groups.
     """
 
     def __init__(self, model, task, trim_bucket=AUTO, group_size=DEFAULT_GROUP_SIZE,
@@ -87,19 +87,18 @@ class BertServingModule(tf.Module):
                              f"{group_size!r}")
         trim_bucket = resolve_bucket(trim_bucket, jit_compile)
         if pack == AUTO:
-            pack = packing.can_pack(model)
+            pack = True
         elif not isinstance(pack, bool):
             raise ValueError(f"pack must be True, False or {AUTO!r}, got {pack!r}")
-        elif pack and not packing.can_pack(model):
-            raise ValueError(f"pack=True needs a BertClassifier, got {type(model).__name__}")
 
         def compiled(fn):
             return tf.function(fn, jit_compile=True, reduce_retracing=True) if jit_compile else fn
 
         if pack:
             token_bucket = packing.DEFAULT_TOKEN_BUCKET if jit_compile else packing.EXACT_TOKENS
-            packed = compiled(lambda features, positions, inverse: model.forward(
-                features, packing=(positions, inverse)))
+            packed = compiled(lambda features, positions, inverse: {
+                k: tf.cast(v, tf.float32) for k, v in model.forward(
+                    features, packing=(positions, inverse)).items()})
 
             def run_model(features):
                 # The index has a data-dependent size: built outside the (XLA) function.

@@ -45,6 +45,9 @@ def default_task(model, tokenizer, labels=None, pair: bool = False):
     LABEL_0, LABEL_1, ... (Hugging Face's default), a classifier over text pairs if `pair`."""
     task_type = task_type_of_model(model)
     size = head_size(model)
+    if task_type == "ner" and not labels:
+        raise UnknownTaskError("a token classifier's export needs its label names (IOB2 tags, "
+                               "'O' included): pass labels=")
     labels = tuple(labels) if labels else tuple(f"LABEL_{i}" for i in range(size or 0))
     if (size or 0) != len(labels):
         raise UnknownTaskError(f"{len(labels)} label names for a model whose head has {size or 0}")

@@ -148,8 +148,7 @@ class SquadTask:
         windows = squad_graph.qa_windows(self.tokenizer, texts["question"], texts["context"],
                                          self.doc_stride, self.max_query_length)
         inputs = {name: windows[name] for name in squad_graph.MODEL_INPUTS}
-        state = {name: value for name, value in windows.items() if name not in inputs}
-        return inputs, state
+        return inputs, windows   # the decoder reads offsets, max-context flags and the mask
 
     def decode(self, outputs: dict, state: dict, texts: dict) -> dict:
         """start/end logits [W, S] -> answer [B] string, score [B] float32, answer_start /

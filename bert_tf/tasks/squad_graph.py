@@ -142,8 +142,9 @@ def decode_answers(start_logits, end_logits, windows: dict, context, n_best_size
                    null_score_diff_threshold: float = 0.0) -> dict:
     """Per-window logits [W, S] -> the answer of each of the B rows.
 
-    windows: `qa_windows`' example_index, start_offsets, end_offsets, token_is_max_context;
-    context: the [B] strings they index. Returns answer [B] string; score [B] float32 (start + end
+    windows: `qa_windows`' example_index, start_offsets, end_offsets, token_is_max_context and
+    attention_mask (padding takes no part in the n-best lists: its logits are undefined, and an
+    export that cuts or packs padding returns zeros there); context: the [B] strings they index. Returns answer [B] string; score [B] float32 (start + end
     logit of the answer; the null score for a 2.0 "" answer; 0 when v1 finds no valid span);
     answer_start / answer_end [B] int64 character offsets into the context (-1 for "").
     """
@@ -169,6 +170,9 @@ def decode_answers(start_logits, end_logits, windows: dict, context, n_best_size
         num_windows = tf.shape(start)[0]
     on_context = start_offsets >= 0
     can_start = on_context & tf.cast(windows["token_is_max_context"], tf.bool)
+    attended = tf.cast(windows["attention_mask"], tf.int32) > 0                # [W, S]
+    start = tf.where(attended, start, tf.constant(float("-inf"), tf.float64))
+    end = tf.where(attended, end, tf.constant(float("-inf"), tf.float64))
 
     # The k best start and end positions of each window (top_k keeps the lower index first on
     # ties, like decode_spans' stable argsort) and the [W, k, k] grid of their pairs.
