@@ -1,14 +1,13 @@
 """`bert-tf` keeps TensorFlow's C++ start-up logs off stderr unless `--verbose`."""
 
 import os
-import pathlib
 import re
 import subprocess
 import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests.repo_process import ROOT, run_python
 
 # A TensorFlow C++ log line: "2026-01-01 12:00:00.123456: E external/.../cuda_platform.cc:51] ..."
 # (or absl's "E0101 12:00:00.123456 ..." form).
@@ -45,8 +44,6 @@ def test_the_cli_does_not_import_tensorflow_to_parse_arguments():
               "from bert_tf.cli import build_parser\n"
               "build_parser().parse_args(['--verbose', 'convert', '--input', 'a', '--output', 'b'])\n"
               "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
-                          env=env, timeout=120)
+    proc = run_python(script)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "False"]

@@ -6,12 +6,10 @@ included (a lazy import is still a dependency), so a cycle hidden inside a funct
 
 import ast
 import graphlib
-import os
 import pathlib
-import subprocess
-import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests.repo_process import ROOT, run_python
+
 PACKAGE = ROOT / "bert_tf"
 
 # Rank of each top-level part of bert_tf: an import must go to a strictly lower rank, except within
@@ -118,8 +116,6 @@ def test_importing_every_weights_module_loads_no_models_module():
               "bert_tf.weights.safetensors_io\n"
               "print(sorted(m for m in sys.modules if m == 'bert_tf.models' "
               "or m.startswith('bert_tf.models.')))\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
-                          env=env, timeout=120)
+    proc = run_python(script)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]", f"bert_tf.weights imported {proc.stdout.strip()}"

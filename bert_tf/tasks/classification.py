@@ -111,13 +111,19 @@ class ClassificationTask:
     def score(self, records, decoded: dict) -> dict:
         return metrics.classification_metrics(np.asarray(records.labels), decoded["label_ids"])
 
+    @staticmethod
+    def input_row(records: ClassificationData, i: int) -> dict:
+        """A predict row's echo of record i's input: its text (and text_pair)."""
+        row = {"text": records.texts[i]}
+        if records.text_pairs is not None:
+            row["text_pair"] = records.text_pairs[i]
+        return row
+
     def rows(self, records, decoded: dict) -> list:
         """One dict per record: the text(s), the predicted label and every label's probability."""
         rows = []
         for i, label in enumerate(decoded["labels"]):
-            row = {"text": records.texts[i]}
-            if records.text_pairs is not None:
-                row["text_pair"] = records.text_pairs[i]
+            row = self.input_row(records, i)
             row["label"] = str(label)
             row["probabilities"] = {name: round(float(p), 6) for name, p in
                                     zip(self.label_names, decoded["probabilities"][i])}
@@ -185,11 +191,5 @@ class RegressionTask(ClassificationTask):
         return metrics.regression_metrics(records.labels, decoded["score"])
 
     def rows(self, records, decoded: dict) -> list:
-        rows = []
-        for i, value in enumerate(decoded["score"]):
-            row = {"text": records.texts[i]}
-            if records.text_pairs is not None:
-                row["text_pair"] = records.text_pairs[i]
-            row["score"] = round(float(value), 6)
-            rows.append(row)
-        return rows
+        return [{**self.input_row(records, i), "score": round(float(value), 6)}
+                for i, value in enumerate(decoded["score"])]
