@@ -34,9 +34,9 @@ import tensorflow as tf
 from bert_tf.export import packing
 from bert_tf.export.trimming import (AUTO, DEFAULT_GROUP_SIZE, is_count, resolve_bucket,
                                      run_in_length_groups, run_trimmed)
+from bert_tf.models.encoder import INPUT_NAMES as ID_NAMES
 from bert_tf.tasks.inference import serving_function
 
-ID_NAMES = ("input_ids", "token_type_ids", "attention_mask")
 SIGNATURE_NAMES = ("serving_default", "serve_ids", "serve_examples")
 
 

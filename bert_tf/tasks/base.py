@@ -17,8 +17,9 @@ import math
 import numpy as np
 import tensorflow as tf
 
-#: model input names every task feeds (int32 [batch, seq])
-INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
+# The model input names every task feeds (int32 [batch, seq]), defined once with the encoder.
+from bert_tf.models.encoder import INPUT_NAMES  # noqa: F401
+
 #: label id that the loss and the metrics ignore (continuation word-pieces, special tokens, padding)
 IGNORE_INDEX = -100
 

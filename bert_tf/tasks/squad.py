@@ -120,7 +120,7 @@ class SquadTask:
             except squad_features.SquadFeatureError as e:
                 raise TaskDataError(f"{records.source}: {e}") from None
         stacked = squad_features.stack_features(features)
-        inputs = {k: stacked[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
+        inputs = {k: stacked[k] for k in squad_graph.MODEL_INPUTS}
         targets = {"start_positions": stacked["start_positions"],
                    "end_positions": stacked["end_positions"]} if training else {}
         return TaskFeatures(inputs, targets, {

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-#: the model inputs in `qa_windows`' result; the rest of it is decoding state
-MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+# The model inputs in `qa_windows`' result (the rest of it is decoding state).
+from bert_tf.models.encoder import INPUT_NAMES as MODEL_INPUTS  # noqa: F401
 
 
 def _string_batch(value, name: str):
