@@ -306,7 +306,7 @@ def test_every_path_answers_what_predict_answers(matrix, key):
     assert_rows_equal(grpc_rows, expected, 1e-5, f"{key} gRPC")
     # TFLite float32
     lite = TFLiteTaskRunner(case["tflite"], task)
-    assert (lite.text_runner is not None) == bool(getattr(task, "lite_serving", False))
+    assert (lite.text_runner is not None) == task.lite_serving
     assert_rows_equal(task.rows(records, lite(case["texts"])), expected, 1e-4, f"{key} TFLite")
 
 

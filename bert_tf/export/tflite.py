@@ -171,7 +171,7 @@ def convert_tflite(model, out_path, quantize="none", sequence_length=None, token
     if not 3 <= sequence_length <= model.encoder.config.max_position_embeddings:
         raise ExportError(f"sequence_length must be in [3, "
                           f"{model.encoder.config.max_position_embeddings}], got {sequence_length}")
-    lite_serving = task is not None and getattr(task, "lite_serving", False)
+    lite_serving = task is not None and task.lite_serving
     if with_tokenizer is None:
         with_tokenizer = lite_serving
     if with_tokenizer and not lite_serving:

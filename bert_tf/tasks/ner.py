@@ -46,6 +46,7 @@ class NerTask:
     name = "ner"
     metric = "f1"
     file_suffix = ".conll"   # what `bert-tf evaluate` reads stdin as
+    lite_serving = False     # windows need ragged tokenization: TFLite holds serve_ids only
     serving_input_names = ("text",)
 
     def __init__(self, tokenizer, label_names, scheme: str = "iob2", stride: int | None = None):

@@ -44,6 +44,7 @@ class SquadTask:
     name = "squad"
     metric = "f1"
     file_suffix = ".json"   # what `bert-tf evaluate` reads stdin as
+    lite_serving = False    # windows need ragged tokenization: TFLite holds serve_ids only
 
     def __init__(self, tokenizer, label_names=(), doc_stride: int = 128, max_query_length: int = 64,
                  max_answer_length: int = 30, n_best_size: int = 20,
