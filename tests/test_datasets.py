@@ -106,5 +106,35 @@ def test_dataset_command_writes_splits(tmp_path, capsys):
     assert set(printed) == set(datasets.SPLITS)
     assert len(conll.read_conll(printed["test"])) == 238
     args = parser.parse_args(["dataset", "squad_fixture", "--out", str(tmp_path), "--format", "tsv"])
-    with pytest.raises(ValueError, match="--format applies to rotten_tomatoes only"):
+    with pytest.raises(ValueError, match="--format applies to rotten_tomatoes and chinese_reviews only"):
         args.run(args)
+
+
+@pytest.mark.slow
+def test_chinese_reviews_counts_labels_and_split():
+    sizes = {s: len(datasets.chinese_reviews(s)) for s in datasets.SPLITS}
+    assert sizes == {"train": 13890, "dev": 1737, "test": 1736}
+    train = datasets.chinese_reviews("train")
+    assert sum(label for _, label in train) == 6621  # positives
+    texts = {s: {t for t, _ in datasets.chinese_reviews(s)} for s in datasets.SPLITS}
+    assert not texts["train"] & texts["test"] and not texts["dev"] & texts["test"]
+    assert datasets.label_names("chinese_reviews") == ("negative", "positive")
+
+
+@pytest.mark.slow
+def test_peoples_daily_ner_tags_and_documents():
+    from bert_tf.data import chinese
+    sentences = datasets.peoples_daily_ner(None)
+    assert len(sentences) == 36116 + 4404 + 4560
+    chars, tags = sentences[1]
+    # 中共中央/nt 总书记/n 、/w 国家/n 主席/n 江/nr 泽民/nr: one ORG, and surname + given name one PER.
+    assert "".join(chars) == "中共中央总书记、国家主席江泽民"
+    assert tags[:4] == ["B-ORG", "I-ORG", "I-ORG", "I-ORG"]
+    assert tags[-3:] == ["B-PER", "I-PER", "I-PER"] and set(tags[4:-3]) == {"O"}
+    assert all(len(c) == len(t) and set(t) <= set(chinese.NER_LABELS) for c, t in sentences)
+    # The pre-training text of the train split holds the dev/test NER sentences only where the
+    # newspaper itself repeats a sentence in another paragraph (a few boilerplate lines).
+    train_text = "\n".join("".join(doc) for doc in datasets.chinese_documents("train"))
+    long_test = ["".join(c) for c, _ in datasets.peoples_daily_ner("test")[:300] if len(c) > 20]
+    assert sum(s in train_text for s in long_test) < 0.05 * len(long_test)
+    assert chinese.split_sentences("好书！推荐。“真的？”是的") == ["好书！", "推荐。", "“真的？”", "是的"]

