@@ -10,7 +10,7 @@ def register(subparsers):
                     "least --min-char-count times (CJK ideographs and punctuation as whole-word "
                     "tokens, other characters as both 'c' and '##c'), then word pieces. Prints the "
                     "size, the characters by script and the [UNK] rate on the corpus itself "
-                    "(a warning on stderr above 0.5%%).")
+                    "(a warning on stderr above 0.5%).")
     p.add_argument("--input", nargs="+", required=True, metavar="FILE",
                    help="UTF-8 text files, one sentence or document per line")
     p.add_argument("--size", type=int, required=True,
