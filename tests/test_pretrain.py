@@ -2,6 +2,7 @@
 TFRecords, and from raw text with dynamic whole-word masking), and MultiWorkerMirroredStrategy
 with two local workers."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from bert_tf.training.pretraining import PretrainingConfig, setup_pretraining
+from bert_tf.training.trainer import TrainingError
 from tests.test_training import VOCAB, tiny_config, write_synthetic_records
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -123,6 +125,7 @@ WORKER = """
 import sys
 import numpy as np
 from bert_tf.training.pretraining import PretrainingConfig, setup_pretraining
+from bert_tf.training.trainer import TrainingError
 config = PretrainingConfig(sys.argv[1], sys.argv[2], sys.argv[3], total_steps=3, batch_size=8,
                            warmup_steps=1, learning_rate=1e-3, strategy=sys.argv[5], seed=9,
                            log_every=1, checkpoint_every=100, progress=False)
@@ -206,3 +209,72 @@ def test_text_or_records_settings_are_checked(records_and_config, tmp_path):
     batch = next(iter(dataset))
     assert batch["input_ids"].shape == (4, 32) and batch["masked_lm_positions"].shape == (4, 5)
     assert int(tf.reduce_sum(batch["masked_lm_weights"])) > 0
+
+
+def test_mlm_probe_reports_the_unigram_baseline_and_warns_on_collapse(records_and_config, tmp_path,
+                                                                        caplog):
+    """The probe's numbers are recomputed here from the model's own logits; a model whose MLM
+    output predicts one token everywhere is reported as collapsed, with the advice."""
+    import logging
+
+    from bert_tf.training.mlm_probe import HeldOutMlmProbe, take_batches
+    from bert_tf.training.pretraining import PROBE_FILE, read_probe_history, run_pretraining
+    _, _, config, text, vocab = records_and_config
+    out = str(tmp_path / "out")
+    settings = PretrainingConfig(config, None, out, total_steps=4, warmup_steps=1, batch_size=4,
+                                 progress=False, text=text, vocab_file=vocab, max_seq_length=32,
+                                 max_predictions_per_seq=5, eval_text=text, probe_every=2,
+                                 probe_batches=3)
+    run_pretraining(settings)
+    history = read_probe_history(os.path.join(out, PROBE_FILE))
+    assert [h["step"] for h in history] == [2, 4]
+    trainer, _, _ = setup_pretraining(settings)
+    trainer.restore()
+    probe = next(c for c in trainer.callbacks if isinstance(c, HeldOutMlmProbe))
+    result = probe.probe(trainer, 4)
+    assert result.unigram_accuracy == pytest.approx(history[-1]["unigram_accuracy"])
+    assert result.mlm_accuracy == pytest.approx(history[-1]["mlm_accuracy"])
+    labels, correct = [], 0
+    for batch in probe.batches:
+        inputs, _ = trainer.split_batch({k: tf.constant(v) for k, v in batch.items()})
+        predicted = np.argmax(trainer.model(inputs, training=False)["mlm_logits"].numpy(), -1)
+        real = batch["masked_lm_weights"] > 0
+        labels += batch["masked_lm_ids"][real].tolist()
+        correct += int((predicted[real] == batch["masked_lm_ids"][real]).sum())
+    assert result.masked_positions == len(labels)
+    assert result.mlm_accuracy == pytest.approx(correct / len(labels))
+    assert result.unigram_accuracy == pytest.approx(max(map(labels.count, set(labels))) / len(labels))
+
+    # Collapse: an output bias that dwarfs the logits makes every prediction token 7.
+    bias = trainer.model.masked_lm.output_bias
+    bias.assign(np.where(np.arange(bias.shape[0]) == 7, 1e4, 0.0).astype("float32"))
+    one_batch = take_batches(tf.data.Dataset.from_tensors(probe.batches[0]), 1)
+    collapsed = HeldOutMlmProbe(one_batch, every_steps=1, total_steps=4)
+    with caplog.at_level(logging.WARNING, logger="bert_tf.training.mlm_probe"):
+        collapsed._run(trainer, 4)
+    assert collapsed.results[-1].top_prediction == 7
+    assert collapsed.results[-1].top_prediction_share == 1.0 and collapsed.results[-1].collapsed
+    assert "collapsed" in caplog.text and "--learning-rate" in caplog.text
+
+
+def test_default_schedule_scales_with_width_and_steps(records_and_config, tmp_path):
+    from bert_tf import BertConfig
+    from bert_tf.training.pretraining import default_learning_rate, resolve_schedule
+    assert default_learning_rate(768) == pytest.approx(1e-4)
+    assert default_learning_rate(256) == pytest.approx(1e-4 * 3 ** 1.5)
+    assert default_learning_rate(128) == default_learning_rate(64) == 1e-3
+    _, records, config, _, _ = records_and_config
+    settings = PretrainingConfig(config, records, str(tmp_path / "out"), total_steps=250)
+    resolved = resolve_schedule(settings, BertConfig.from_json_file(config))
+    assert resolved.warmup_steps == 25 and resolved.learning_rate == 1e-3   # tiny config: narrow
+    explicit = dataclasses.replace(settings, learning_rate=3e-4, warmup_steps=0)
+    assert resolve_schedule(explicit, BertConfig.from_json_file(config)) == explicit
+    trainer, _, _ = setup_pretraining(dataclasses.replace(settings, total_steps=2, batch_size=4,
+                                                          progress=False, probe_batches=0))
+    assert trainer.optimizer.beta_2 == 0.98 and trainer.optimizer.epsilon == 1e-6
+    with open(os.path.join(str(tmp_path / "out"), "run.json"), encoding="utf-8") as f:
+        recorded = json.load(f)
+    assert recorded["learning_rate"] == 1e-3 and recorded["warmup_steps"] == 1
+    for bad in (dict(learning_rate=-1.0), dict(learning_rate=float("nan")), dict(adam_beta2=1.0)):
+        with pytest.raises(TrainingError, match="learning rate|beta2"):
+            dataclasses.replace(settings, **bad).validate()

@@ -43,8 +43,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="default: from the data's metadata.json (--text: 128)")
     p.add_argument("--max-predictions-per-seq", type=_positive_int, default=None,
                    help="default: from the data's metadata.json (--text: 20)")
-    p.add_argument("--learning-rate", type=float, default=1e-4, help="peak learning rate")
-    p.add_argument("--warmup-steps", type=int, default=10000)
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="peak learning rate (default: by model width, 1e-4 * (768/hidden)^1.5 "
+                        "capped at 1e-3: 1e-4 for BERT-base, 1e-3 for hidden <= 128)")
+    p.add_argument("--warmup-steps", type=int, default=None,
+                   help="linear warmup steps (default: a tenth of --steps)")
+    p.add_argument("--adam-beta2", type=float, default=0.98,
+                   help="Adam second-moment decay (default 0.98, RoBERTa's: steadier than "
+                        "google's 0.999 at the larger rates small models need)")
+    p.add_argument("--adam-epsilon", type=float, default=1e-6)
     p.add_argument("--end-learning-rate", type=float, default=0.0)
     p.add_argument("--decay-power", type=float, default=1.0,
                    help="1 = linear decay (google), other values = polynomial")
@@ -70,6 +77,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-data", default=None, help="held-out TFRecord glob")
     p.add_argument("--eval-every", type=_positive_int, default=None)
     p.add_argument("--eval-steps", type=_positive_int, default=None)
+    p.add_argument("--eval-text", default=None,
+                   help="with --text: held-out raw text (same format) for the MLM probe")
+    p.add_argument("--probe-every", type=_positive_int, default=None,
+                   help="steps between held-out MLM probes (default: a tenth of --steps)")
+    p.add_argument("--probe-batches", type=int, default=8,
+                   help="batches the MLM probe scores: held-out masked-LM accuracy against the "
+                        "unigram baseline, collapse warning (0 = off; default 8)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--export-only", action="store_true",
                    help="only write OUT/pretrained/ from the latest checkpoint, then exit")
@@ -84,7 +98,10 @@ def register(subparsers):
 def run(args) -> int:
     import logging
 
-    from bert_tf.training.pretraining import PretrainingConfig, export_pretrained, run_pretraining
+    import os
+
+    from bert_tf.training.pretraining import (PROBE_FILE, PretrainingConfig, export_pretrained,
+                                              read_probe_history, run_pretraining)
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.export_only:
@@ -96,7 +113,8 @@ def run(args) -> int:
         max_predictions_per_seq=args.max_predictions_per_seq, learning_rate=args.learning_rate,
         warmup_steps=args.warmup_steps, end_learning_rate=args.end_learning_rate,
         decay_power=args.decay_power, optimizer=args.optimizer, weight_decay=args.weight_decay,
-        clip_norm=args.clip_norm or None, strategy=args.strategy,
+        clip_norm=args.clip_norm or None, adam_beta2=args.adam_beta2,
+        adam_epsilon=args.adam_epsilon, strategy=args.strategy,
         mixed_precision=args.mixed_precision, xla=args.xla, grad_accum_steps=args.grad_accum_steps,
         checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
         log_every=args.log_every, seed=args.seed, init_checkpoint=args.init_checkpoint,
@@ -104,10 +122,17 @@ def run(args) -> int:
         eval_every=args.eval_every, eval_steps=args.eval_steps, progress=not args.no_progress,
         text=args.text, vocab_file=args.vocab, lowercase=not args.cased,
         whole_word_mask=args.whole_word_mask, masked_lm_prob=args.masked_lm_prob,
-        short_seq_prob=args.short_seq_prob)
+        short_seq_prob=args.short_seq_prob, eval_text=args.eval_text,
+        probe_every=args.probe_every, probe_batches=args.probe_batches)
     result = run_pretraining(config)
     summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.logs.items()))
     print(f"step {result.step}/{args.steps}" + (f": {summary}" if summary else ""))
+    history = read_probe_history(os.path.join(args.out, PROBE_FILE))
+    if history and not result.interrupted:
+        last = history[-1]
+        print(f"held-out MLM accuracy {last['mlm_accuracy']:.4f} vs unigram baseline "
+              f"{last['unigram_accuracy']:.4f} ({last['accuracy_ratio']:.2f}x); NSP accuracy "
+              f"{last['nsp_accuracy']:.4f} vs majority {last['nsp_majority']:.4f}")
     if result.interrupted:
         print(f"stopped by SIGTERM; saved {result.checkpoint}; rerun the same command to resume")
         return 143

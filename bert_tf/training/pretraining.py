@@ -9,6 +9,7 @@
                        model.safetensors): `BertPretrainer`/`BertEncoder`/`BertClassifier`
                        `.from_pretrained(OUT/pretrained)` and transformers read it
     OUT/run.json       the settings of the run
+    OUT/probe.json     held-out MLM accuracy vs the unigram baseline over the run (`mlm_probe`)
 
 Data: TFRecords from `create-pretraining-data` (`data`: masks fixed when the records were written,
 google-research/bert's static masking), or raw text (`text` + `vocab_file`: dynamic masking, as
@@ -39,6 +40,7 @@ from bert_tf.config import BertConfig
 from bert_tf.data.masking import dynamic_masking_dataset
 from bert_tf.data.tfrecords import load_pretraining_dataset, read_metadata
 from bert_tf.models import BertEncoder, BertPretrainer, pretraining_losses
+from bert_tf.training.mlm_probe import HeldOutMlmProbe, take_batches
 from bert_tf.training.distribution import create_strategy, resolve_strategy_name
 from bert_tf.training.optimization import OPTIMIZER_NAMES, create_optimizer
 from bert_tf.training.trainer import (PeriodicEvaluation, Trainer, TrainingError,
@@ -48,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 MIXED_PRECISION_POLICIES = {None: "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 PRETRAINED_DIR = "pretrained"
+PROBE_FILE = "probe.json"
 
 
 @dataclasses.dataclass
@@ -62,13 +65,15 @@ class PretrainingConfig:
     batch_size: int = 32
     max_seq_length: int | None = None           # default: from the data's metadata.json
     max_predictions_per_seq: int | None = None  # default: from the data's metadata.json
-    learning_rate: float = 1e-4
-    warmup_steps: int = 10000
+    learning_rate: float | None = None          # default: default_learning_rate(hidden size)
+    warmup_steps: int | None = None             # default: a tenth of total_steps
     end_learning_rate: float = 0.0
     decay_power: float = 1.0
     optimizer: str = "adamw"
     weight_decay: float = 0.01
     clip_norm: float | None = 1.0
+    adam_beta2: float = 0.98
+    adam_epsilon: float = 1e-6
     strategy: str = "auto"
     mixed_precision: str | None = None          # None | "bf16" | "fp16"
     xla: bool = False
@@ -91,6 +96,12 @@ class PretrainingConfig:
     whole_word_mask: bool = False
     masked_lm_prob: float = 0.15
     short_seq_prob: float = 0.1
+    # The held-out MLM probe (bert_tf.training.mlm_probe): `probe_batches` batches of `eval_text`
+    # (raw text, masked with a fixed seed) or of `eval_data`, else of the training stream itself,
+    # every `probe_every` steps (default: a tenth of the run) and at the end. 0 batches: off.
+    eval_text: str | None = None
+    probe_every: int | None = None
+    probe_batches: int = 8
 
     def validate(self) -> None:
         if bool(self.data) == bool(self.text):
@@ -114,8 +125,39 @@ class PretrainingConfig:
                                 f"{list(OPTIMIZER_NAMES)}")
         if self.batch_size < 1:
             raise TrainingError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise TrainingError(f"learning rate must be a positive number, got {self.learning_rate}")
+        if not 0.0 < self.adam_beta2 < 1.0 or not self.adam_epsilon > 0:
+            raise TrainingError(f"Adam beta2 must be in (0, 1) and epsilon positive, got "
+                                f"{self.adam_beta2} and {self.adam_epsilon}")
         if self.eval_every is not None and not self.eval_data:
             raise TrainingError("eval-every needs eval-data")
+        if self.eval_text and not self.text:
+            raise TrainingError("eval-text (held-out raw text) goes with --text; with TFRecords "
+                                "(--data) give held-out records as --eval-data")
+        if self.probe_batches < 0 or (self.probe_every is not None and self.probe_every < 1):
+            raise TrainingError(f"probe batches must be >= 0 and probe interval >= 1, got "
+                                f"{self.probe_batches} and {self.probe_every}")
+
+
+def default_learning_rate(hidden_size: int) -> float:
+    """Peak learning rate for a model of this width when none is given.
+
+    google-research/bert pre-trains BERT-base (hidden 768) at 1e-4. Narrower models take larger
+    steps: 1e-4 * (768 / hidden) ** 1.5, capped at 1e-3, so hidden 512 → 1.8e-4, 256 → 5.2e-4,
+    128 and below → 1e-3. The cap is where a post-LN model of a few layers still leaves the
+    unigram plateau within a few hundred steps instead of collapsing onto it (docs/results.md has
+    the runs); the held-out MLM probe warns if a run collapses anyway."""
+    return min(1e-3, 1e-4 * (768.0 / hidden_size) ** 1.5)
+
+
+def resolve_schedule(config: PretrainingConfig, bert_config: BertConfig) -> PretrainingConfig:
+    """`config` with the learning rate and warmup filled in where they were left to default."""
+    return dataclasses.replace(
+        config,
+        learning_rate=config.learning_rate or default_learning_rate(bert_config.hidden_size),
+        warmup_steps=(config.warmup_steps if config.warmup_steps is not None
+                      else max(1, config.total_steps // 10)))
 
 
 def _data_shapes(config: PretrainingConfig) -> tuple:
@@ -207,10 +249,41 @@ def _training_dataset(config: PretrainingConfig, bert_config: BertConfig, max_se
         repeat=True, shuffle_buffer_size=config.shuffle_buffer_size)
 
 
+def _probe(config: PretrainingConfig, dataset: tf.data.Dataset, max_seq_length: int,
+           max_predictions: int) -> HeldOutMlmProbe | None:
+    """The held-out MLM probe on fixed batches: eval text, eval records, or (said so in the log)
+    the first batches of the training stream."""
+    if config.probe_batches == 0:
+        return None
+    if config.eval_text:
+        source = "held-out text " + config.eval_text
+        batches_from = dynamic_masking_dataset(
+            [config.eval_text], config.vocab_file, config.batch_size, max_seq_length,
+            max_predictions, masked_lm_prob=config.masked_lm_prob,
+            whole_word_mask=config.whole_word_mask, short_seq_prob=config.short_seq_prob,
+            lowercase=config.lowercase, seed=config.seed + 1, repeat=True)
+    elif config.eval_data:
+        source = "held-out records " + config.eval_data
+        batches_from = load_pretraining_dataset(config.eval_data, config.batch_size, max_seq_length,
+                                                max_predictions, shuffle=False, repeat=True)
+    else:
+        source = "a sample of the training stream (pass --eval-text or --eval-data to hold out)"
+        batches_from = dataset
+    batches = take_batches(batches_from, config.probe_batches)
+    logger.info("MLM probe: %d batches of %s", len(batches), source)
+    vocab_words = None
+    if config.vocab_file:
+        with open(config.vocab_file, encoding="utf-8") as f:
+            vocab_words = [line.rstrip("\n") for line in f]
+    return HeldOutMlmProbe(batches, config.probe_every or max(1, config.total_steps // 10),
+                           config.total_steps, config.warmup_steps, vocab_words)
+
+
 def setup_pretraining(config: PretrainingConfig, strategy=None):
     """(trainer, dataset, eval dataset or None): everything `run_pretraining` runs, for reuse."""
     config.validate()
     bert_config = _model_config(config)
+    config = resolve_schedule(config, bert_config)
     max_seq_length, max_predictions = _data_shapes(config)
     if max_seq_length > bert_config.max_position_embeddings:
         raise TrainingError(f"max_seq_length {max_seq_length} exceeds the model's "
@@ -229,7 +302,8 @@ def setup_pretraining(config: PretrainingConfig, strategy=None):
                                  None if resuming else config.init_checkpoint)
         optimizer = create_optimizer(config.optimizer, config.learning_rate, config.total_steps,
                                      config.warmup_steps, config.weight_decay,
-                                     config.end_learning_rate, config.decay_power)
+                                     config.end_learning_rate, config.decay_power,
+                                     epsilon=config.adam_epsilon, beta_2=config.adam_beta2)
     options = TrainingOptions(
         total_steps=config.total_steps, grad_accum_steps=config.grad_accum_steps,
         clip_norm=config.clip_norm, checkpoint_every=config.checkpoint_every,
@@ -243,6 +317,9 @@ def setup_pretraining(config: PretrainingConfig, strategy=None):
                                                 drop_remainder=False)
         callbacks.append(PeriodicEvaluation(eval_dataset, config.eval_every or config.total_steps,
                                             steps=config.eval_steps))
+    probe = _probe(config, dataset, max_seq_length, max_predictions)
+    if probe is not None:
+        callbacks.append(probe)
     trainer = Trainer(model, pretraining_losses, optimizer, strategy, config.output_dir, options,
                       callbacks)
     if trainer.is_chief:
@@ -259,7 +336,29 @@ def run_pretraining(config: PretrainingConfig, strategy=None) -> TrainingResult:
     result = trainer.fit(dataset, global_batch_size=config.batch_size)
     if trainer.is_chief and not result.interrupted:
         save_pretrained_atomic(trainer.model, os.path.join(config.output_dir, PRETRAINED_DIR))
+    probes = [c for c in trainer.callbacks if isinstance(c, HeldOutMlmProbe)]
+    if trainer.is_chief and probes and probes[0].results:
+        _append_probe_history(os.path.join(config.output_dir, PROBE_FILE), probes[0].results)
     return result
+
+
+def _append_probe_history(path: str, results) -> None:
+    """OUT/probe.json: every probe of the run (a resumed run adds its own), step-ordered."""
+    history = read_probe_history(path)
+    steps = {r.step for r in results}
+    history = [h for h in history if h["step"] not in steps]
+    history += [{"step": r.step, **r.scalars(), "top_prediction": r.top_prediction,
+                 "masked_positions": r.masked_positions} for r in results]
+    write_json_atomic(path, sorted(history, key=lambda h: h["step"]))
+
+
+def read_probe_history(path: str) -> list:
+    """The probe results OUT/probe.json holds ([] when there is none)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return []
 
 
 def export_pretrained(output_dir: str, mixed_precision: str | None = None) -> str:
