@@ -71,6 +71,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=_positive_int, default=None)
     p.add_argument("--eval-steps", type=_positive_int, default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run already in --out (only if it holds nothing but a run's "
+                        "files) and start afresh; without it, a rerun must have the same data "
+                        "and settings (it resumes, or reports the run complete)")
     p.add_argument("--export-only", action="store_true",
                    help="only write OUT/pretrained/ from the latest checkpoint, then exit")
 
@@ -104,7 +108,7 @@ def run(args) -> int:
         eval_every=args.eval_every, eval_steps=args.eval_steps, progress=not args.no_progress,
         text=args.text, vocab_file=args.vocab, lowercase=not args.cased,
         whole_word_mask=args.whole_word_mask, masked_lm_prob=args.masked_lm_prob,
-        short_seq_prob=args.short_seq_prob)
+        short_seq_prob=args.short_seq_prob, overwrite=args.overwrite)
     result = run_pretraining(config)
     summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.logs.items()))
     print(f"step {result.step}/{args.steps}" + (f": {summary}" if summary else ""))
