@@ -259,13 +259,8 @@ def _write_run_file(config: PretrainingConfig, bert_config: BertConfig, out: str
     run_record.write_run_file(out, record, complete=complete, **settings)
 
 
-def _training_dataset(config: PretrainingConfig, bert_config: BertConfig, max_seq_length: int,
-                      max_predictions: int) -> tf.data.Dataset:
-    """The endless, seeded stream of global batches: TFRecords, or raw text masked on the fly."""
-    if not config.text:
-        return load_pretraining_dataset(config.data, config.batch_size, max_seq_length,
-                                        max_predictions, shuffle=True, seed=config.seed,
-                                        repeat=True, shuffle_buffer_size=config.shuffle_buffer_size)
+def _check_vocab(config: PretrainingConfig, bert_config: BertConfig) -> None:
+    """--vocab (with --text) exists and fits the model's embedding table."""
     if not os.path.isfile(config.vocab_file):
         raise TrainingError(f"vocabulary file {config.vocab_file!r} does not exist")
     with open(config.vocab_file, encoding="utf-8") as f:
@@ -273,6 +268,16 @@ def _training_dataset(config: PretrainingConfig, bert_config: BertConfig, max_se
     if vocab_size > bert_config.vocab_size:
         raise TrainingError(f"{config.vocab_file} has {vocab_size} tokens but the model's "
                             f"vocab_size is {bert_config.vocab_size}")
+
+
+def _training_dataset(config: PretrainingConfig, bert_config: BertConfig, max_seq_length: int,
+                      max_predictions: int) -> tf.data.Dataset:
+    """The endless, seeded stream of global batches: TFRecords, or raw text masked on the fly."""
+    if not config.text:
+        return load_pretraining_dataset(config.data, config.batch_size, max_seq_length,
+                                        max_predictions, shuffle=True, seed=config.seed,
+                                        repeat=True, shuffle_buffer_size=config.shuffle_buffer_size)
+    _check_vocab(config, bert_config)
     return dynamic_masking_dataset(
         [config.text], config.vocab_file, config.batch_size, max_seq_length, max_predictions,
         masked_lm_prob=config.masked_lm_prob, whole_word_mask=config.whole_word_mask,
@@ -289,6 +294,8 @@ def _prepare(config: PretrainingConfig) -> tuple:
     if max_seq_length > bert_config.max_position_embeddings:
         raise TrainingError(f"max_seq_length {max_seq_length} exceeds the model's "
                             f"max_position_embeddings {bert_config.max_position_embeddings}")
+    if config.text:
+        _check_vocab(config, bert_config)
     record = pretraining_record(config, bert_config, max_seq_length, max_predictions)
     state, old = run_record.inspect_output(config.output_dir, record, RUN_FILES, config.overwrite,
                                            RECORD_KEYS)
