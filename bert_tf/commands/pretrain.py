@@ -60,7 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grad-accum-steps", type=_positive_int, default=1,
                    help="K micro-batches per step: K x b gives the gradient of one batch of K*b")
     p.add_argument("--checkpoint-every", type=_positive_int, default=1000)
-    p.add_argument("--keep-checkpoints", type=_positive_int, default=3)
+    p.add_argument("--keep-checkpoints", type=_positive_int, default=3,
+                   help="newest checkpoints kept (2 or more: a damaged newest one falls back)")
     p.add_argument("--log-every", type=_positive_int, default=100)
     p.add_argument("--seed", type=int, default=12345, help="data order and initialization")
     p.add_argument("--init-checkpoint", default=None,

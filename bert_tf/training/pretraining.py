@@ -45,10 +45,9 @@ from bert_tf.config import BertConfig
 from bert_tf.data.masking import dynamic_masking_dataset
 from bert_tf.data.tfrecords import load_pretraining_dataset, read_metadata
 from bert_tf.models import BertEncoder, BertPretrainer, pretraining_losses
-from bert_tf.training.distribution import create_strategy, resolve_strategy_name
 from bert_tf.training import run_record
 from bert_tf.training.checkpoints import CheckpointError, newest_sound_checkpoint, read_state
-from bert_tf.training.distribution import is_chief
+from bert_tf.training.distribution import create_strategy, is_chief, resolve_strategy_name
 from bert_tf.training.optimization import OPTIMIZER_NAMES, create_optimizer
 from bert_tf.training.trainer import (PeriodicEvaluation, Trainer, TrainingError,
                                       TrainingOptions, TrainingResult)
@@ -236,6 +235,8 @@ def pretraining_record(config: PretrainingConfig, bert_config: BertConfig, max_s
                        max_predictions: int) -> dict:
     """The run record of `config` (see `bert_tf.training.run_record`); hashes every data file."""
     data_files = _matched_files(config.data, local=False)
+    if config.data and not data_files:
+        raise TrainingError(f"no training files match {config.data!r}")
     text_files = _matched_files(config.text, local=True)
     defines = {k: getattr(config, k) for k in RECORD_KEYS if hasattr(config, k)}
     defines.update(

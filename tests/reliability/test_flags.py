@@ -75,6 +75,11 @@ CASES = [
     ("pretrain --weight-decay -1", pretrain("--weight-decay", -1), None, ["--weight-decay"]),
     ("pretrain --out is a file", pretrain("--out", "A_FILE"), None,
      ["--out", "not a directory"]),
+    ("pretrain --data matching no file", ["pretrain", "--config", "CONFIG", "--data",
+                                          "A_DIR/none*.tfrecord", "--out", "OUT", "--steps", 1,
+                                          "--max-seq-length", 16, "--max-predictions-per-seq", 3,
+                                          "--strategy", "one_device"], None,
+     ["no training files match", "none*.tfrecord"]),
     ("predict --batch-size 0", ["predict", "--model", "OUT", "--batch-size", 0], b"great\n",
      ["--batch-size", "at least 1"]),
     ("predict invalid UTF-8 on stdin", ["predict", "--model", "OUT"], b"good movie\nbad \xff\n",
@@ -90,7 +95,7 @@ def test_bad_flag_is_one_clear_line_before_any_work(files, tmp_path, capsys, mon
                                                     argv, stdin, words):
     out = str(tmp_path / "out")
     paths = {**files, "OUT": out}
-    argv = [paths.get(str(a), str(a)) for a in argv]
+    argv = [paths.get(str(a), str(a)).replace("A_DIR", files["A_DIR"]) for a in argv]
     if stdin is not None:
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
     capsys.readouterr()
