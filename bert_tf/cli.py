@@ -56,6 +56,11 @@ def main(argv=None) -> int:
         # message meant for the user; anything else is a bug and keeps its traceback.
         print(f"bert-tf {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        # The system's refusals (permission, is-a-directory, disk full, ...): not bugs either.
+        where = f": {e.filename}" if e.filename else ""
+        print(f"bert-tf {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 

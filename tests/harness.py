@@ -45,3 +45,35 @@ def run_model_test(model, inputs, expected_shapes: dict, tmp_path, atol=0.0):
         np.testing.assert_allclose(again[name], outputs[name], atol=atol, rtol=0,
                                    err_msg=f"{name} differs after the .keras round trip")
     return outputs, reloaded
+
+
+# ---------------------------------------------------------------------- tiny fine-tuning runs
+TINY_WORDS = ("good", "great", "fine", "nice", "bad", "awful", "poor", "sad", "movie", "plot",
+              "the", "a", "was", "very", "not", "and")
+
+
+def write_tiny_init(folder, max_position_embeddings=32, seed=0) -> str:
+    """A 2-layer, 32-wide encoder in Hugging Face layout with a 21-token vocab.txt beside it:
+    `bert-tf finetune --init FOLDER` in about a second."""
+    from bert_tf.config import BertConfig
+    from bert_tf.models import BertEncoder
+    folder = os.fspath(folder)
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_WORDS]
+    config = BertConfig(vocab_size=len(tokens), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=max_position_embeddings)
+    keras.utils.set_random_seed(seed)
+    BertEncoder(config).save_pretrained(folder)
+    with open(os.path.join(folder, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.write("".join(t + "\n" for t in tokens))
+    return folder
+
+
+def write_tiny_classification(path, n=16, seed=0, labels=("neg", "pos")) -> str:
+    """`n` rows of TINY_WORDS sentences with labels cycling through `labels` (CSV/JSONL by
+    extension)."""
+    from bert_tf.data.classification import write_classification
+    rng = np.random.default_rng(seed)
+    rows = [(" ".join(rng.choice(TINY_WORDS, 5)), labels[i % len(labels)]) for i in range(n)]
+    write_classification(os.fspath(path), rows)
+    return os.fspath(path)

@@ -265,10 +265,10 @@ def test_default_schedule_scales_with_width_and_steps(records_and_config, tmp_pa
     assert default_learning_rate(128) == default_learning_rate(64) == 1e-3
     _, records, config, _, _ = records_and_config
     settings = PretrainingConfig(config, records, str(tmp_path / "out"), total_steps=250)
-    resolved = resolve_schedule(settings, BertConfig.from_json_file(config))
+    resolved = resolve_schedule(settings)
     assert resolved.warmup_steps == 25 and resolved.learning_rate == 1e-3   # tiny config: narrow
     explicit = dataclasses.replace(settings, learning_rate=3e-4, warmup_steps=0)
-    assert resolve_schedule(explicit, BertConfig.from_json_file(config)) == explicit
+    assert resolve_schedule(explicit) == explicit
     trainer, _, _ = setup_pretraining(dataclasses.replace(settings, total_steps=2, batch_size=4,
                                                           progress=False, probe_batches=0))
     assert trainer.optimizer.beta_2 == 0.98 and trainer.optimizer.epsilon == 1e-6

@@ -224,7 +224,7 @@ def test_sigterm_saves_then_resume_export_and_classifier(tmp_path):
     assert tf.train.latest_checkpoint(os.path.join(out, "checkpoints")).endswith("ckpt-3")
     assert signal.getsignal(signal.SIGTERM) is not trainer.request_stop  # handler given back
 
-    with pytest.raises(TrainingError, match="seed 3, not 4"):
+    with pytest.raises(ValueError, match="--seed: 3 → 4"):
         run_pretraining(PretrainingConfig(**{**config.__dict__, "seed": 4}))
 
     result = run_pretraining(config)

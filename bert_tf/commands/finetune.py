@@ -42,6 +42,10 @@ def _common(p):
     p.add_argument("--eval-every", type=int, default=None, help="steps between evaluations "
                    "(default: one epoch)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run already in --out (only if it holds nothing but a run's "
+                        "files) and start afresh; without it, a rerun must have the same data "
+                        "and settings (it resumes, or reports the run complete)")
 
 
 def register(subparsers):
@@ -99,7 +103,7 @@ def run(args) -> int:
         strategy=args.strategy, mixed_precision=args.mixed_precision,
         freeze_encoder=args.freeze_encoder,
         xla=args.xla, eval_every=args.eval_every, progress=not args.no_progress,
-        task_settings=task_settings(args)))
+        task_settings=task_settings(args), overwrite=args.overwrite))
     if result.interrupted:
         # No task.json was written: the directory is a resumable run, not a finished model.
         print(f"stopped by SIGTERM at step {result.steps}; saved a checkpoint in "

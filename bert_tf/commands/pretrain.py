@@ -67,7 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grad-accum-steps", type=_positive_int, default=1,
                    help="K micro-batches per step: K x b gives the gradient of one batch of K*b")
     p.add_argument("--checkpoint-every", type=_positive_int, default=1000)
-    p.add_argument("--keep-checkpoints", type=_positive_int, default=3)
+    p.add_argument("--keep-checkpoints", type=_positive_int, default=3,
+                   help="newest checkpoints kept (2 or more: a damaged newest one falls back)")
     p.add_argument("--log-every", type=_positive_int, default=100)
     p.add_argument("--seed", type=int, default=12345, help="data order and initialization")
     p.add_argument("--init-checkpoint", default=None,
@@ -85,6 +86,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="batches the MLM probe scores: held-out masked-LM accuracy against the "
                         "unigram baseline, collapse warning (0 = off; default 8)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run already in --out (only if it holds nothing but a run's "
+                        "files) and start afresh; without it, a rerun must have the same data "
+                        "and settings (it resumes, or reports the run complete)")
     p.add_argument("--export-only", action="store_true",
                    help="only write OUT/pretrained/ from the latest checkpoint, then exit")
 
@@ -123,7 +128,8 @@ def run(args) -> int:
         text=args.text, vocab_file=args.vocab, lowercase=not args.cased,
         whole_word_mask=args.whole_word_mask, masked_lm_prob=args.masked_lm_prob,
         short_seq_prob=args.short_seq_prob, eval_text=args.eval_text,
-        probe_every=args.probe_every, probe_batches=args.probe_batches)
+        probe_every=args.probe_every, probe_batches=args.probe_batches,
+        overwrite=args.overwrite)
     result = run_pretraining(config)
     summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.logs.items()))
     print(f"step {result.step}/{args.steps}" + (f": {summary}" if summary else ""))

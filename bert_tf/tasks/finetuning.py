@@ -9,6 +9,13 @@ OUT/tensorboard, a progress bar). The eval file is scored with the task's real m
 seqeval entity F1, SQuAD F1) every `eval_every` steps (default: each epoch) and at the end; each
 new best is saved as OUT/model.keras, so that file is the best checkpoint when the run ends.
 `freeze_encoder` trains only the head (feature extraction); full fine-tuning is the default.
+
+A run is immutable: OUT/run.json records what defines it (`bert_tf.training.run_record`: the
+train/eval files' and the vocabulary's sha256, the labels, every hyperparameter and task option
+in `RECORD_KEYS`), written before any other file. Rerunning into OUT with the same record resumes
+(or, when task.json says the run is complete, returns its result without writing anything); any
+difference is refused before any work, naming each one; `overwrite` deletes the old run first.
+`strategy`, `xla` and `progress` are not part of the record (a run may resume on other devices).
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from bert_tf.tasks.base import steps_per_epoch, train_dataset
 from bert_tf.tasks.inference import run_inference
 from bert_tf.tasks.registry import task_class
 from bert_tf.training import Callback, Trainer, TrainingOptions, create_optimizer, create_strategy
+from bert_tf.training import run_record
+from bert_tf.training.checkpoints import read_state as read_checkpoint_state
 
 logger = logging.getLogger(__name__)
 
@@ -62,16 +71,21 @@ class FinetuneOptions:
     eval_batch_size: int = 64
     progress: bool = True
     task_settings: dict = dataclasses.field(default_factory=dict)
+    overwrite: bool = False         # delete the run already in `out` (only a run's files) first
 
     def validate(self) -> None:
         if self.max_length < 8:
             raise FinetuneError(f"--max-length must be at least 8, got {self.max_length}")
-        if self.epochs <= 0:
-            raise FinetuneError(f"--epochs must be positive, got {self.epochs}")
+        if not (self.epochs > 0 and math.isfinite(self.epochs)):   # NaN fails both
+            raise FinetuneError(f"--epochs must be a positive finite number, got {self.epochs}")
         if self.batch_size < 1 or self.eval_batch_size < 1:
             raise FinetuneError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if not self.learning_rate > 0:
-            raise FinetuneError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise FinetuneError(f"--learning-rate must be a positive finite number, got "
+                                f"{self.learning_rate}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise FinetuneError(f"--weight-decay must be a finite number >= 0, got "
+                                f"{self.weight_decay}")
         if not 0 <= self.warmup < 1:
             raise FinetuneError(f"--warmup is a fraction of the steps in [0, 1), got {self.warmup}")
         if self.mixed_precision not in MIXED_PRECISION:
@@ -87,7 +101,47 @@ class FinetuneOptions:
         for name in ("train", "eval"):
             path = getattr(self, name)
             if path is not None and not os.path.isfile(path):
-                raise FinetuneError(f"--{name} {path}: no such file")
+                raise FinetuneError(f"--{name} {path}: " + ("is a directory, expected a file"
+                                    if os.path.isdir(path) else "no such file"))
+        if os.path.lexists(self.out) and not os.path.isdir(self.out):
+            raise FinetuneError(f"--out {self.out}: exists and is not a directory")
+
+
+# What defines a fine-tuning run (compared on a rerun), with the flag each is known by.
+RECORD_KEYS = {
+    "task": "task", "init": "--init", "train_sha256": "--train (content sha256)",
+    "eval_sha256": "--eval (content sha256)", "vocab_sha256": "--vocab (content sha256)",
+    "labels": "labels (from --train)", "lowercase": "--cased (lowercase)",
+    "max_length": "--max-length", "epochs": "--epochs", "batch_size": "--batch-size",
+    "learning_rate": "--learning-rate", "warmup": "--warmup", "weight_decay": "--weight-decay",
+    "seed": "--seed", "dropout_seed": "--dropout-seed", "mixed_precision": "--mixed-precision",
+    "freeze_encoder": "--freeze-encoder", "eval_every": "--eval-every",
+    "task_settings": "task options"}
+# Every name a fine-tuning run writes in OUT (what --overwrite may delete).
+RUN_FILES = (run_record.RECORD_FILE, model_dir.MODEL_FILE, model_dir.LABELS_FILE,
+             model_dir.VOCAB_FILE, model_dir.TASK_FILE, model_dir.HISTORY_FILE, "checkpoints",
+             "tensorboard", ".worker-scratch")
+
+
+def finetune_record(options: "FinetuneOptions", task, vocab_path: str) -> dict:
+    """The run record (see `bert_tf.training.run_record`) of `options` with its built `task`."""
+    defines = {
+        "task": options.task, "init": os.path.abspath(options.init),
+        "train_sha256": run_record.file_sha256(options.train),
+        "eval_sha256": run_record.file_sha256(options.eval) if options.eval else None,
+        "vocab_sha256": run_record.file_sha256(vocab_path),
+        "labels": list(task.label_names), "lowercase": options.lowercase,
+        "max_length": options.max_length, "epochs": float(options.epochs),
+        "batch_size": options.batch_size, "learning_rate": float(options.learning_rate),
+        "warmup": float(options.warmup), "weight_decay": float(options.weight_decay),
+        "seed": options.seed, "dropout_seed": options.dropout_seed,
+        "mixed_precision": MIXED_PRECISION[options.mixed_precision],   # bf16 == bfloat16
+        "freeze_encoder": options.freeze_encoder, "eval_every": options.eval_every,
+        "task_settings": task.settings()}
+    assert set(defines) == set(RECORD_KEYS)
+    files = {"train": os.path.abspath(options.train), "vocab": os.path.abspath(vocab_path),
+             "eval": os.path.abspath(options.eval) if options.eval else None}
+    return run_record.make_record("finetune", defines, files)
 
 
 @dataclasses.dataclass
@@ -178,6 +232,16 @@ class BestCheckpoint(Callback):
                                                         "best": list(self.best)})
 
 
+def completed_result(out: str) -> FinetuneResult:
+    """The result of the complete run in OUT (task.json written), read back; nothing written."""
+    task = model_dir.read_json(os.path.join(out, model_dir.TASK_FILE))
+    history_path = os.path.join(out, model_dir.HISTORY_FILE)
+    history = [tuple(x) for x in model_dir.read_json(history_path)["history"]] \
+        if os.path.exists(history_path) else []
+    return FinetuneResult(out, task.get("best_step"), task.get("metrics", {}), history, 0.0,
+                          int(task.get("steps", 0)))
+
+
 class FinalModel(Callback):
     """Without an eval file, the final model is the one kept."""
 
@@ -199,10 +263,20 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
     options.validate()
     cls = task_class(options.task)
     vocab_path = find_vocab(options.init, options.vocab)
-    tokenizer = BertTokenizer(read_vocabulary(vocab_path), lowercase=options.lowercase,
+    vocabulary = read_vocabulary(vocab_path)
+    tokenizer = BertTokenizer(vocabulary, lowercase=options.lowercase,
                               sequence_length=options.max_length)
     labels = cls.read_labels(options.train, **options.task_settings)
     task = cls(tokenizer, labels, **options.task_settings)
+    # Before any work: a rerun into OUT must be the same run (or --overwrite).
+    record = finetune_record(options, task, vocab_path)
+    state, _ = run_record.inspect_output(options.out, record, RUN_FILES, options.overwrite,
+                                         RECORD_KEYS)
+    if state == "resume" and os.path.exists(os.path.join(options.out, model_dir.TASK_FILE)):
+        logger.info("%s: this run is already complete (task.json); nothing to do", options.out)
+        return completed_result(options.out)
+    if state == "resume":   # a damaged checkpoint state file: an error before anything is written
+        read_checkpoint_state(os.path.join(options.out, "checkpoints"))
     train_records = task.read(options.train)
     train_features = task.encode(train_records, training=True)
     eval_records = None
@@ -213,10 +287,6 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
     warmup_steps = int(options.warmup * total_steps)
     logger.info("%s: %d training features, %d steps/epoch, %d steps (%d warmup)", options.task,
                 len(train_features), per_epoch, total_steps, warmup_steps)
-
-    os.makedirs(options.out, exist_ok=True)
-    model_dir.write_labels(options.out, task.label_names)
-    model_dir.write_vocab(options.out, tokenizer.get_vocabulary())
 
     previous_policy = keras.mixed_precision.global_policy()
     try:
@@ -230,6 +300,17 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
                 reseed_dropout(model, options.dropout_seed)
             if options.freeze_encoder:
                 model.encoder.trainable = False
+        _check_fits_model(model.encoder.config, options, vocab_path, len(vocabulary))
+        # Nothing is written before this point.
+        if state == "overwrite":
+            run_record.clear_run(options.out, RUN_FILES)
+            logger.info("--overwrite: deleted the old run in %s", options.out)
+        os.makedirs(options.out, exist_ok=True)
+        run_record.write_run_file(options.out, record, settings={
+            k: getattr(options, k) for k in ("strategy", "xla", "progress")})
+        model_dir.write_labels(options.out, task.label_names)
+        model_dir.write_vocab(options.out, tokenizer.get_vocabulary())
+        with strategy.scope():
             optimizer = create_optimizer("adamw", options.learning_rate, total_steps, warmup_steps,
                                          options.weight_decay)
         if options.eval is not None:
@@ -240,7 +321,7 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
             selector = FinalModel(options.out)
         trainer = Trainer(model, task.loss, optimizer, strategy, options.out, TrainingOptions(
             total_steps=total_steps, seed=options.seed, checkpoint_every=per_epoch,
-            log_every=max(1, min(50, per_epoch)), keep_checkpoints=1,
+            log_every=max(1, min(50, per_epoch)), keep_checkpoints=2,
             loss_scaling=MIXED_PRECISION[options.mixed_precision] == "mixed_float16",
             xla=options.xla, progress=options.progress),
             callbacks=[selector])
@@ -266,6 +347,16 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
                 "dropout_seed", "strategy", "mixed_precision", "freeze_encoder", "xla")}})
     return FinetuneResult(options.out, best_step, best_metrics, history, seconds, result.step,
                           result.interrupted)
+
+
+def _check_fits_model(config, options: FinetuneOptions, vocab_path: str, vocab_size: int):
+    if options.max_length > config.max_position_embeddings:
+        raise FinetuneError(f"--max-length {options.max_length} exceeds the "
+                            f"{config.max_position_embeddings} positions of the model at --init "
+                            f"{options.init} (max_position_embeddings)")
+    if vocab_size != config.vocab_size:
+        raise FinetuneError(f"--vocab {vocab_path} has {vocab_size} tokens but the model at "
+                            f"--init {options.init} has vocab_size {config.vocab_size}")
 
 
 def evaluate(directory: str, data: str, batch_size: int = 64) -> dict:

@@ -16,6 +16,8 @@ everything that reads it (evaluate, predict, export saved-model, export tflite, 
                          "metric": str, "metrics": {...}, "best_step": int | null,
                          "steps": int, "init": str, "hyperparameters": {...}}
     DIR/eval_history.json, DIR/checkpoints/, DIR/tensorboard/   (fine-tuning's own)
+    DIR/run.json        fine-tuning's run record (bert_tf.training.run_record): what a rerun
+                        must match to resume; readers of the model do not need it
 
 Reading is strict: an unknown format_version, a missing or mistyped field, a task setting the task
 does not take, labels that do not fit the head, a vocabulary of another size than the model's, a

@@ -8,7 +8,10 @@
     OUT/pretrained/    the final model in HF BertForPreTraining layout (config.json +
                        model.safetensors): `BertPretrainer`/`BertEncoder`/`BertClassifier`
                        `.from_pretrained(OUT/pretrained)` and transformers read it
-    OUT/run.json       the settings of the run
+    OUT/run.json       the settings of the run and its record (`bert_tf.training.run_record`):
+                       the model config, every hyperparameter in `RECORD_KEYS`, the sha256 of
+                       each --data/--text file the globs match and of --vocab; "complete": true
+                       once OUT/pretrained/ holds the final model
     OUT/probe.json     held-out MLM accuracy vs the unigram baseline over the run (`mlm_probe`)
 
 Data: TFRecords from `create-pretraining-data` (`data`: masks fixed when the records were written,
@@ -17,7 +20,10 @@ RoBERTa does: sentence pairs and masks are drawn anew on every pass over the cor
 `bert_tf.data.masking.dynamic_masking_dataset`, optionally whole-word). Both streams are a pure
 function of `seed`, so resuming skips the batches already trained on and continues exactly.
 
-Running the same command again resumes from the latest checkpoint. Phase two of BERT's recipe
+Running the same command again resumes from the newest sound checkpoint (or, when run.json says
+the run is complete, does nothing); a rerun with any difference in the record is refused before
+any work, naming each difference (`overwrite` deletes the old run first). Devices, XLA, logging,
+checkpoint and evaluation intervals are not part of the record. Phase two of BERT's recipe
 (longer sequences) is another run into a new OUT with `init_checkpoint` = the phase-one OUT (or any
 checkpoint `BertPretrainer.from_pretrained` reads): all weights are carried over, including every
 trained position embedding, while the optimizer and the schedule start afresh.
@@ -28,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -40,8 +47,10 @@ from bert_tf.config import BertConfig
 from bert_tf.data.masking import dynamic_masking_dataset
 from bert_tf.data.tfrecords import load_pretraining_dataset, read_metadata
 from bert_tf.models import BertEncoder, BertPretrainer, pretraining_losses
+from bert_tf.training import run_record
+from bert_tf.training.checkpoints import CheckpointError, newest_sound_checkpoint, read_state
 from bert_tf.training.mlm_probe import HeldOutMlmProbe, take_batches
-from bert_tf.training.distribution import create_strategy, resolve_strategy_name
+from bert_tf.training.distribution import create_strategy, is_chief, resolve_strategy_name
 from bert_tf.training.optimization import OPTIMIZER_NAMES, create_optimizer
 from bert_tf.training.trainer import (PeriodicEvaluation, Trainer, TrainingError,
                                       TrainingOptions, TrainingResult)
@@ -102,6 +111,7 @@ class PretrainingConfig:
     eval_text: str | None = None
     probe_every: int | None = None
     probe_batches: int = 8
+    overwrite: bool = False                     # delete the run already in output_dir first
 
     def validate(self) -> None:
         if bool(self.data) == bool(self.text):
@@ -125,11 +135,20 @@ class PretrainingConfig:
                                 f"{list(OPTIMIZER_NAMES)}")
         if self.batch_size < 1:
             raise TrainingError(f"batch size must be at least 1, got {self.batch_size}")
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise TrainingError(f"learning rate must be a positive number, got {self.learning_rate}")
+        if self.learning_rate is not None and not (self.learning_rate > 0
+                                                   and math.isfinite(self.learning_rate)):
+            raise TrainingError(f"--learning-rate must be a positive finite number, got "
+                                f"{self.learning_rate}")
         if not 0.0 < self.adam_beta2 < 1.0 or not self.adam_epsilon > 0:
-            raise TrainingError(f"Adam beta2 must be in (0, 1) and epsilon positive, got "
+            raise TrainingError(f"--adam-beta2 must be in (0, 1) and --adam-epsilon positive, got "
                                 f"{self.adam_beta2} and {self.adam_epsilon}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise TrainingError(f"--weight-decay must be a finite number >= 0, got "
+                                f"{self.weight_decay}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise TrainingError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+        if os.path.lexists(self.output_dir) and not os.path.isdir(self.output_dir):
+            raise TrainingError(f"--out {self.output_dir}: exists and is not a directory")
         if self.eval_every is not None and not self.eval_data:
             raise TrainingError("eval-every needs eval-data")
         if self.eval_text and not self.text:
@@ -151,8 +170,12 @@ def default_learning_rate(hidden_size: int) -> float:
     return min(1e-3, 1e-4 * (768.0 / hidden_size) ** 1.5)
 
 
-def resolve_schedule(config: PretrainingConfig, bert_config: BertConfig) -> PretrainingConfig:
-    """`config` with the learning rate and warmup filled in where they were left to default."""
+def resolve_schedule(config: PretrainingConfig) -> PretrainingConfig:
+    """`config` with the learning rate and warmup filled in where they were left to default
+    (what run.json records and a rerun is compared on)."""
+    if config.learning_rate is not None and config.warmup_steps is not None:
+        return config
+    bert_config = _model_config(config)
     return dataclasses.replace(
         config,
         learning_rate=config.learning_rate or default_learning_rate(bert_config.hidden_size),
@@ -222,10 +245,77 @@ def save_pretrained_atomic(model: BertPretrainer, directory: str) -> str:
     return directory
 
 
-def _write_run_file(config: PretrainingConfig, bert_config: BertConfig, path: str) -> None:
+# What defines a pre-training run (compared on a rerun), with the flag each is known by.
+RECORD_KEYS = {
+    "model_config": "--config (model config)", "data_sha256": "--data files (content sha256)",
+    "text_sha256": "--text files (content sha256)", "vocab_sha256": "--vocab (content sha256)",
+    "lowercase": "--cased (lowercase)", "whole_word_mask": "--whole-word-mask",
+    "masked_lm_prob": "--masked-lm-prob", "short_seq_prob": "--short-seq-prob",
+    "total_steps": "--steps", "batch_size": "--batch-size", "max_seq_length": "--max-seq-length",
+    "max_predictions_per_seq": "--max-predictions-per-seq", "learning_rate": "--learning-rate",
+    "warmup_steps": "--warmup-steps", "end_learning_rate": "--end-learning-rate",
+    "decay_power": "--decay-power", "optimizer": "--optimizer", "weight_decay": "--weight-decay",
+    "clip_norm": "--clip-norm", "mixed_precision": "--mixed-precision",
+    "grad_accum_steps": "--grad-accum-steps", "seed": "--seed",
+    "init_checkpoint": "--init-checkpoint", "shuffle_buffer_size": "--shuffle-buffer",
+    "adam_beta2": "--adam-beta2", "adam_epsilon": "--adam-epsilon"}
+# Every name a pre-training run writes in OUT (what --overwrite may delete).
+RUN_FILES = (run_record.RECORD_FILE, "checkpoints", "tensorboard", PRETRAINED_DIR, PROBE_FILE,
+             ".worker-scratch")
+
+
+def _matched_files(patterns: str | None, local: bool) -> list:
+    """The files comma-separated globs match, in the order the data readers use them."""
+    if not patterns:
+        return []
+    if local:   # --text: bert_tf.data.pretraining's expansion
+        from bert_tf.data.pretraining import expand_input_files
+        return expand_input_files([patterns])
+    files = []
+    for part in (p.strip() for p in patterns.split(",")):
+        if part:
+            files.extend(sorted(tf.io.gfile.glob(part)))
+    return files
+
+
+def pretraining_record(config: PretrainingConfig, bert_config: BertConfig, max_seq_length: int,
+                       max_predictions: int) -> dict:
+    """The run record of `config` (see `bert_tf.training.run_record`); hashes every data file."""
+    data_files = _matched_files(config.data, local=False)
+    if config.data and not data_files:
+        raise TrainingError(f"no training files match {config.data!r}")
+    text_files = _matched_files(config.text, local=True)
+    defines = {k: getattr(config, k) for k in RECORD_KEYS if hasattr(config, k)}
+    defines.update(
+        model_config=bert_config.to_dict(), total_steps=config.total_steps,
+        data_sha256=[run_record.file_sha256(f) for f in data_files],
+        text_sha256=[run_record.file_sha256(f) for f in text_files],
+        vocab_sha256=run_record.file_sha256(config.vocab_file) if config.vocab_file else None,
+        max_seq_length=max_seq_length, max_predictions_per_seq=max_predictions,
+        init_checkpoint=os.path.abspath(config.init_checkpoint) if config.init_checkpoint
+        else None)
+    assert set(defines) == set(RECORD_KEYS)
+    return run_record.make_record("pretrain", defines, {
+        "data": data_files, "text": text_files, "vocab": config.vocab_file})
+
+
+def _write_run_file(config: PretrainingConfig, bert_config: BertConfig, out: str, record: dict,
+                    complete: bool = False) -> None:
+    """run.json: the config's settings as earlier releases wrote them, the record, completion."""
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "model_config"}
     settings["model_config"] = bert_config.to_dict()
-    write_json_atomic(path, settings, default=str)
+    run_record.write_run_file(out, record, complete=complete, **settings)
+
+
+def _check_vocab(config: PretrainingConfig, bert_config: BertConfig) -> None:
+    """--vocab (with --text) exists and fits the model's embedding table."""
+    if not os.path.isfile(config.vocab_file):
+        raise TrainingError(f"vocabulary file {config.vocab_file!r} does not exist")
+    with open(config.vocab_file, encoding="utf-8") as f:
+        vocab_size = sum(1 for _ in f)
+    if vocab_size > bert_config.vocab_size:
+        raise TrainingError(f"{config.vocab_file} has {vocab_size} tokens but the model's "
+                            f"vocab_size is {bert_config.vocab_size}")
 
 
 def _training_dataset(config: PretrainingConfig, bert_config: BertConfig, max_seq_length: int,
@@ -235,13 +325,7 @@ def _training_dataset(config: PretrainingConfig, bert_config: BertConfig, max_se
         return load_pretraining_dataset(config.data, config.batch_size, max_seq_length,
                                         max_predictions, shuffle=True, seed=config.seed,
                                         repeat=True, shuffle_buffer_size=config.shuffle_buffer_size)
-    if not os.path.isfile(config.vocab_file):
-        raise TrainingError(f"vocabulary file {config.vocab_file!r} does not exist")
-    with open(config.vocab_file, encoding="utf-8") as f:
-        vocab_size = sum(1 for _ in f)
-    if vocab_size > bert_config.vocab_size:
-        raise TrainingError(f"{config.vocab_file} has {vocab_size} tokens but the model's "
-                            f"vocab_size is {bert_config.vocab_size}")
+    _check_vocab(config, bert_config)
     return dynamic_masking_dataset(
         [config.text], config.vocab_file, config.batch_size, max_seq_length, max_predictions,
         masked_lm_prob=config.masked_lm_prob, whole_word_mask=config.whole_word_mask,
@@ -279,22 +363,45 @@ def _probe(config: PretrainingConfig, dataset: tf.data.Dataset, max_seq_length: 
                            config.total_steps, config.warmup_steps, vocab_words)
 
 
-def setup_pretraining(config: PretrainingConfig, strategy=None):
-    """(trainer, dataset, eval dataset or None): everything `run_pretraining` runs, for reuse."""
+def _prepare(config: PretrainingConfig) -> tuple:
+    """The checks before any work: settings, shapes, and the run record against OUT's.
+    Returns (bert_config, (max_seq_length, max_predictions), record, state, old run.json)."""
     config.validate()
     bert_config = _model_config(config)
-    config = resolve_schedule(config, bert_config)
     max_seq_length, max_predictions = _data_shapes(config)
     if max_seq_length > bert_config.max_position_embeddings:
         raise TrainingError(f"max_seq_length {max_seq_length} exceeds the model's "
                             f"max_position_embeddings {bert_config.max_position_embeddings}")
+    if config.text:
+        _check_vocab(config, bert_config)
+    record = pretraining_record(config, bert_config, max_seq_length, max_predictions)
+    state, old = run_record.inspect_output(config.output_dir, record, RUN_FILES, config.overwrite,
+                                           RECORD_KEYS)
+    return bert_config, (max_seq_length, max_predictions), record, state, old
+
+
+def setup_pretraining(config: PretrainingConfig, strategy=None, _prepared=None):
+    """(trainer, dataset, eval dataset or None): everything `run_pretraining` runs, for reuse."""
+    config.validate()
+    config = resolve_schedule(config)
+    bert_config, (max_seq_length, max_predictions), record, state, _ = \
+        _prepared or _prepare(config)
     strategy = strategy or create_strategy(config.strategy)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % (replicas * config.grad_accum_steps):
         raise TrainingError(f"batch size {config.batch_size} must divide evenly into {replicas} "
                             f"replica(s) x {config.grad_accum_steps} micro-batch(es)")
+    chief = is_chief(strategy)
+    if state == "overwrite" and chief:
+        run_record.clear_run(config.output_dir, RUN_FILES)
+        logger.info("--overwrite: deleted the old run in %s", config.output_dir)
+    try:   # a damaged state file is an error before anything is written
+        resuming = bool(read_state(os.path.join(config.output_dir, "checkpoints")))
+    except CheckpointError as e:
+        raise TrainingError(str(e)) from None
     os.makedirs(config.output_dir, exist_ok=True)
-    resuming = tf.train.latest_checkpoint(os.path.join(config.output_dir, "checkpoints")) is not None
+    if chief:   # the record first: a run killed at any later point is verified on its rerun
+        _write_run_file(config, bert_config, config.output_dir, record)
     # Same seed, same initial weights: a resumed run overwrites them from the checkpoint anyway.
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
@@ -322,20 +429,29 @@ def setup_pretraining(config: PretrainingConfig, strategy=None):
         callbacks.append(probe)
     trainer = Trainer(model, pretraining_losses, optimizer, strategy, config.output_dir, options,
                       callbacks)
-    if trainer.is_chief:
-        _write_run_file(config, bert_config, os.path.join(config.output_dir, "run.json"))
     return trainer, dataset, eval_dataset
 
 
 def run_pretraining(config: PretrainingConfig, strategy=None) -> TrainingResult:
-    """Trains (resuming when OUT has checkpoints) and, when done, writes OUT/pretrained/."""
-    trainer, dataset, _ = setup_pretraining(config, strategy)
+    """Trains (resuming when OUT has checkpoints) and, when done, writes OUT/pretrained/ and marks
+    run.json complete. A complete run is not redone: its result is returned, nothing written."""
+    config.validate()
+    config = resolve_schedule(config)
+    prepared = _prepare(config)
+    bert_config, _, record, state, old = prepared
+    if state == "resume" and old.get("complete") is True:
+        logger.info("%s: this run is already complete (run.json); nothing to do",
+                    config.output_dir)
+        latest = tf.train.latest_checkpoint(os.path.join(config.output_dir, "checkpoints"))
+        return TrainingResult(config.total_steps, False, {}, latest)
+    trainer, dataset, _ = setup_pretraining(config, strategy, _prepared=prepared)
     logger.info("pre-training on %d replica(s) (%s), global batch %d, %d steps",
                 trainer.strategy.num_replicas_in_sync, resolve_strategy_name(config.strategy),
                 config.batch_size, config.total_steps)
     result = trainer.fit(dataset, global_batch_size=config.batch_size)
     if trainer.is_chief and not result.interrupted:
         save_pretrained_atomic(trainer.model, os.path.join(config.output_dir, PRETRAINED_DIR))
+        _write_run_file(config, bert_config, config.output_dir, record, complete=True)
     probes = [c for c in trainer.callbacks if isinstance(c, HeldOutMlmProbe)]
     if trainer.is_chief and probes and probes[0].results:
         _append_probe_history(os.path.join(config.output_dir, PROBE_FILE), probes[0].results)
@@ -370,7 +486,10 @@ def export_pretrained(output_dir: str, mixed_precision: str | None = None) -> st
     except FileNotFoundError:
         raise TrainingError(f"{output_dir} has no run.json: not a pre-training output "
                             "directory") from None
-    latest = tf.train.latest_checkpoint(os.path.join(output_dir, "checkpoints"))
+    try:
+        latest = newest_sound_checkpoint(os.path.join(output_dir, "checkpoints"))
+    except CheckpointError as e:
+        raise TrainingError(str(e)) from None
     if latest is None:
         raise TrainingError(f"{output_dir}/checkpoints holds no checkpoint yet")
     model = build_pretrainer(BertConfig.from_dict(settings["model_config"], source=run_file),

@@ -14,10 +14,13 @@ the loss). One optimizer step:
 3. the optimizer's per-variable update runs once per variable copy (cross-replica context). With
    fp16 loss scaling, a step whose gradients are not finite is skipped and the scale halved.
 
-Checkpoints (`tf.train.CheckpointManager` in `model_dir/checkpoints`) hold the model, the optimizer,
+Checkpoints (`model_dir/checkpoints`, written by `bert_tf.training.checkpoints`) hold the model, the optimizer,
 the dropout RNG state, the step (which is also the data position: resuming skips the `step` global
 batches already consumed), the data seed and the loss scale. `fit` resumes from the latest checkpoint by itself,
 saves every `checkpoint_every` steps and at the end, and on SIGTERM saves and returns early.
+Each checkpoint is read back before it is listed and before an older one is deleted; the last
+`keep_checkpoints` (default 3, at least 2 to survive damage) are kept, and a damaged newest one is
+skipped on restore with a warning (`bert_tf.training.checkpoints`).
 A run killed with SIGKILL resumes from its last checkpoint and, because data order and dropout
 state are restored, ends with the weights of an uninterrupted run.
 
@@ -41,6 +44,8 @@ from typing import Callable, Mapping, Sequence
 import tensorflow as tf
 
 from bert_tf.layers.dropout import seed_generator_states
+from bert_tf.training.checkpoints import (CheckpointError, newest_sound_checkpoint,
+                                          write_checkpoint)
 from bert_tf.training.distribution import is_chief, worker_id, xla_supported
 
 logger = logging.getLogger(__name__)
@@ -193,11 +198,10 @@ class Trainer:
             objects["loss_scale"] = self.loss_scale
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.checkpoint_dir = os.path.join(self.model_dir, "checkpoints")
-        manager_dir = self.checkpoint_dir if self.is_chief else \
+        # tf.distribute needs every worker to take part in saving: non-chief workers write to a
+        # scratch directory that is removed after each save.
+        self._save_dir = self.checkpoint_dir if self.is_chief else \
             os.path.join(self.model_dir, ".worker-scratch", worker_id(strategy))
-        self.manager = tf.train.CheckpointManager(self.checkpoint, manager_dir,
-                                                  max_to_keep=options.keep_checkpoints,
-                                                  step_counter=self.step, checkpoint_name="ckpt")
         self._writer = None
         self._train_step = None
         self._eval_step = None
@@ -330,8 +334,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def restore(self) -> str | None:
-        """Restores the latest checkpoint in `model_dir/checkpoints`, if any; returns its path."""
-        latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+        """Restores the newest sound checkpoint in `model_dir/checkpoints`, if any (a damaged
+        newer one is skipped with a warning; see `bert_tf.training.checkpoints`); returns its
+        path."""
+        try:
+            latest = newest_sound_checkpoint(self.checkpoint_dir)
+        except CheckpointError as e:
+            raise TrainingError(str(e)) from None
         if latest is None:
             return None
         seed_before = self.options.seed
@@ -349,10 +358,15 @@ class Trainer:
         return latest
 
     def save(self) -> str:
-        """Writes a checkpoint now (every worker must call it)."""
-        path = self.manager.save(checkpoint_number=self.step)
+        """Writes a checkpoint now (every worker must call it); the chief verifies it before
+        older ones are deleted."""
+        try:
+            path = write_checkpoint(self.checkpoint, self._save_dir, int(self.step.numpy()),
+                                    self.options.keep_checkpoints, verify=self.is_chief)
+        except CheckpointError as e:
+            raise TrainingError(str(e)) from None
         if not self.is_chief:
-            shutil.rmtree(self.manager.directory, ignore_errors=True)
+            shutil.rmtree(self._save_dir, ignore_errors=True)
             return os.path.join(self.checkpoint_dir, os.path.basename(path))
         return path
 
