@@ -38,6 +38,7 @@ from bert_tf.atomic import write_json_atomic
 from bert_tf.config import BertConfig
 from bert_tf.data.masking import dynamic_masking_dataset
 from bert_tf.data.tfrecords import load_pretraining_dataset, read_metadata
+from bert_tf.data.word_segmentation import validate_segmenter_option
 from bert_tf.models import BertEncoder, BertPretrainer, pretraining_losses
 from bert_tf.training.distribution import create_strategy, resolve_strategy_name
 from bert_tf.training.optimization import OPTIMIZER_NAMES, create_optimizer
@@ -89,6 +90,7 @@ class PretrainingConfig:
     vocab_file: str | None = None
     lowercase: bool = True
     whole_word_mask: bool = False
+    word_segmenter: str = "none"                # with whole_word_mask: "jieba" for Chinese text
     masked_lm_prob: float = 0.15
     short_seq_prob: float = 0.1
 
@@ -98,12 +100,15 @@ class PretrainingConfig:
                                 "raw text for dynamic masking (text / --text), not "
                                 + ("both" if self.data else "neither"))
         if self.data and (self.vocab_file or self.whole_word_mask or not self.lowercase
+                          or self.word_segmenter not in (None, "none")
                           or self.masked_lm_prob != 0.15 or self.short_seq_prob != 0.1):
-            raise TrainingError("vocab, cased, whole-word masking, masked LM and short sequence "
-                                "probabilities apply to raw text (--text); TFRecords carry the "
-                                "masks create-pretraining-data drew")
+            raise TrainingError("vocab, cased, whole-word masking, word segmenter, masked LM and "
+                                "short sequence probabilities apply to raw text (--text); "
+                                "TFRecords carry the masks create-pretraining-data drew")
         if self.text and not self.vocab_file:
             raise TrainingError("dynamic masking from text needs the vocabulary (vocab_file / --vocab)")
+        if self.text:
+            validate_segmenter_option(self.word_segmenter, self.whole_word_mask)
         if not 0.0 < self.masked_lm_prob < 1.0:
             raise TrainingError(f"masked LM probability must be in (0, 1), got {self.masked_lm_prob}")
         if self.mixed_precision not in MIXED_PRECISION_POLICIES:
@@ -203,7 +208,8 @@ def _training_dataset(config: PretrainingConfig, bert_config: BertConfig, max_se
     return dynamic_masking_dataset(
         [config.text], config.vocab_file, config.batch_size, max_seq_length, max_predictions,
         masked_lm_prob=config.masked_lm_prob, whole_word_mask=config.whole_word_mask,
-        short_seq_prob=config.short_seq_prob, lowercase=config.lowercase, seed=config.seed,
+        word_segmenter=config.word_segmenter, short_seq_prob=config.short_seq_prob,
+        lowercase=config.lowercase, seed=config.seed,
         repeat=True, shuffle_buffer_size=config.shuffle_buffer_size)
 
 
