@@ -246,12 +246,14 @@ def dynamic_masking_dataset(input_files, vocab_file: str, batch_size: int,
     word_segmentation.validate_segmenter_option(word_segmenter, whole_word_mask)
     vocab = documents_lib.read_vocab(vocab_file)
     segmenter = word_segmentation.create_segmenter(word_segmenter)
-    to_pieces = documents_lib.wordpiece_fn(vocab_file, lowercase=lowercase,
-                                           with_offsets=segmenter is not None)
+    to_pieces = None
     token_documents = []
     for path in pretraining.expand_input_files(input_files):
         text_documents = documents_lib.read_documents(path)
         word_segmentation.check_word_segmenter(text_documents, word_segmenter, whole_word_mask, path)
+        if to_pieces is None:  # built after the first file passed its checks (it takes seconds)
+            to_pieces = documents_lib.wordpiece_fn(vocab_file, lowercase=lowercase,
+                                                   with_offsets=segmenter is not None)
         for document in documents_lib.tokenize_documents(text_documents, to_pieces,
                                                          segmenter=segmenter):
             token_documents.append([piece_ids(sentence, vocab) for sentence in document])

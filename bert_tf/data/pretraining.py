@@ -375,8 +375,7 @@ def create_pretraining_data(input_files: Sequence[str], vocab_file: str, output_
     tfrecords.check_output_dir(output_dir, overwrite)
     vocab = documents_lib.read_vocab(vocab_file)
     segmenter = word_segmentation.create_segmenter(options.word_segmenter)
-    to_pieces = documents_lib.wordpiece_fn(vocab_file, lowercase=lowercase,
-                                           with_offsets=segmenter is not None)
+    to_pieces = None
 
     # Tokenization (and word segmentation, once per distinct line) runs here, tokenization
     # in-graph and batched (TensorFlow threads use the cores); the pure-Python pairing and masking
@@ -387,6 +386,9 @@ def create_pretraining_data(input_files: Sequence[str], vocab_file: str, output_
         text_documents = documents_lib.read_documents(path)
         word_segmentation.check_word_segmenter(text_documents, options.word_segmenter,
                                                options.whole_word_mask, path)
+        if to_pieces is None:  # built after the first file passed its checks (it takes seconds)
+            to_pieces = documents_lib.wordpiece_fn(vocab_file, lowercase=lowercase,
+                                                   with_offsets=segmenter is not None)
         documents_per_file.append(
             documents_lib.tokenize_documents(text_documents, to_pieces, segmenter=segmenter))
         bar.update(1)

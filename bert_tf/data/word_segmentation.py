@@ -81,7 +81,7 @@ Segmenter = Callable[[str], list]
 class JiebaSegmenter:
     """jieba 0.42.1, precise mode (`cut_all=False`), HMM on; deterministic for a given sentence.
 
-    A private `jieba.Tokenizer` with the package's default dictionary, built once here (about 2 s;
+    A private `jieba.Tokenizer` with the package's default dictionary, built once here (seconds;
     jieba keeps a prefix-dictionary cache in the temporary directory). jieba's logger, which prints
     "Building prefix dict ..." to stderr at DEBUG level, is set to WARNING."""
 
@@ -176,4 +176,5 @@ def check_word_segmenter(documents: Sequence[Sequence[str]], segmenter: str | No
         raise WordSegmenterError(
             f"{source}: {share:.0%} of its letters are CJK ideographs, which BERT tokenizes one "
             "character at a time, so whole-word masking without a word segmenter would mask single "
-            f"characters: pass --word-segmenter jieba (word_segmenter='jieba'; {INSTALL_HINT})")
+            "characters: pass --word-segmenter jieba (word_segmenter='jieba' in Python), which "
+            "needs the zh extra: pip install 'bert_tf[zh]'")
