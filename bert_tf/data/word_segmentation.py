@@ -28,6 +28,7 @@ such as names; a private `jieba.Tokenizer`, so nothing depends on jieba's global
 from __future__ import annotations
 
 import logging
+import os
 import re
 from typing import Callable, Sequence
 
@@ -81,9 +82,11 @@ Segmenter = Callable[[str], list]
 class JiebaSegmenter:
     """jieba 0.42.1, precise mode (`cut_all=False`), HMM on; deterministic for a given sentence.
 
-    A private `jieba.Tokenizer` with the package's default dictionary, built once here (seconds;
-    jieba keeps a prefix-dictionary cache in the temporary directory). jieba's logger, which prints
-    "Building prefix dict ..." to stderr at DEBUG level, is set to WARNING."""
+    A private `jieba.Tokenizer` with the package's default dictionary, built once here (seconds).
+    Its prefix-dictionary cache goes to bert_tf's cache directory, per jieba version, not to the
+    shared temporary directory, where jieba would load any `jieba.cache` it finds (from another
+    version or user) unchecked. jieba's logger, which prints "Building prefix dict ..." to stderr
+    at DEBUG level, is set to WARNING."""
 
     HMM = True
 
@@ -93,8 +96,12 @@ class JiebaSegmenter:
         except ImportError:
             raise WordSegmenterError(f"the word segmenter 'jieba' is not installed: {INSTALL_HINT}") \
                 from None
+        from bert_tf.data.fetch import cache_dir
+
         jieba.setLogLevel(logging.WARNING)
         self._tokenizer = jieba.Tokenizer()
+        self._tokenizer.tmp_dir = os.path.join(cache_dir(), f"jieba-{jieba.__version__}")
+        os.makedirs(self._tokenizer.tmp_dir, exist_ok=True)
         self._tokenizer.initialize()
 
     def __call__(self, sentence: str) -> list:
