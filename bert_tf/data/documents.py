@@ -115,7 +115,6 @@ def tokenize_documents(documents: Sequence[Sequence[str]], to_pieces: PiecesFn,
 
     lines = [sentence for document in documents for sentence in document]
     pieces: list = []
-    continuing_cache: dict = {}  # line -> its continuing byte offsets (repeated lines segmented once)
     if lines:
         dataset = tf.data.Dataset.from_tensor_slices(tf.constant(lines, tf.string)).batch(batch_size)
         for batch in dataset.map(to_pieces, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True):
@@ -129,10 +128,7 @@ def tokenize_documents(documents: Sequence[Sequence[str]], to_pieces: PiecesFn,
                                  "to_pieces=wordpiece_fn(..., with_offsets=True)")
             for row, starts in zip(batch[0].to_list(), batch[1].to_list()):
                 line = lines[len(pieces)]
-                continuing = continuing_cache.get(line)
-                if continuing is None:
-                    continuing = word_segmentation.continuing_byte_offsets(segmenter(line))
-                    continuing_cache[line] = continuing
+                continuing = word_segmentation.continuing_byte_offsets(segmenter(line))
                 pieces.append(word_segmentation.mark_word_continuations(
                     [p.decode("utf-8") for p in row], starts, continuing))
     out, cursor = [], 0

@@ -377,7 +377,7 @@ def create_pretraining_data(input_files: Sequence[str], vocab_file: str, output_
     segmenter = word_segmentation.create_segmenter(options.word_segmenter)
     to_pieces = None
 
-    # Tokenization (and word segmentation, once per distinct line) runs here, tokenization
+    # Tokenization (and word segmentation, once per line) runs here, tokenization
     # in-graph and batched (TensorFlow threads use the cores); the pure-Python pairing and masking
     # below is what runs in parallel processes.
     bar = _progress_bar(show_progress, total=len(paths), unit="file", desc="tokenize")
