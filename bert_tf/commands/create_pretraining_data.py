@@ -1,5 +1,7 @@
 """`bert-tf create-pretraining-data`: text files -> masked LM / NSP TFRecords (google-research/bert's rules)."""
 
+from bert_tf.data.word_segmentation import WORD_SEGMENTERS
+
 
 def register(subparsers):
     p = subparsers.add_parser(
@@ -24,6 +26,10 @@ def register(subparsers):
                    help="times each document is used, with different pairs and masks")
     p.add_argument("--short-seq-prob", type=float, default=0.1)
     p.add_argument("--whole-word-mask", action="store_true", help="mask all pieces of a word together")
+    p.add_argument("--word-segmenter", choices=WORD_SEGMENTERS, default="none",
+                   help="with --whole-word-mask: where the words of text written without spaces "
+                        "come from; jieba (the zh extra) for Chinese: all characters of a "
+                        "segmented word are masked together, tokens stay characters")
     p.add_argument("--random-seed", type=int, default=12345)
     p.add_argument("--num-shards", type=int, default=1, help="number of output TFRecord files")
     p.add_argument("--gzip", action="store_true", help="GZIP-compress the TFRecord files")
@@ -52,7 +58,7 @@ def run(args) -> int:
         max_seq_length=args.max_seq_length, max_predictions_per_seq=args.max_predictions_per_seq,
         masked_lm_prob=args.masked_lm_prob, dupe_factor=args.dupe_factor,
         short_seq_prob=args.short_seq_prob, whole_word_mask=args.whole_word_mask,
-        random_seed=args.random_seed)
+        random_seed=args.random_seed, word_segmenter=args.word_segmenter)
     meta = pretraining.create_pretraining_data(
         inputs, args.vocab, args.output, options, lowercase=not args.cased,
         num_shards=args.num_shards, compression="GZIP" if args.gzip else None,

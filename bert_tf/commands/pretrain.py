@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bert_tf.data.word_segmentation import WORD_SEGMENTERS
+
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 
 
@@ -32,6 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cased", action="store_true", help="with --text: keep case")
     p.add_argument("--whole-word-mask", action="store_true",
                    help="with --text: mask all pieces of a word together")
+    p.add_argument("--word-segmenter", choices=WORD_SEGMENTERS, default="none",
+                   help="with --whole-word-mask: where the words of text written without spaces "
+                        "come from; jieba (the zh extra) for Chinese: all characters of a "
+                        "segmented word are masked together, tokens stay characters")
     p.add_argument("--masked-lm-prob", type=float, default=0.15, help="with --text")
     p.add_argument("--short-seq-prob", type=float, default=0.1, help="with --text")
     p.add_argument("--out", required=True,
@@ -126,10 +132,10 @@ def run(args) -> int:
         shuffle_buffer_size=args.shuffle_buffer, eval_data=args.eval_data,
         eval_every=args.eval_every, eval_steps=args.eval_steps, progress=not args.no_progress,
         text=args.text, vocab_file=args.vocab, lowercase=not args.cased,
-        whole_word_mask=args.whole_word_mask, masked_lm_prob=args.masked_lm_prob,
-        short_seq_prob=args.short_seq_prob, eval_text=args.eval_text,
-        probe_every=args.probe_every, probe_batches=args.probe_batches,
-        overwrite=args.overwrite)
+        whole_word_mask=args.whole_word_mask, word_segmenter=args.word_segmenter,
+        masked_lm_prob=args.masked_lm_prob, short_seq_prob=args.short_seq_prob,
+        eval_text=args.eval_text, probe_every=args.probe_every,
+        probe_batches=args.probe_batches, overwrite=args.overwrite)
     result = run_pretraining(config)
     summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.logs.items()))
     print(f"step {result.step}/{args.steps}" + (f": {summary}" if summary else ""))

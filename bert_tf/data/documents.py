@@ -4,7 +4,8 @@ The format: UTF-8 text, one sentence per line, a blank line between documents. S
 matter (next sentence prediction pairs whole sentences) and so do document boundaries (a "next"
 sentence never crosses one). `read_documents` reads it; `write_documents` writes it from raw
 document texts with `split_sentences`, a small rule-based splitter; `tokenize_documents` turns each
-sentence into word pieces with the in-graph tokenizer, in batches.
+sentence into word pieces with the in-graph tokenizer, in batches (and, given a word segmenter,
+marks the pieces that continue a segmented word, for Chinese whole-word masking).
 """
 
 from __future__ import annotations
@@ -66,13 +67,15 @@ def read_vocab(path: str) -> dict:
 # Word pieces.
 # ----------------------------------------------------------------------------------------------
 
-# strings [batch] -> RaggedTensor [batch, (pieces)] of word-piece strings
+# strings [batch] -> RaggedTensor [batch, (pieces)] of word-piece strings; with offsets, also
+# int64 [batch, (pieces)], the UTF-8 byte offset where each piece starts in its line
 PiecesFn = Callable[[object], object]
 
 
-def wordpiece_fn(vocab_file: str, lowercase: bool = True) -> PiecesFn:
+def wordpiece_fn(vocab_file: str, lowercase: bool = True, with_offsets: bool = False) -> PiecesFn:
     """The project tokenizer's word pieces (`bert_tf.text.BertTokenizer.tokenize`, exact BERT
-    normalization, in-graph) as strings, as a batched tf.function."""
+    normalization, in-graph) as strings, as a batched tf.function. `with_offsets`: returns
+    (pieces, start byte offsets), what `tokenize_documents` needs for word segmentation."""
     import tensorflow as tf
 
     from bert_tf.text import BertTokenizer
@@ -85,24 +88,49 @@ def wordpiece_fn(vocab_file: str, lowercase: bool = True) -> PiecesFn:
         ids = tokenizer.tokenize(lines).merge_dims(-2, -1)  # [batch, (words), (pieces)] -> [batch, (pieces)]
         return tf.ragged.map_flat_values(tf.gather, pieces, ids)
 
-    return to_pieces
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def to_pieces_with_offsets(lines):
+        tokens = tokenizer.tokenize_with_offsets(lines)
+        ids = tokens["token_ids"].merge_dims(-2, -1)  # [batch, (pieces)]
+        starts = tokens["start_offsets"].merge_dims(-2, -1)  # [batch, (pieces)] bytes into the line
+        return tf.ragged.map_flat_values(tf.gather, pieces, ids), starts
+
+    return to_pieces_with_offsets if with_offsets else to_pieces
 
 
 def tokenize_documents(documents: Sequence[Sequence[str]], to_pieces: PiecesFn,
-                       batch_size: int = 2048) -> list:
+                       batch_size: int = 2048, segmenter=None) -> list:
     """Sentences -> lists of word-piece strings, same nesting; sentences with no pieces dropped.
 
     All sentences go through `to_pieces` in batches of `batch_size` (one tf.data pass), which is
-    what makes tokenization fast; documents left empty are dropped."""
+    what makes tokenization fast; documents left empty are dropped.
+
+    `segmenter` (`bert_tf.data.word_segmentation`, e.g. `JiebaSegmenter()`): each sentence is also
+    segmented into words, once, and the pieces that continue a segmented word come out as
+    `WordContinuation` strings (for whole-word masking; the pieces themselves are unchanged).
+    `to_pieces` must then be a `wordpiece_fn(..., with_offsets=True)`."""
     import tensorflow as tf
+
+    from bert_tf.data import word_segmentation
 
     lines = [sentence for document in documents for sentence in document]
     pieces: list = []
     if lines:
         dataset = tf.data.Dataset.from_tensor_slices(tf.constant(lines, tf.string)).batch(batch_size)
         for batch in dataset.map(to_pieces, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True):
-            for row in batch.to_list():
-                pieces.append([p.decode("utf-8") for p in row])
+            if segmenter is None:
+                if isinstance(batch, tuple):
+                    batch = batch[0]
+                pieces.extend([p.decode("utf-8") for p in row] for row in batch.to_list())
+                continue
+            if not isinstance(batch, tuple):
+                raise ValueError("tokenize_documents with a segmenter needs piece offsets: pass "
+                                 "to_pieces=wordpiece_fn(..., with_offsets=True)")
+            for row, starts in zip(batch[0].to_list(), batch[1].to_list()):
+                line = lines[len(pieces)]
+                continuing = word_segmentation.continuing_byte_offsets(segmenter(line))
+                pieces.append(word_segmentation.mark_word_continuations(
+                    [p.decode("utf-8") for p in row], starts, continuing))
     out, cursor = [], 0
     for document in documents:
         tokenized = [p for p in pieces[cursor:cursor + len(document)] if p]

@@ -5,7 +5,9 @@ pairs are drawn from the tokenized documents on the fly and masked per batch wit
 `mask_language_model`. The masking rule is google-research/bert's:
 
 * candidates are all tokens but [CLS]/[SEP] (with whole-word masking: whole words, a piece and the
-  "##" pieces after it, all masked together);
+  "##" pieces after it, all masked together; with a word segmenter also a CJK character and the
+  characters that continue its segmented word, Chinese-BERT-wwm's words, see
+  `bert_tf.data.word_segmentation`);
 * `min(max_predictions_per_seq, max(1, round(len(tokens) * masked_lm_prob)))` tokens per sequence,
   counting [CLS]/[SEP] in `len(tokens)` and rounding half to even in float64 (Python 3's `round`);
   candidates are taken in random order and a whole word that would overshoot is skipped;
@@ -17,6 +19,10 @@ plug into `tf_text.mask_language_model`. Both use stateless random ops keyed by 
 (the base seed and the batch index), so with a fixed seed every batch is reproducible, also with
 parallel map calls. The one difference to the static script: a "##" piece right after [SEP] (B
 truncated from the front) starts its own word here, where the original adds it to A's last word.
+
+Segmented words travel with the ids: a piece that continues a segmented word (a
+`WordContinuation`) has the id `vocab_size + id` (`piece_ids`) from the documents through pairing
+and batching; `DynamicMasker` takes the mark off before masking, so it costs no extra tensors.
 
 `dynamic_masking_dataset` builds the whole pipeline from text files and yields the same batch
 dicts as `bert_tf.data.tfrecords.load_pretraining_dataset`.
@@ -32,7 +38,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from bert_tf.data import documents as documents_lib
-from bert_tf.data import pretraining
+from bert_tf.data import pretraining, word_segmentation
 
 
 class BertItemSelector(tf_text.RandomItemSelector):
@@ -115,16 +121,29 @@ class BertMaskValuesChooser(tf_text.MaskValuesChooser):
         return masked_lm_ids.with_flat_values(values)
 
 
-def group_words(token_ids: tf.RaggedTensor, continuation: tf.Tensor, special: tf.Tensor):
-    """[b, (tokens)] -> [b, (words), (pieces)]: a word is a piece plus the "##" pieces after it.
+def piece_ids(pieces, vocab: dict) -> list:
+    """Piece strings -> ids for `dynamic_masking_dataset_from_documents`: a `WordContinuation`
+    piece (it continues a segmented word) gets `len(vocab) + id`, the mark `DynamicMasker` reads."""
+    size = len(vocab)
+    return [vocab[p] + size if word_segmentation.is_word_continuation(p) else vocab[p] for p in pieces]
 
-    `continuation`/`special`: bool [vocab_size], ids that are "##" pieces / special tokens. A
-    special token is always its own word, and so is the piece after it."""
+
+def group_words(token_ids: tf.RaggedTensor, continuation: tf.Tensor, special: tf.Tensor,
+                continues_word=None):
+    """[b, (tokens)] -> [b, (words), (pieces)]: a word is a piece plus the "##" pieces after it
+    (and the pieces marked in `continues_word`).
+
+    `continuation`/`special`: bool [vocab_size], ids that are "##" pieces / special tokens.
+    `continues_word`: None or bool [n] over `token_ids.flat_values`, pieces that continue a
+    segmented word. A special token is always its own word, and so is the piece after it."""
     flat = token_ids.flat_values  # [n]
     row_start = tf.scatter_nd(tf.expand_dims(token_ids.row_starts(), 1),
                               tf.ones_like(token_ids.row_starts(), tf.bool), tf.shape(flat, tf.int64))
     previous_special = tf.concat([[False], tf.gather(special, flat[:-1])], axis=0)
-    starts = ~tf.gather(continuation, flat) | tf.gather(special, flat) | previous_special | row_start
+    continues = tf.gather(continuation, flat)
+    if continues_word is not None:
+        continues = continues | continues_word
+    starts = ~continues | tf.gather(special, flat) | previous_special | row_start
     word_index = tf.cumsum(tf.cast(starts, tf.int64)) - 1  # [n]
     words = tf.RaggedTensor.from_value_rowids(flat, word_index,
                                               nrows=tf.reduce_sum(tf.cast(starts, tf.int64)))
@@ -136,7 +155,9 @@ class DynamicMasker:
     """Masks ragged batches of token ids by BERT's rule (see the module docstring).
 
     Call with `token_ids` ragged [b, (tokens)] and a stateless `seed` [2]; returns
-    `(masked_ids [b, (tokens)], masked_lm_positions [b, (k)], masked_lm_ids [b, (k)])`."""
+    `(masked_ids [b, (tokens)], masked_lm_positions [b, (k)], masked_lm_ids [b, (k)])`. An id
+    `vocab_size + id` is the piece `id` continuing a segmented word (`piece_ids`); the outputs
+    hold plain ids."""
 
     def __init__(self, vocab: Sequence[str] | dict, max_predictions_per_seq: int = 20,
                  masked_lm_prob: float = 0.15, whole_word_mask: bool = False):
@@ -159,8 +180,11 @@ class DynamicMasker:
 
     def __call__(self, token_ids: tf.RaggedTensor, seed):
         select_seed, value_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        items = group_words(token_ids, self.continuation, self.special) if self.whole_word_mask \
-            else token_ids
+        marked = token_ids.flat_values >= self.vocab_size  # bool [n]: continues a segmented word
+        token_ids = token_ids.with_flat_values(
+            token_ids.flat_values - tf.where(marked, tf.cast(self.vocab_size, token_ids.dtype), 0))
+        items = group_words(token_ids, self.continuation, self.special, marked) \
+            if self.whole_word_mask else token_ids
         selector = BertItemSelector(self.max_predictions_per_seq, self.masked_lm_prob,
                                     self.unselectable_ids, select_seed)
         chooser = BertMaskValuesChooser(self.vocab_size, self.mask_id, value_seed)
@@ -196,6 +220,7 @@ def pad_batch(masked_ids, segment_ids, positions, labels, next_sentence_labels,
 def dynamic_masking_dataset(input_files, vocab_file: str, batch_size: int,
                             max_seq_length: int = 128, max_predictions_per_seq: int = 20, *,
                             masked_lm_prob: float = 0.15, whole_word_mask: bool = False,
+                            word_segmenter: str = "none",
                             short_seq_prob: float = 0.1, lowercase: bool = True,
                             seed: int | None = None, repeat: bool = True,
                             shuffle_buffer_size: int = 10000, bucket_boundaries=None,
@@ -207,6 +232,9 @@ def dynamic_masking_dataset(input_files, vocab_file: str, batch_size: int,
     shuffled, batched, then masked by `DynamicMasker`.
 
     Args:
+      word_segmenter: with `whole_word_mask`, "jieba" takes the words of Chinese text from a word
+        segmenter (`bert_tf.data.word_segmentation`; each line is segmented once, here, not per
+        pass); "none" on mostly-CJK text with `whole_word_mask` is an error.
       batch_size: the global batch size (per pipeline: `input_context.get_per_replica_batch_size`).
       seed: fixes pairing, shuffling and masking; None draws a random seed.
       repeat: endless passes (each with new pairs and masks); off: one pass.
@@ -215,12 +243,20 @@ def dynamic_masking_dataset(input_files, vocab_file: str, batch_size: int,
       input_context: a `tf.distribute.InputContext`; each input pipeline takes every n-th document.
     Returns a `tf.data.Dataset` of dicts with the keys of `load_pretraining_dataset`.
     """
+    word_segmentation.validate_segmenter_option(word_segmenter, whole_word_mask)
     vocab = documents_lib.read_vocab(vocab_file)
-    to_pieces = documents_lib.wordpiece_fn(vocab_file, lowercase=lowercase)
+    segmenter = word_segmentation.create_segmenter(word_segmenter)
+    to_pieces = None
     token_documents = []
     for path in pretraining.expand_input_files(input_files):
-        for document in documents_lib.tokenize_documents(documents_lib.read_documents(path), to_pieces):
-            token_documents.append([[vocab[p] for p in sentence] for sentence in document])
+        text_documents = documents_lib.read_documents(path)
+        word_segmentation.check_word_segmenter(text_documents, word_segmenter, whole_word_mask, path)
+        if to_pieces is None:  # built after the first file passed its checks (it takes seconds)
+            to_pieces = documents_lib.wordpiece_fn(vocab_file, lowercase=lowercase,
+                                                   with_offsets=segmenter is not None)
+        for document in documents_lib.tokenize_documents(text_documents, to_pieces,
+                                                         segmenter=segmenter):
+            token_documents.append([piece_ids(sentence, vocab) for sentence in document])
     return dynamic_masking_dataset_from_documents(
         token_documents, list(vocab), batch_size, max_seq_length, max_predictions_per_seq,
         masked_lm_prob=masked_lm_prob, whole_word_mask=whole_word_mask,
@@ -239,7 +275,8 @@ def dynamic_masking_dataset_from_documents(token_documents, vocab_words: Sequenc
                                            bucket_boundaries=None, input_context=None,
                                            drop_remainder: bool = True):
     """`dynamic_masking_dataset` on documents already tokenized: lists of sentences of token ids
-    (`vocab_words[id]` is the piece). Same arguments and batches."""
+    (`vocab_words[id]` is the piece; `piece_ids` makes them, `len(vocab_words) + id` marking a
+    piece that continues a segmented word). Same arguments and batches."""
     pretraining.PretrainingOptions(
         max_seq_length=max_seq_length, max_predictions_per_seq=max_predictions_per_seq,
         masked_lm_prob=masked_lm_prob, short_seq_prob=short_seq_prob).validate()

@@ -22,7 +22,9 @@ that script makes from the same word pieces (a test checks this against the scri
   side (B on ties), from its front or back with equal probability, which avoids a bias toward
   either end.
 * Masking: every token except [CLS]/[SEP] is a candidate (with whole-word masking, a candidate is
-  a word: a piece and the "##" pieces after it). Candidates are shuffled and taken in that order
+  a word: a piece and the "##" pieces after it; with a word segmenter, also a CJK character and
+  the characters after it that are `WordContinuation`s, Chinese-BERT-wwm's words -- see
+  `bert_tf.data.word_segmentation`). Candidates are shuffled and taken in that order
   until `min(max_predictions_per_seq, max(1, round(len(tokens) * masked_lm_prob)))` tokens are
   chosen; a whole word that would overshoot that number is skipped. Each chosen token becomes
   [MASK] 80% of the time, stays itself 10%, and becomes a random word of the *whole* vocabulary
@@ -48,6 +50,8 @@ import multiprocessing
 import os
 import random
 from typing import Callable, Iterable, Sequence
+
+from bert_tf.data.word_segmentation import is_word_continuation, validate_segmenter_option
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +84,7 @@ class PretrainingOptions:
     short_seq_prob: float = 0.1
     whole_word_mask: bool = False
     random_seed: int = 12345
+    word_segmenter: str = "none"  # words of text written without spaces (`word_segmentation`)
 
     def validate(self) -> "PretrainingOptions":
         if self.max_seq_length < 5:
@@ -94,6 +99,7 @@ class PretrainingOptions:
             raise PretrainingDataError(f"dupe_factor must be at least 1, got {self.dupe_factor}")
         if not 0.0 <= self.short_seq_prob <= 1.0:
             raise PretrainingDataError(f"short_seq_prob must be in [0, 1], got {self.short_seq_prob}")
+        validate_segmenter_option(self.word_segmenter, self.whole_word_mask)
         return self
 
 
@@ -122,21 +128,32 @@ def num_to_predict(num_tokens: int, masked_lm_prob: float, max_predictions_per_s
     return min(max_predictions_per_seq, max(1, int(round(num_tokens * masked_lm_prob))))
 
 
-def create_masked_lm_predictions(tokens: Sequence[str], masked_lm_prob: float,
-                                 max_predictions_per_seq: int, vocab_words: Sequence[str],
-                                 rng: random.Random, whole_word_mask: bool = False):
-    """Returns (output_tokens, masked_lm_positions, masked_lm_labels); see the module docstring."""
+def candidate_words(tokens: Sequence[str], whole_word_mask: bool) -> list:
+    """The masking candidates of one sequence: lists of positions, in order, [CLS]/[SEP] left out.
+
+    Without whole-word masking every position is its own candidate. With it, a "##" piece joins
+    the word before it -- like the original, this looks at the previous *candidate*, so a "##"
+    piece right after [SEP] joins the last word of segment A -- and a `WordContinuation` joins the
+    word of the token right before it (never across [CLS]/[SEP], as in the dynamic path)."""
     cand_indexes = []
     for i, token in enumerate(tokens):
         if token == CLS or token == SEP:
             continue
-        # A "##" piece joins the word before it. Like the original, this looks at the previous
-        # *candidate*, so a "##" piece right after [SEP] joins the last word of segment A.
-        if whole_word_mask and cand_indexes and token.startswith("##"):
+        joins = whole_word_mask and cand_indexes and (
+            token.startswith("##")
+            or (is_word_continuation(token) and cand_indexes[-1][-1] == i - 1))
+        if joins:
             cand_indexes[-1].append(i)
         else:
             cand_indexes.append([i])
+    return cand_indexes
 
+
+def create_masked_lm_predictions(tokens: Sequence[str], masked_lm_prob: float,
+                                 max_predictions_per_seq: int, vocab_words: Sequence[str],
+                                 rng: random.Random, whole_word_mask: bool = False):
+    """Returns (output_tokens, masked_lm_positions, masked_lm_labels); see the module docstring."""
+    cand_indexes = candidate_words(tokens, whole_word_mask)
     rng.shuffle(cand_indexes)
     output_tokens = list(tokens)
     budget = num_to_predict(len(tokens), masked_lm_prob, max_predictions_per_seq)
@@ -349,7 +366,7 @@ def create_pretraining_data(input_files: Sequence[str], vocab_file: str, output_
     `num_shards` files of tf.train.Examples in google-research/bert's feature names, plus
     `metadata.json`. Returns the metadata dict (counts, options, files)."""
     from bert_tf.data import documents as documents_lib
-    from bert_tf.data import tfrecords
+    from bert_tf.data import tfrecords, word_segmentation
 
     options.validate()
     paths = expand_input_files(input_files)
@@ -357,15 +374,23 @@ def create_pretraining_data(input_files: Sequence[str], vocab_file: str, output_
         num_workers = min(len(paths), os.cpu_count() or 1)
     tfrecords.check_output_dir(output_dir, overwrite)
     vocab = documents_lib.read_vocab(vocab_file)
-    to_pieces = documents_lib.wordpiece_fn(vocab_file, lowercase=lowercase)
+    segmenter = word_segmentation.create_segmenter(options.word_segmenter)
+    to_pieces = None
 
-    # Tokenization runs here, in-graph and batched (TensorFlow threads use the cores); the
-    # pure-Python pairing and masking below is what runs in parallel processes.
+    # Tokenization (and word segmentation, once per line) runs here, tokenization
+    # in-graph and batched (TensorFlow threads use the cores); the pure-Python pairing and masking
+    # below is what runs in parallel processes.
     bar = _progress_bar(show_progress, total=len(paths), unit="file", desc="tokenize")
     documents_per_file = []
     for path in paths:
+        text_documents = documents_lib.read_documents(path)
+        word_segmentation.check_word_segmenter(text_documents, options.word_segmenter,
+                                               options.whole_word_mask, path)
+        if to_pieces is None:  # built after the first file passed its checks (it takes seconds)
+            to_pieces = documents_lib.wordpiece_fn(vocab_file, lowercase=lowercase,
+                                                   with_offsets=segmenter is not None)
         documents_per_file.append(
-            documents_lib.tokenize_documents(documents_lib.read_documents(path), to_pieces))
+            documents_lib.tokenize_documents(text_documents, to_pieces, segmenter=segmenter))
         bar.update(1)
     bar.close()
 

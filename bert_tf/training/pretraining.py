@@ -46,6 +46,7 @@ from bert_tf.atomic import write_json_atomic
 from bert_tf.config import BertConfig
 from bert_tf.data.masking import dynamic_masking_dataset
 from bert_tf.data.tfrecords import load_pretraining_dataset, read_metadata
+from bert_tf.data.word_segmentation import validate_segmenter_option
 from bert_tf.models import BertEncoder, BertPretrainer, pretraining_losses
 from bert_tf.training import run_record
 from bert_tf.training.checkpoints import CheckpointError, newest_sound_checkpoint, read_state
@@ -103,6 +104,7 @@ class PretrainingConfig:
     vocab_file: str | None = None
     lowercase: bool = True
     whole_word_mask: bool = False
+    word_segmenter: str = "none"                # with whole_word_mask: "jieba" for Chinese text
     masked_lm_prob: float = 0.15
     short_seq_prob: float = 0.1
     # The held-out MLM probe (bert_tf.training.mlm_probe): `probe_batches` batches of `eval_text`
@@ -119,12 +121,15 @@ class PretrainingConfig:
                                 "raw text for dynamic masking (text / --text), not "
                                 + ("both" if self.data else "neither"))
         if self.data and (self.vocab_file or self.whole_word_mask or not self.lowercase
+                          or self.word_segmenter not in (None, "none")
                           or self.masked_lm_prob != 0.15 or self.short_seq_prob != 0.1):
-            raise TrainingError("vocab, cased, whole-word masking, masked LM and short sequence "
-                                "probabilities apply to raw text (--text); TFRecords carry the "
-                                "masks create-pretraining-data drew")
+            raise TrainingError("vocab, cased, whole-word masking, word segmenter, masked LM and "
+                                "short sequence probabilities apply to raw text (--text); "
+                                "TFRecords carry the masks create-pretraining-data drew")
         if self.text and not self.vocab_file:
             raise TrainingError("dynamic masking from text needs the vocabulary (vocab_file / --vocab)")
+        if self.text:
+            validate_segmenter_option(self.word_segmenter, self.whole_word_mask)
         if not 0.0 < self.masked_lm_prob < 1.0:
             raise TrainingError(f"masked LM probability must be in (0, 1), got {self.masked_lm_prob}")
         if self.mixed_precision not in MIXED_PRECISION_POLICIES:
@@ -250,6 +255,7 @@ RECORD_KEYS = {
     "model_config": "--config (model config)", "data_sha256": "--data files (content sha256)",
     "text_sha256": "--text files (content sha256)", "vocab_sha256": "--vocab (content sha256)",
     "lowercase": "--cased (lowercase)", "whole_word_mask": "--whole-word-mask",
+    "word_segmenter": "--word-segmenter",
     "masked_lm_prob": "--masked-lm-prob", "short_seq_prob": "--short-seq-prob",
     "total_steps": "--steps", "batch_size": "--batch-size", "max_seq_length": "--max-seq-length",
     "max_predictions_per_seq": "--max-predictions-per-seq", "learning_rate": "--learning-rate",
@@ -329,7 +335,8 @@ def _training_dataset(config: PretrainingConfig, bert_config: BertConfig, max_se
     return dynamic_masking_dataset(
         [config.text], config.vocab_file, config.batch_size, max_seq_length, max_predictions,
         masked_lm_prob=config.masked_lm_prob, whole_word_mask=config.whole_word_mask,
-        short_seq_prob=config.short_seq_prob, lowercase=config.lowercase, seed=config.seed,
+        word_segmenter=config.word_segmenter, short_seq_prob=config.short_seq_prob,
+        lowercase=config.lowercase, seed=config.seed,
         repeat=True, shuffle_buffer_size=config.shuffle_buffer_size)
 
 
@@ -344,8 +351,9 @@ def _probe(config: PretrainingConfig, dataset: tf.data.Dataset, max_seq_length: 
         batches_from = dynamic_masking_dataset(
             [config.eval_text], config.vocab_file, config.batch_size, max_seq_length,
             max_predictions, masked_lm_prob=config.masked_lm_prob,
-            whole_word_mask=config.whole_word_mask, short_seq_prob=config.short_seq_prob,
-            lowercase=config.lowercase, seed=config.seed + 1, repeat=True)
+            whole_word_mask=config.whole_word_mask, word_segmenter=config.word_segmenter,
+            short_seq_prob=config.short_seq_prob, lowercase=config.lowercase,
+            seed=config.seed + 1, repeat=True)
     elif config.eval_data:
         source = "held-out records " + config.eval_data
         batches_from = load_pretraining_dataset(config.eval_data, config.batch_size, max_seq_length,
