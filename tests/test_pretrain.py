@@ -249,6 +249,10 @@ def test_mlm_probe_reports_the_unigram_baseline_and_warns_on_collapse(records_an
     bias = trainer.model.masked_lm.output_bias
     bias.assign(np.where(np.arange(bias.shape[0]) == 7, 1e4, 0.0).astype("float32"))
     one_batch = take_batches(tf.data.Dataset.from_tensors(probe.batches[0]), 1)
+    early = HeldOutMlmProbe(one_batch, every_steps=1, total_steps=100)
+    with caplog.at_level(logging.WARNING, logger="bert_tf.training.mlm_probe"):
+        early._run(trainer, 10)    # the plateau at step 10 of 100 is normal: no warning
+    assert early.results[-1].collapsed and "collapsed" not in caplog.text
     collapsed = HeldOutMlmProbe(one_batch, every_steps=1, total_steps=4)
     with caplog.at_level(logging.WARNING, logger="bert_tf.training.mlm_probe"):
         collapsed._run(trainer, 4)
