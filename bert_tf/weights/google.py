@@ -97,6 +97,18 @@ def read_google_config(path: str) -> BertConfig:
     return BertConfig.from_dict(data, source=path)
 
 
+def checkpoint_tensor(reader, prefix: str, name: str):
+    """`reader.get_tensor(name)`, with a damaged data file (truncated, emptied, bytes changed) as a
+    WeightsError naming the checkpoint, not TensorFlow's IndexError/DataLossError."""
+    import tensorflow as tf
+    try:
+        return reader.get_tensor(name)
+    except (tf.errors.OpError, IndexError, ValueError, RuntimeError) as e:
+        message = getattr(e, "message", None) or str(e)
+        raise WeightsError(f"Cannot read {name!r} from TF checkpoint {prefix} (data files "
+                           f"{prefix}.data-*): {message.strip().splitlines()[0]}") from None
+
+
 def read_tf1_checkpoint(prefix: str) -> dict:
     """name → float32 numpy array for every model weight; optimizer state dropped by the rule."""
     import tensorflow as tf
@@ -114,7 +126,7 @@ def read_tf1_checkpoint(prefix: str) -> dict:
     for name in names:
         if name in dropped:
             continue
-        value = reader.get_tensor(name)
+        value = checkpoint_tensor(reader, prefix, name)
         if np.issubdtype(value.dtype, np.floating) or value.dtype.name == "bfloat16":
             value = value.astype(np.float32)
         tensors[name] = value
