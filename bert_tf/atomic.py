@@ -37,7 +37,7 @@ _TEMP_NAME = re.compile(r"\.tmp-.*-(\d+)@([A-Za-z0-9]+)-[a-z0-9_]+(?:[.-].*)?", 
 
 def temp_prefix(name: str) -> str:
     """The prefix of this process's temporaries for `name` (mkstemp/mkdtemp add RANDOM)."""
-    return f".tmp-{name}-{os.getpid()}@{HOST_TAG}-"
+    return f".tmp-{name[:64]}-{os.getpid()}@{HOST_TAG}-"   # (file names end at 255 bytes)
 
 
 def _process_is_gone(pid: int) -> bool:

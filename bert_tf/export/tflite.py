@@ -21,9 +21,8 @@ Why it looks the way it does:
 * Ids outside the tables fail, never alias: `serve_ids` maps every id outside [0, vocab_size)
   (and type id outside [0, type_vocab_size)) to the table's size, an index TFLite's GATHER
   refuses ("gather index out of bounds"), where Keras' `take` would wrap a negative id to the
-  table's end. TFLite builtins have no assert op that carries a message (the converter drops
-  tf.debugging asserts), so the error does not name the field there; on the SavedModel's
-  signatures it does.
+  table's end. TFLite builtins have no assert op that carries a message, so the error does not
+  name the field there; on the SavedModel's signatures it does.
 * The tokenizer is the `tflite_compatible` `BertTokenizer` (tensorflow-text's FastBertNormalize +
   FastWordpieceTokenize custom ops, which `tf_text.tflite_registrar.SELECT_TFTEXT_OPS` provides),
   and packing is dense ops only, so no ragged op and no Flex (SELECT_TF_OPS) op is needed.

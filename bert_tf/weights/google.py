@@ -57,6 +57,18 @@ def is_optimizer_state(name: str) -> bool:
     return name in OPTIMIZER_COUNTERS or name.endswith(OPTIMIZER_SLOT_SUFFIXES)
 
 
+def prefix_inside(directory: str, prefix: str) -> str:
+    """`prefix` (read from `directory`'s `checkpoint` state file), refused when it lies outside
+    `directory` (an absolute path or '..' in the state file): a loader reads only what it was
+    given. The check is on the path's name (normalized), not on resolved symlinks."""
+    root = os.path.normpath(os.path.abspath(directory))
+    path = os.path.normpath(os.path.abspath(prefix))
+    if os.path.commonpath([root, path]) != root:
+        raise WeightsError(f"{os.path.join(directory, 'checkpoint')}: names the checkpoint "
+                           f"{prefix}, which lies outside {directory}")
+    return prefix
+
+
 def find_checkpoint_prefix(directory: str) -> str:
     """The TF1 checkpoint prefix in a google-style directory.
 
@@ -71,7 +83,7 @@ def find_checkpoint_prefix(directory: str) -> str:
         import tensorflow as tf
         latest = tf.train.latest_checkpoint(directory)
         if latest and os.path.isfile(latest + ".index"):
-            return latest
+            return prefix_inside(directory, latest)
     if len(indexes) == 1:
         return os.path.join(directory, indexes[0])
     if not indexes:

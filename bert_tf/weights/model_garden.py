@@ -49,7 +49,7 @@ import numpy as np
 
 from bert_tf.config import BertConfig
 from bert_tf.weights.canonical import CanonicalTensors, WeightsError, assign, encoder_slots
-from bert_tf.weights.google import checkpoint_tensor
+from bert_tf.weights.google import checkpoint_tensor, prefix_inside
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def find_checkpoint_prefix(path: str) -> str:
         latest = tf.train.latest_checkpoint(path) if os.path.isfile(
             os.path.join(path, "checkpoint")) else None
         if latest and os.path.isfile(latest + ".index"):
-            return latest
+            return prefix_inside(path, latest)
         indexes = sorted(n[:-len(".index")] for n in os.listdir(path) if n.endswith(".index"))
         if len(indexes) == 1:
             return os.path.join(path, indexes[0])

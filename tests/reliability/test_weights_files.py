@@ -223,3 +223,37 @@ def test_tf1_checkpoint(case, tmp_path):
         np.testing.assert_array_equal(out["bert/bias"], B)
     else:
         assert isinstance(out, WeightsError)
+
+
+# ------------------------------------------------------------------ `checkpoint` state files
+STATE_FILES = [
+    Case(f"{reader}-{name}", expect, (reader, target), words)
+    for reader in ("google", "model_garden")
+    for name, expect, target, words in (
+        ("inside", "OK", "model.ckpt-5", ()),
+        ("dotdot-outside", "CLEAR", "../elsewhere/model.ckpt-9", ("checkpoint", "outside")),
+        ("absolute-outside", "CLEAR", "{elsewhere}/model.ckpt-9", ("checkpoint", "outside")),
+        ("sub-dotdot-outside", "CLEAR", "sub/../../elsewhere/model.ckpt-9", ("outside",)),
+    )]
+
+
+@pytest.mark.parametrize("case", params(STATE_FILES))
+def test_checkpoint_state_file_stays_inside(case, tmp_path):
+    import tensorflow as tf
+    from bert_tf.weights import google, model_garden
+    reader, target = case.inputs
+    checkpoint, elsewhere = tmp_path / "checkpoint_dir", tmp_path / "elsewhere"
+    for folder, prefix in ((checkpoint, "model.ckpt-5"), (elsewhere, "model.ckpt-9")):
+        folder.mkdir()
+        tf.raw_ops.SaveV2(prefix=str(folder / prefix), tensor_names=["x"], shape_and_slices=[""],
+                          tensors=[tf.constant(B)])
+    # Two checkpoints inside (no single *.index to fall back on): the state file decides.
+    tf.raw_ops.SaveV2(prefix=str(checkpoint / "model.ckpt-1"), tensor_names=["x"],
+                      shape_and_slices=[""], tensors=[tf.constant(B)])
+    (checkpoint / "sub").mkdir()   # so that sub/../.. resolves on disk
+    target = target.replace("{elsewhere}", str(elsewhere))
+    (checkpoint / "checkpoint").write_text(f'model_checkpoint_path: "{target}"\n')
+    find = (google if reader == "google" else model_garden).find_checkpoint_prefix
+    out = check(case, lambda: find(str(checkpoint)))
+    if case.expect == "OK":
+        assert out == str(checkpoint / "model.ckpt-5")
