@@ -1,14 +1,94 @@
 """Writing files and directories so that a reader (or a crash) never sees them half written:
 everything is written under a temporary name in the same directory, then renamed into place
-(atomic on POSIX within one filesystem); a failure removes the temporary and leaves the old file."""
+(atomic on POSIX within one filesystem); a failure removes the temporary and leaves the old file.
+
+Leftovers of killed writers: a temporary is named `.tmp-NAME-PID@HOST-RANDOM[SUFFIX]` (hidden, so a
+model server never takes it for a version; PID and HOST say which process owns it). Every write
+into a directory first removes the temporaries there (`clean_stale_temps`) that are
+  * owned by a process of this host (same HOST tag) that no longer runs (its PID is gone), or
+  * older than `STALE_AFTER_S` (24 hours) since their last modification, whoever owns them,
+and logs each removal as a warning. A temporary of this process is never removed by age alone
+within the day, nor one of a live process (a PID reused by another process keeps the temporary
+until it is a day old). Names that do not follow the pattern (a user's own hidden files, older
+temporaries without an owner) are never touched.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
+
+logger = logging.getLogger(__name__)
+
+STALE_AFTER_S = 24 * 3600
+# The host tag: the first label of the host name, letters and digits only (a path component).
+HOST_TAG = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname().split(".")[0])[:32] or "host"
+# .tmp-NAME-PID@HOST-RANDOM, then a suffix (".keras", "-assets", ...); mkdtemp/mkstemp's RANDOM
+# has no '-', so the greedy NAME leaves the last "-PID@HOST-" to the groups.
+_TEMP_NAME = re.compile(r"\.tmp-.*-(\d+)@([A-Za-z0-9]+)-[a-z0-9_]+(?:[.-].*)?", re.DOTALL)
+
+
+def temp_prefix(name: str) -> str:
+    """The prefix of this process's temporaries for `name` (mkstemp/mkdtemp add RANDOM)."""
+    return f".tmp-{name[:64]}-{os.getpid()}@{HOST_TAG}-"   # (file names end at 255 bytes)
+
+
+def _process_is_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, OSError):
+        return False    # alive (someone else's), or a PID we cannot ask about: keep
+    return False
+
+
+def is_stale_temp(path: str, now: float | None = None) -> bool:
+    """True for a temporary of a writer that cannot finish it (the rule in the module docstring)."""
+    match = _TEMP_NAME.fullmatch(os.path.basename(path))
+    if match is None:
+        return False
+    pid, host = int(match.group(1)), match.group(2)
+    if host == HOST_TAG and pid != os.getpid() and _process_is_gone(pid):
+        return True
+    try:
+        age = (time.time() if now is None else now) - os.lstat(path).st_mtime
+    except FileNotFoundError:
+        return False
+    return age > STALE_AFTER_S
+
+
+def clean_stale_temps(directory: str) -> list:
+    """Removes the stale temporaries directly in `directory`; returns their paths."""
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed = []
+    for name in names:
+        path = os.path.join(directory, name)
+        if not name.startswith(".tmp-") or not is_stale_temp(path):
+            continue
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        except FileNotFoundError:
+            continue    # another writer cleaned it first
+        except OSError as e:
+            logger.warning("could not remove the stale temporary %s: %s", path, e)
+            continue
+        logger.warning("removed %s, left by a writer that did not finish", path)
+        removed.append(path)
+    return removed
 
 
 @contextlib.contextmanager
@@ -18,7 +98,9 @@ def atomic_path(path: str, suffix: str = ""):
     (e.g. `model.save` wants ".keras")."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+    clean_stale_temps(directory)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=temp_prefix(os.path.basename(path)),
+                               suffix=suffix)
     os.close(fd)
     try:
         yield tmp
@@ -48,26 +130,49 @@ def write_json_atomic(path: str, value, **dumps_kwargs) -> str:
 class StagingDir:
     """`with StagingDir(final) as tmp:` build the directory in `tmp` (a hidden sibling of
     `final`); on success it is renamed to `final`, on any exception it is removed. A model server
-    polling the parent never sees `tmp` as a version (its name is not an integer)."""
+    polling the parent never sees `tmp` as a version (its name is not an integer).
 
-    def __init__(self, final: str):
+    If `final` appears meanwhile (another writer published it), the rename fails cleanly (rename
+    over a non-empty directory is an error, and an existing one is never replaced); then
+    `next_final()`, when given, names another target to try (e.g. the next free version: two
+    concurrent exports both publish), else FileExistsError. `self.final` is where it went.
+    """
+
+    RETRIES = 100
+
+    def __init__(self, final: str, next_final=None):
         self.final = os.path.abspath(final)
+        self.next_final = next_final
         self.path = None
 
     def __enter__(self) -> str:
         parent = os.path.dirname(self.final)
         os.makedirs(parent, exist_ok=True)
-        self.path = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(self.final)}-", dir=parent)
+        clean_stale_temps(parent)
+        self.path = tempfile.mkdtemp(prefix=temp_prefix(os.path.basename(self.final)), dir=parent)
         return self.path
 
+    def _publish(self) -> None:
+        for _ in range(self.RETRIES):
+            if not os.path.lexists(self.final):
+                try:
+                    os.rename(self.path, self.final)
+                    return
+                except OSError as e:   # ENOTEMPTY/EEXIST: published by someone else just now
+                    if not os.path.lexists(self.final):
+                        raise
+            if self.next_final is None:
+                break
+            self.final = os.path.abspath(self.next_final())
+        raise FileExistsError(f"{self.final} appeared while it was being written")
+
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            if os.path.exists(self.final):
+        try:
+            if exc_type is None:
+                self._publish()
+        finally:
+            if os.path.isdir(self.path):
                 shutil.rmtree(self.path, ignore_errors=True)
-                raise FileExistsError(f"{self.final} appeared while it was being written")
-            os.rename(self.path, self.final)
-        else:
-            shutil.rmtree(self.path, ignore_errors=True)
         return False
 
 
@@ -83,7 +188,8 @@ def staged_directory(directory: str, publish_order=None):
     directory = os.fspath(directory)
     parent = os.path.dirname(os.path.abspath(directory))
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(directory)}-")
+    clean_stale_temps(parent)
+    staging = tempfile.mkdtemp(dir=parent, prefix=temp_prefix(os.path.basename(directory)))
     try:
         yield staging
         if not os.path.exists(directory):

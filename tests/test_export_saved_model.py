@@ -197,7 +197,8 @@ def test_bad_inputs_give_clear_errors_or_defined_results(tiny):
     good = tf.ones([1, 5], tf.int32)
     with pytest.raises(tf.errors.InvalidArgumentError, match="attention_mask must have the shape"):
         ids(input_ids=good, token_type_ids=good, attention_mask=tf.ones([1, 4], tf.int32))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="indices"):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"input_ids: ids must be in \[0, 30522\)"):
         ids(input_ids=good * 999999, token_type_ids=good * 0, attention_mask=good)
 
 

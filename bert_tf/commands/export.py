@@ -52,6 +52,9 @@ def register(subparsers):
     t.add_argument("--verify-examples", type=int, default=None,
                    help="verify on the first N test examples (default: the whole test split)")
     t.add_argument("--no-verify", action="store_true", help="skip running it against Keras")
+    t.add_argument("--keep-unverified", action="store_true",
+                   help="keep the .tflite when verification fails (the command still fails); by "
+                        "default a model whose verification fails is not written")
     t.set_defaults(run=run_tflite)
 
 
@@ -84,6 +87,7 @@ def run_tflite(args) -> int:
                                                 True if args.with_tokenizer else None),
                                 sequence_length=args.sequence_length, vocab=args.vocab,
                                 dataset=args.dataset, verify_examples=args.verify_examples,
-                                verify=not args.no_verify)
+                                verify=not args.no_verify,
+                                keep_unverified=args.keep_unverified)
     print(f"wrote {report['path']}")
     return 0

@@ -7,7 +7,15 @@
 
 The version is built in a hidden temporary sibling and renamed into place at the end, so a server
 polling `saved_models/sentiment` never loads a half-written version, and an exception part-way
-leaves nothing behind. Versions auto-increment from the largest existing one.
+leaves nothing behind. Versions auto-increment from the largest existing one; two exports to
+one model directory at once both publish, as distinct versions (the one that finds its number
+taken at the final rename takes the next free one; `bert_tf.atomic.StagingDir`). Hidden
+temporaries left by killed exports are removed at the next export into the same directory (the
+rule is in `bert_tf.atomic`).
+
+The model name (the directory's name, used in models.config, the warmup requests and the
+server's URLs) and the label names (one per line in assets/labels.txt) are checked before any
+work: `check_model_name`, `check_label_names`.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import tensorflow as tf
 
 from bert_tf.atomic import StagingDir, write_text_atomic
 from bert_tf.export.errors import ExportError
-from bert_tf.export.serving_config import write_server_configs
+from bert_tf.export.serving_config import check_model_name, write_server_configs
 from bert_tf.export.serving_module import ID_NAMES, BertServingModule
 from bert_tf.export.trimming import AUTO, DEFAULT_GROUP_SIZE
 from bert_tf.export.warmup import WARMUP_FILE, write_warmup_requests
@@ -61,6 +69,20 @@ def serialized_examples(ids: dict) -> np.ndarray:
         rows.append(tf.train.Example(features=tf.train.Features(feature=feature))
                     .SerializeToString())
     return np.array(rows, dtype=object)
+
+
+def check_label_names(labels) -> tuple:
+    """The task's label names, each a non-empty string without line breaks (labels.txt holds one
+    per line), all different; else ExportError naming the offending label."""
+    labels = tuple(labels)
+    for label in labels:
+        if not isinstance(label, str) or not label or "\n" in label or "\r" in label:
+            raise ExportError(f"label names must be non-empty strings without line breaks (one "
+                              f"per line in assets/labels.txt), got {label!r}")
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ExportError(f"label names must differ, got {duplicates} more than once")
+    return labels
 
 
 def resolve_source(model, tokenizer=None, labels=None, pair=None, task=None):
@@ -109,9 +131,13 @@ def export_saved_model(model, out_dir, tokenizer=None, version=None, labels=None
     on the [CLS] rows only (exact; see `bert_tf.export.packing`); "auto" (default) packs every
     classifier, False never packs.
     """
-    model, task = resolve_source(model, tokenizer, labels, pair, task)
     model_root = os.path.abspath(os.fspath(out_dir))
-    if version is None:
+    check_model_name(os.path.basename(model_root), what=f"the model directory {model_root}: "
+                     "its name")
+    model, task = resolve_source(model, tokenizer, labels, pair, task)
+    labels = check_label_names(task.label_names) if task is not None else ()
+    automatic = version is None
+    if automatic:
         version = next_version(model_root)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ExportError(f"version must be a positive integer, got {version!r}")
@@ -122,28 +148,35 @@ def export_saved_model(model, out_dir, tokenizer=None, version=None, labels=None
 
     module = BertServingModule(model, task, trim_bucket=trim_bucket, group_size=group_size,
                                jit_compile=jit_compile, pack=pack)
-    labels = tuple(task.label_names) if task is not None else ()
-    with StagingDir(final) as staging:
-        # Assets: files the graph does not read but clients (and humans) need with the model.
-        asset_dir = os.path.join(staging, "..", os.path.basename(staging) + "-assets")
-        os.makedirs(asset_dir)
-        try:
-            if task is not None:
-                write_text_atomic(os.path.join(asset_dir, "vocab.txt"),
-                                  "".join(t + "\n" for t in task.tokenizer.get_vocabulary()))
-                module.vocab_file = tf.saved_model.Asset(os.path.join(asset_dir, "vocab.txt"))
-            if labels:
-                write_text_atomic(os.path.join(asset_dir, "labels.txt"),
-                                  "".join(t + "\n" for t in labels))
-                module.labels_file = tf.saved_model.Asset(os.path.join(asset_dir, "labels.txt"))
-            tf.saved_model.save(module, staging, signatures=module.signatures())
-        finally:
-            import shutil
-            shutil.rmtree(asset_dir, ignore_errors=True)
-        extra = os.path.join(staging, "assets.extra")
-        os.makedirs(extra, exist_ok=True)
-        write_warmup_requests(os.path.join(extra, WARMUP_FILE), os.path.basename(model_root),
-                              warmup_requests(task))
+    # An automatic version taken by a concurrent export meanwhile: publish as the next free one.
+    staging_dir = StagingDir(final, (lambda: os.path.join(model_root, str(next_version(model_root))))
+                             if automatic else None)
+    try:
+        with staging_dir as staging:
+            # Assets: files the graph does not read but clients (and humans) need with the model.
+            asset_dir = os.path.join(staging, "..", os.path.basename(staging) + "-assets")
+            os.makedirs(asset_dir)
+            try:
+                if task is not None:
+                    write_text_atomic(os.path.join(asset_dir, "vocab.txt"),
+                                      "".join(t + "\n" for t in task.tokenizer.get_vocabulary()))
+                    module.vocab_file = tf.saved_model.Asset(os.path.join(asset_dir, "vocab.txt"))
+                if labels:
+                    write_text_atomic(os.path.join(asset_dir, "labels.txt"),
+                                      "".join(t + "\n" for t in labels))
+                    module.labels_file = tf.saved_model.Asset(os.path.join(asset_dir, "labels.txt"))
+                tf.saved_model.save(module, staging, signatures=module.signatures())
+            finally:
+                import shutil
+                shutil.rmtree(asset_dir, ignore_errors=True)
+            extra = os.path.join(staging, "assets.extra")
+            os.makedirs(extra, exist_ok=True)
+            write_warmup_requests(os.path.join(extra, WARMUP_FILE), os.path.basename(model_root),
+                                  warmup_requests(task))
+    except FileExistsError:
+        raise ExportError(f"{staging_dir.final} appeared while this export was written: TF "
+                          f"Serving versions are immutable; pick another --version or leave it "
+                          f"out to take the next one") from None
     if write_configs:
         write_server_configs(os.path.dirname(model_root))
-    return final
+    return staging_dir.final

@@ -8,7 +8,13 @@ and three signatures.
                       SQuAD: question, context), outputs its `decode` outputs.
     serve_ids         input_ids, token_type_ids, attention_mask int32 [b, s] -> raw model outputs
     serve_examples    examples [b] serialized tf.Example (int64 lists `input_ids`,
-                      `token_type_ids`, `attention_mask`) -> the same as serve_ids
+                      `attention_mask` and optionally `token_type_ids`) -> the same as serve_ids
+
+Bad ids fail in the graph with InvalidArgumentError naming the field (`input_checks`): ids outside
+[0, vocab_size) (negative included), type ids outside [0, type_vocab_size), a mask other than 0/1,
+int64 values past int32 in `serve_examples` (checked before the cast), a non-empty batch with
+zero positions, and tf.Examples whose features are missing or of different lengths. An empty
+batch gives empty outputs.
 
 Without a task (no tokenizer), `serving_default` is `serve_ids` (clients tokenize themselves).
 
@@ -31,7 +37,7 @@ import types
 import numpy as np
 import tensorflow as tf
 
-from bert_tf.export import packing
+from bert_tf.export import input_checks, packing
 from bert_tf.export.trimming import (AUTO, DEFAULT_GROUP_SIZE, is_count, resolve_bucket,
                                      run_in_length_groups, run_trimmed)
 from bert_tf.models.encoder import INPUT_NAMES as ID_NAMES
@@ -157,24 +163,43 @@ class BertServingModule(tf.Module):
 
     def _serve_ids(self, features):
         ids = features["input_ids"]
+        config = self._untracked.model.encoder.config
         checks = [tf.debugging.assert_equal(
             tf.shape(features[name]), tf.shape(ids),
             message=f"{name} must have the shape of input_ids") for name in ID_NAMES[1:]]
         checks.append(tf.debugging.assert_less(
-            tf.shape(ids)[1], self._untracked.model.encoder.config.max_position_embeddings + 1,
+            tf.shape(ids)[1], config.max_position_embeddings + 1,
             message=f"sequences are longer than the model's "
-                    f"{self._untracked.model.encoder.config.max_position_embeddings} positions"))
+                    f"{config.max_position_embeddings} positions"))
+        checks += input_checks.length_checks(ids)
+        checks += input_checks.id_checks(features, config.vocab_size, config.type_vocab_size)
         with tf.control_dependencies(checks):
             features = {k: tf.identity(v) for k, v in features.items()}
-        return self.logits(features)
+        # An empty batch [0, s] gives empty outputs; the model still needs one position to run
+        # (s = 0 is padded to 1 and per-token outputs are cut back to [0, 0, ...]).
+        length = tf.shape(ids)[1]
+        extra = tf.where(tf.equal(tf.shape(ids)[0], 0), tf.maximum(1 - length, 0), 0)
+        features = {k: tf.pad(v, [[0, 0], [0, extra]]) for k, v in features.items()}
+        outputs = self.logits(features)
+        return {k: v[:, :length] if k in self._per_token else v for k, v in outputs.items()}
 
     def _serve_examples(self, examples):
-        # FixedLenSequenceFeature(allow_missing=True) pads rows to the longest in the batch with 0,
-        # which is [PAD] / segment 0 / masked out: exactly BERT's padding.
-        parsed = tf.io.parse_example(examples, {
-            name: tf.io.FixedLenSequenceFeature([], tf.int64, allow_missing=True)
-            for name in ID_NAMES})
-        return self._serve_ids({k: tf.cast(v, tf.int32) for k, v in parsed.items()})
+        # Ragged per example, so that each example's features can be checked against each other
+        # (`input_checks.example_checks`), and in int64 range before the cast to int32 (no
+        # aliasing of 2**32 + id). Rows of different lengths are then padded with 0 to the
+        # longest: [PAD] / segment 0 / masked out, exactly BERT's padding.
+        parsed = tf.io.parse_example(examples, {name: tf.io.RaggedFeature(tf.int64)
+                                                for name in ID_NAMES})
+        config = self._untracked.model.encoder.config
+        checks = input_checks.example_checks(parsed)
+        checks += input_checks.id_checks({k: v.flat_values for k, v in parsed.items()},
+                                         config.vocab_size, config.type_vocab_size)
+        with tf.control_dependencies(checks):
+            ids = parsed["input_ids"].to_tensor()                                   # [b, s]
+            shape = tf.shape(ids, out_type=tf.int64)
+            features = {k: tf.cast(v.to_tensor(shape=shape), tf.int32)
+                        for k, v in parsed.items()}
+        return self._serve_ids(features)
 
     # ------------------------------------------------------------------ raw text
     def _serve_text(self, *texts):

@@ -18,6 +18,11 @@ Why it looks the way it does:
   range on the mask (a step of ~80: every real score rounds to the same value). Here the same
   weights run with a -100 mask instead: exp(-100) ~ 4e-44 is still exactly "no attention" in
   float32 arithmetic (parity with Keras is tested), and the calibrated range stays ~[-110, 10].
+* Ids outside the tables fail, never alias: `serve_ids` maps every id outside [0, vocab_size)
+  (and type id outside [0, type_vocab_size)) to the table's size, an index TFLite's GATHER
+  refuses ("gather index out of bounds"), where Keras' `take` would wrap a negative id to the
+  table's end. TFLite builtins have no assert op that carries a message, so the error does not
+  name the field there; on the SavedModel's signatures it does.
 * The tokenizer is the `tflite_compatible` `BertTokenizer` (tensorflow-text's FastBertNormalize +
   FastWordpieceTokenize custom ops, which `tf_text.tflite_registrar.SELECT_TFTEXT_OPS` provides),
   and packing is dense ops only, so no ragged op and no Flex (SELECT_TF_OPS) op is needed.
@@ -33,6 +38,7 @@ import types
 import numpy as np
 import tensorflow as tf
 
+from bert_tf.atomic import clean_stale_temps, temp_prefix
 from bert_tf.export.errors import ExportError
 from bert_tf.export.serving_module import ID_NAMES
 
@@ -44,6 +50,15 @@ def lite_forward(model, features) -> dict:
     """The task model's forward pass with the TFLite attention mask; same weights, same layers.
     features: int32 [b, N] dict -> the model's outputs (float32)."""
     return model.forward(features, mask_value=TFLITE_MASK_VALUE)
+
+
+def out_of_table(features, vocab_size: int, type_vocab_size: int) -> dict:
+    """int32 [b, N] ids dict with every id outside its table replaced by the table's size (an
+    index the embedding lookup refuses instead of wrapping; see the module docstring)."""
+    def refuse(values, size):
+        return tf.where((values < 0) | (values >= size), tf.fill(tf.shape(values), size), values)
+    return {**features, "input_ids": refuse(features["input_ids"], vocab_size),
+            "token_type_ids": refuse(features["token_type_ids"], type_vocab_size)}
 
 
 def lite_task(task, sequence_length: int):
@@ -68,8 +83,11 @@ class TFLiteModule(tf.Module):
         self.model_variables = [v.value for v in model.variables]
         ids_spec = {name: tf.TensorSpec([1, sequence_length], tf.int32, name=name)
                     for name in ID_NAMES}
-        self.serve_ids = tf.function(lambda features: lite_forward(self._untracked.model, features),
-                                     input_signature=[ids_spec])
+        config = model.encoder.config
+        self.serve_ids = tf.function(
+            lambda features: lite_forward(self._untracked.model, out_of_table(
+                features, config.vocab_size, config.type_vocab_size)),
+            input_signature=[ids_spec])
         self.tokenizer = None
         if task is not None:
             self._untracked.task = lite_task(task, sequence_length)
@@ -187,7 +205,8 @@ def convert_tflite(model, out_path, quantize="none", sequence_length=None, token
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     module = TFLiteModule(model, sequence_length, task if with_tokenizer else None)
     signatures = module.signatures()
-    workdir = tempfile.mkdtemp(prefix=".tmp-tflite-", dir=os.path.dirname(out_path))
+    clean_stale_temps(os.path.dirname(out_path))
+    workdir = tempfile.mkdtemp(prefix=temp_prefix("tflite"), dir=os.path.dirname(out_path))
     try:
         saved = os.path.join(workdir, "saved_model")
         tf.saved_model.save(module, saved, signatures=signatures)

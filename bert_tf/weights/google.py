@@ -57,6 +57,18 @@ def is_optimizer_state(name: str) -> bool:
     return name in OPTIMIZER_COUNTERS or name.endswith(OPTIMIZER_SLOT_SUFFIXES)
 
 
+def prefix_inside(directory: str, prefix: str) -> str:
+    """`prefix` (read from `directory`'s `checkpoint` state file), refused when it lies outside
+    `directory` (an absolute path or '..' in the state file): a loader reads only what it was
+    given. The check is on the path's name (normalized), not on resolved symlinks."""
+    root = os.path.normpath(os.path.abspath(directory))
+    path = os.path.normpath(os.path.abspath(prefix))
+    if os.path.commonpath([root, path]) != root:
+        raise WeightsError(f"{os.path.join(directory, 'checkpoint')}: names the checkpoint "
+                           f"{prefix}, which lies outside {directory}")
+    return prefix
+
+
 def find_checkpoint_prefix(directory: str) -> str:
     """The TF1 checkpoint prefix in a google-style directory.
 
@@ -71,7 +83,7 @@ def find_checkpoint_prefix(directory: str) -> str:
         import tensorflow as tf
         latest = tf.train.latest_checkpoint(directory)
         if latest and os.path.isfile(latest + ".index"):
-            return latest
+            return prefix_inside(directory, latest)
     if len(indexes) == 1:
         return os.path.join(directory, indexes[0])
     if not indexes:
@@ -97,6 +109,18 @@ def read_google_config(path: str) -> BertConfig:
     return BertConfig.from_dict(data, source=path)
 
 
+def checkpoint_tensor(reader, prefix: str, name: str):
+    """`reader.get_tensor(name)`, with a damaged data file (truncated, emptied, bytes changed) as a
+    WeightsError naming the checkpoint, not TensorFlow's IndexError/DataLossError."""
+    import tensorflow as tf
+    try:
+        return reader.get_tensor(name)
+    except (tf.errors.OpError, IndexError, ValueError, RuntimeError) as e:
+        message = getattr(e, "message", None) or str(e)
+        raise WeightsError(f"Cannot read {name!r} from TF checkpoint {prefix} (data files "
+                           f"{prefix}.data-*): {message.strip().splitlines()[0]}") from None
+
+
 def read_tf1_checkpoint(prefix: str) -> dict:
     """name → float32 numpy array for every model weight; optimizer state dropped by the rule."""
     import tensorflow as tf
@@ -114,7 +138,7 @@ def read_tf1_checkpoint(prefix: str) -> dict:
     for name in names:
         if name in dropped:
             continue
-        value = reader.get_tensor(name)
+        value = checkpoint_tensor(reader, prefix, name)
         if np.issubdtype(value.dtype, np.floating) or value.dtype.name == "bfloat16":
             value = value.astype(np.float32)
         tensors[name] = value

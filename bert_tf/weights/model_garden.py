@@ -49,6 +49,7 @@ import numpy as np
 
 from bert_tf.config import BertConfig
 from bert_tf.weights.canonical import CanonicalTensors, WeightsError, assign, encoder_slots
+from bert_tf.weights.google import checkpoint_tensor, prefix_inside
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def find_checkpoint_prefix(path: str) -> str:
         latest = tf.train.latest_checkpoint(path) if os.path.isfile(
             os.path.join(path, "checkpoint")) else None
         if latest and os.path.isfile(latest + ".index"):
-            return latest
+            return prefix_inside(path, latest)
         indexes = sorted(n[:-len(".index")] for n in os.listdir(path) if n.endswith(".index"))
         if len(indexes) == 1:
             return os.path.join(path, indexes[0])
@@ -218,7 +219,7 @@ def read_model_garden_tensors(prefix: str, source: str) -> tuple:
     scope, relative = _encoder_scope(sorted(entries), source)
     raw, canonical = {}, CanonicalTensors()   # canonical.origin: errors name the checkpoint's keys
     for short, key in sorted(entries.items()):
-        value = reader.get_tensor(key)
+        value = checkpoint_tensor(reader, prefix, key)
         if np.issubdtype(value.dtype, np.floating) or value.dtype.name == "bfloat16":
             value = value.astype(np.float32)
         if short in relative:
