@@ -34,8 +34,15 @@ class ClassificationTask:
     @staticmethod
     def read_labels(path: str, text_column="text", text_pair_column=None, label_column="label",
                     **_) -> tuple:
-        """The label set of a training file (sorted; integer labels by value)."""
-        return read_classification(path, text_column, label_column, text_pair_column).label_names
+        """The label set of a training file (sorted; integer labels by value). A classifier needs
+        two labels at least: one label would build a one-output head, which is a regressor."""
+        names = read_classification(path, text_column, label_column, text_pair_column).label_names
+        if len(names) < 2:
+            raise TaskDataError(
+                f"{path}: the {label_column!r} column holds {len(names)} distinct label(s) "
+                f"{list(names)}; classification needs at least 2 (for one score per text use "
+                "`bert-tf finetune regress`)")
+        return names
 
     def read(self, path: str, labeled: bool = True) -> ClassificationData:
         return read_classification(path, self.text_column, self.label_column if labeled else None,
