@@ -280,5 +280,5 @@ def test_default_schedule_scales_with_width_and_steps(records_and_config, tmp_pa
         recorded = json.load(f)
     assert recorded["learning_rate"] == 1e-3 and recorded["warmup_steps"] == 1
     for bad in (dict(learning_rate=-1.0), dict(learning_rate=float("nan")), dict(adam_beta2=1.0)):
-        with pytest.raises(TrainingError, match="learning rate|beta2"):
+        with pytest.raises(TrainingError, match="learning-rate|beta2"):
             dataclasses.replace(settings, **bad).validate()

@@ -309,7 +309,8 @@ def pretrain_argv(files, out, *extra, text="text", config="config"):
 
 PRETRAIN_DIFFERENCES = [
     ("steps", (["--steps", 3], {}), ["--steps: 2 → 3"]),
-    ("learning rate", (["--learning-rate", 1e-3], {}), ["--learning-rate: 0.0001 → 0.001"]),
+    ("learning rate", (["--learning-rate", 5e-4], {}), ["--learning-rate: 0.001 → 0.0005"]),
+    ("adam beta2", (["--adam-beta2", 0.999], {}), ["--adam-beta2: 0.98 → 0.999"]),
     ("seed", (["--seed", 1], {}), ["--seed: 12345 → 1"]),
     ("batch size", (["--batch-size", 2], {}), ["--batch-size: 4 → 2"]),
     ("max seq length", (["--max-seq-length", 24], {}), ["--max-seq-length: 16 → 24"]),
