@@ -142,7 +142,7 @@ def test_peoples_daily_ner_tags_and_documents():
 
 
 @pytest.mark.slow
-def test_sanskrit_corpus_counts_and_cleaning(tmp_path):
+def test_sanskrit_corpus_counts_and_cleaning(tmp_path, monkeypatch):
     from bert_tf.data import sanskrit
     chapters = sanskrit.chapters()
     assert len(chapters) == 8682 and len({c.chapter_id for c in chapters}) == 8682
@@ -181,6 +181,18 @@ def test_sanskrit_corpus_counts_and_cleaning(tmp_path):
     other = tmp_path / "corpus.json"
     other.write_text('{"format":0,"package":"dcs-wrapper==0.0.1","books":[]}', encoding="utf-8")
     assert not sanskrit._cache_header_ok(str(other))
+    damaged = tmp_path / "cache"  # a cache file cut short by hand: one clear error, not a traceback
+    os.makedirs(damaged / sanskrit.CACHE_NAME)
+    with open(sanskrit.corpus_path(), encoding="utf-8") as f:
+        (damaged / sanskrit.CACHE_NAME / "corpus.json").write_text(f.read(5000), encoding="utf-8")
+    monkeypatch.setenv("BERT_TF_CACHE", str(damaged))
+    sanskrit.raw_books.cache_clear()
+    try:
+        with pytest.raises(sanskrit.SanskritCorpusError, match="unreadable corpus cache.*delete it"):
+            sanskrit.raw_books()
+    finally:
+        monkeypatch.undo()
+        sanskrit.raw_books.cache_clear()
 
 
 @pytest.mark.slow

@@ -209,8 +209,14 @@ def _cache_header_ok(path: str) -> bool:
 @functools.lru_cache(maxsize=None)
 def raw_books() -> tuple:
     """The cached corpus's "books" list (see `corpus_path`), raw sentence texts."""
-    with open(corpus_path(), encoding="utf-8") as f:
-        return tuple(json.load(f)["books"])
+    path = corpus_path()
+    try:
+        with open(path, encoding="utf-8") as f:
+            return tuple(json.load(f)["books"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        # Only a hand-edited or damaged file gets here (the cache is written atomically).
+        raise SanskritCorpusError(f"{path}: unreadable corpus cache ({type(e).__name__}: {e}); "
+                                  "delete it and it is rebuilt from the pinned package") from None
 
 
 # The verse marker every sentence ends with: "/" or "//", a space, "(chapter.verse)".
