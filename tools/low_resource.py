@@ -1,16 +1,21 @@
 """BERT for a language with no pre-trained model, end to end on real data, with its baselines:
-learn a vocabulary -> pre-train a small BERT from scratch -> fine-tune sentiment -> score the test
-split, against (b) the same fine-tuning from a randomly initialized encoder and (c) a character
-n-gram logistic regression.
+learn a vocabulary -> pre-train a small BERT from scratch -> fine-tune sentiment and NER -> score
+the test splits, against (b) the same fine-tuning from a randomly initialized encoder and (c) a
+character n-gram logistic regression (tf-idf of 1-2-grams for sentiment; per character over its
+n-gram window for NER).
 
     python tools/low_resource.py --language zh --out runs/zh                  # the ~30-minute recipe
-    python tools/low_resource.py --language zh --out runs/zh_quick --quick    # minutes, for tests
+    python tools/low_resource.py --language zh --out runs/zh_quick --quick    # minutes, a smoke run
+    python tools/low_resource.py --language sa --out runs/sa                  # Sanskrit (cased)
 
 Every stage is the CLI a user runs (`bert-tf dataset`, `vocab`, `pretrain`, `finetune`,
 `evaluate`), called in this process; a rerun with the same options reuses the finished stages.
 Chinese data: `chinese_text` (People's Daily 1998 paragraphs + product reviews of the train
 split) for the vocabulary and pre-training, its dev split held out for the MLM probe, and
-`chinese_reviews` (17,363 reviews, fixed 80/10/10 split) for sentiment. OUT/results.json holds
+`chinese_reviews` (17,363 reviews, fixed 80/10/10 split) for sentiment, `peoples_daily_ner`
+(characters tagged PER/LOC/ORG; a seeded sample of its sentences) for NER. Sanskrit (no pre-trained
+BERT exists for it): `sanskrit_text` (Digital Corpus of Sanskrit, chapters split 80/10/10) and
+`sanskrit_source` (which of four texts a verse comes from), all cased. OUT/results.json holds
 every number; the table is printed at the end.
 """
 
@@ -25,9 +30,18 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+@dataclasses.dataclass(frozen=True)
+class Language:
+    text: str                       # raw text dataset (train/dev/test.txt)
+    classification: str            # labelled sentence classification dataset (CSV)
+    ner: str | None = None          # character/token tagging dataset (CoNLL), if any
+    cased: bool = False             # keep case and accents (Sanskrit's long vowels are accents)
+
+
 LANGUAGES = {
-    # language: (raw text dataset, sentiment dataset, whole-word segmenter or None)
-    "zh": ("chinese_text", "chinese_reviews", "jieba"),
+    "zh": Language("chinese_text", "chinese_reviews", "peoples_daily_ner"),
+    # Sanskrit: which of four texts (two epics, a purana, a medical treatise) a verse is from.
+    "sa": Language("sanskrit_text", "sanskrit_source", cased=True),
 }
 
 
@@ -45,11 +59,15 @@ class Recipe:
     finetune_batch: int = 32
     train_limit: int | None = None      # sentiment training examples (None: all)
     test_limit: int | None = None
+    ner_train_limit: int | None = 8000  # NER sentences (the corpus has 36k: CPU time)
+    ner_test_limit: int | None = 2000
+    ner_epochs: float = 2.0
 
     @classmethod
     def quick(cls):
         return cls(vocab_size=3000, hidden=64, layers=2, heads=2, seq=64, pretrain_steps=300,
-                   finetune_epochs=1.0, finetune_lr=2e-4, train_limit=2000, test_limit=400)
+                   finetune_epochs=1.0, finetune_lr=2e-4, train_limit=2000, test_limit=400,
+                   ner_train_limit=500, ner_test_limit=200, ner_epochs=1.0)
 
 
 def _cli(*argv) -> None:
@@ -119,20 +137,68 @@ def _ngram_baseline(train_csv: str, test_csv: str) -> dict:
     return {"accuracy": float(sum(p == y for p, y in zip(predicted, y_test)) / len(y_test))}
 
 
-def _finetune(init: str, vocab: str, train: str, dev: str, test: str, out: str,
-              recipe: Recipe) -> dict:
+def _limit_conll(src: str, dst: str, limit: int | None) -> str:
+    """`limit` sentences of a CoNLL file picked by a seeded shuffle."""
+    if limit is None:
+        return src
+    import random
+
+    from bert_tf.data import conll
+    sentences = conll.read_conll(src)
+    random.Random(0).shuffle(sentences)
+    conll.write_conll(dst, sentences[:limit])
+    return dst
+
+
+def _char_features(chars, i):
+    """The window features of character i: unigrams at -2..+2, bigrams at -1..+1."""
+    def at(j):
+        return chars[j] if 0 <= j < len(chars) else "<s>"
+    return {f"u{d}={at(i + d)}": 1 for d in (-2, -1, 0, 1, 2)} | \
+        {f"b{d}={at(i + d)}{at(i + d + 1)}": 1 for d in (-1, 0)}
+
+
+def _ngram_ner_baseline(train_conll: str, test_conll: str) -> dict:
+    """(c) for NER: a logistic regression per character over its character n-gram window
+    (hashed), tags scored as entities by seqeval like the fine-tuned models."""
+    from sklearn.feature_extraction import FeatureHasher
+    from sklearn.linear_model import LogisticRegression
+
+    from bert_tf import metrics
+    from bert_tf.data import conll
+    train, test = conll.read_conll(train_conll), conll.read_conll(test_conll)
+    hasher = FeatureHasher(n_features=2 ** 20, input_type="dict")
+
+    def features(sentences):
+        return hasher.transform(_char_features(chars, i) for chars, _ in sentences
+                                for i in range(len(chars)))
+    classifier = LogisticRegression(max_iter=300, C=1.0)
+    classifier.fit(features(train), [t for _, tags in train for t in tags])
+    flat = list(classifier.predict(features(test)))
+    predicted, start = [], 0
+    for chars, _ in test:
+        predicted.append(flat[start:start + len(chars)])
+        start += len(chars)
+    return metrics.entity_metrics([tags for _, tags in test], predicted)
+
+
+def _finetune(task: str, init: str, vocab: str, train: str, dev: str, test: str, out: str,
+              recipe: Recipe, epochs: float, cased: list) -> dict:
     from bert_tf.tasks import evaluate
     if not os.path.isfile(os.path.join(out, "model.keras")):
-        _cli("finetune", "classify", "--init", init, "--vocab", vocab, "--train", train, "--eval",
-             dev, "--out", out, "--max-length", recipe.seq, "--epochs", recipe.finetune_epochs,
+        _cli("finetune", task, "--init", init, "--vocab", vocab, "--train", train, "--eval",
+             dev, "--out", out, "--max-length", recipe.seq, "--epochs", epochs,
              "--learning-rate", recipe.finetune_lr, "--batch-size", recipe.finetune_batch,
-             "--no-progress")
+             "--no-progress", *cased)
     return evaluate(out, test)
 
 
-def run(language: str, out: str, recipe: Recipe) -> dict:
+def run(language: str, out: str, recipe: Recipe, pretrained_run: str | None = None,
+        vocab_file: str | None = None) -> dict:
     from bert_tf.training.pretraining import PROBE_FILE, read_probe_history
-    text_set, sentiment_set, _ = LANGUAGES[language]
+    lang = LANGUAGES[language]
+    text_set, sentiment_set, ner_set = lang.text, lang.classification, lang.ner
+    cased = ["--cased"] if lang.cased else []
     os.makedirs(out, exist_ok=True)
     timings, started = {}, time.perf_counter()
     text_dir, data_dir = os.path.join(out, "text"), os.path.join(out, "sentiment")
@@ -147,38 +213,61 @@ def run(language: str, out: str, recipe: Recipe) -> dict:
     dev = _limit(os.path.join(data_dir, "dev.csv"), os.path.join(out, "dev_limited.csv"),
                  recipe.test_limit)
 
-    vocab = os.path.join(out, "vocab.txt")
+    vocab = vocab_file or os.path.join(out, "vocab.txt")
     if not os.path.isfile(vocab):
         t = time.perf_counter()
         _cli("vocab", "--input", os.path.join(text_dir, "train.txt"), "--size", recipe.vocab_size,
-             "--output", vocab)
+             "--output", vocab, *cased)
         timings["vocab"] = time.perf_counter() - t
     with open(vocab, encoding="utf-8") as f:
         vocab_size = sum(1 for _ in f)
     config = _model_config(recipe, vocab_size, os.path.join(out, "bert_config.json"))
 
-    pretrained = os.path.join(out, "pretrain")
+    pretrained = pretrained_run or os.path.join(out, "pretrain")
     t = time.perf_counter()
-    _cli("pretrain", "--config", config, "--text", os.path.join(text_dir, "train.txt"), "--vocab",
-         vocab, "--eval-text", os.path.join(text_dir, "dev.txt"), "--out", pretrained,
-         "--steps", recipe.pretrain_steps, "--batch-size", recipe.pretrain_batch,
-         "--max-seq-length", recipe.seq, "--max-predictions-per-seq", max(5, recipe.seq * 20 // 128),
-         "--checkpoint-every", max(100, recipe.pretrain_steps // 8), "--no-progress")
+    if not pretrained_run:
+        _cli("pretrain", "--config", config, "--text", os.path.join(text_dir, "train.txt"), "--vocab",
+             vocab, "--eval-text", os.path.join(text_dir, "dev.txt"), "--out", pretrained,
+             "--steps", recipe.pretrain_steps, "--batch-size", recipe.pretrain_batch,
+             "--max-seq-length", recipe.seq, "--max-predictions-per-seq",
+             max(5, recipe.seq * 20 // 128), "--checkpoint-every",
+             max(100, recipe.pretrain_steps // 8), "--no-progress", *cased)
     timings["pretrain"] = time.perf_counter() - t
     probes = read_probe_history(os.path.join(pretrained, PROBE_FILE))
 
     results = {"language": language, "recipe": dataclasses.asdict(recipe), "vocab_size": vocab_size,
                "probe": probes}
+    inits = {"a_pretrained": os.path.join(pretrained, "pretrained"),
+             "b_random": _random_init(config, vocab, os.path.join(out, "random_init"))}
+    results["sentiment"] = {}
+    for name, init in inits.items():
+        t = time.perf_counter()
+        results["sentiment"][name] = _finetune(
+            "classify", init, vocab, train, dev, test,
+            os.path.join(out, f"sentiment_{name}"), recipe, recipe.finetune_epochs, cased)
+        timings[f"sentiment_{name}"] = time.perf_counter() - t
     t = time.perf_counter()
-    results["a_pretrained"] = _finetune(os.path.join(pretrained, "pretrained"), vocab, train, dev,
-                                        test, os.path.join(out, "finetune_pretrained"), recipe)
-    timings["finetune_pretrained"] = time.perf_counter() - t
-    t = time.perf_counter()
-    random_init = _random_init(config, vocab, os.path.join(out, "random_init"))
-    results["b_random"] = _finetune(random_init, vocab, train, dev, test,
-                                    os.path.join(out, "finetune_random"), recipe)
-    timings["finetune_random"] = time.perf_counter() - t
-    results["c_char_ngram_lr"] = _ngram_baseline(train, test)
+    results["sentiment"]["c_char_ngram_lr"] = _ngram_baseline(train, test)
+    timings["sentiment_c_char_ngram_lr"] = time.perf_counter() - t
+    if ner_set:
+        ner_dir = os.path.join(out, "ner")
+        if not os.path.isfile(os.path.join(ner_dir, "test.conll")):
+            _cli("dataset", ner_set, "--out", ner_dir)
+        ner = {split: _limit_conll(os.path.join(ner_dir, f"{split}.conll"),
+                                   os.path.join(out, f"ner_{split}_limited.conll"),
+                                   recipe.ner_train_limit if split == "train"
+                                   else recipe.ner_test_limit)
+               for split in ("train", "dev", "test")}
+        results["ner"] = {}
+        for name, init in inits.items():
+            t = time.perf_counter()
+            results["ner"][name] = _finetune(
+                "ner", init, vocab, ner["train"], ner["dev"], ner["test"],
+                os.path.join(out, f"ner_{name}"), recipe, recipe.ner_epochs, cased)
+            timings[f"ner_{name}"] = time.perf_counter() - t
+        t = time.perf_counter()
+        results["ner"]["c_char_ngram_lr"] = _ngram_ner_baseline(ner["train"], ner["test"])
+        timings["ner_c_char_ngram_lr"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     results["seconds"] = timings
     with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
@@ -192,11 +281,15 @@ def print_table(results: dict) -> None:
         print(f"pre-training: held-out MLM accuracy {last['mlm_accuracy']:.4f} vs unigram "
               f"{last['unigram_accuracy']:.4f} ({last['accuracy_ratio']:.2f}x) at step "
               f"{last['step']}")
-    print("| sentiment test accuracy | |\n|---|---|")
+    tasks = [("sentiment", "accuracy")] + ([("ner", "f1")] if "ner" in results else [])
+    print("| | " + " | ".join(f"{task} test {metric}" for task, metric in tasks) + " |")
+    print("|---|" + "---|" * len(tasks))
     for key, name in (("a_pretrained", "(a) fine-tuned from the pre-trained model"),
                       ("b_random", "(b) fine-tuned from a random encoder"),
-                      ("c_char_ngram_lr", "(c) character 1-2-gram tf-idf + logistic regression")):
-        print(f"| {name} | {results[key]['accuracy']:.4f} |")
+                      ("c_char_ngram_lr", "(c) character n-gram logistic regression")):
+        cells = " | ".join(f"{results[task][key][metric]:.4f}" for task, metric in tasks)
+        print(f"| {name} | {cells} |")
+    print("(the classification column is sentiment for zh, source text for sa)")
 
 
 def main(argv=None) -> int:
@@ -205,11 +298,17 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (minutes), for tests")
     parser.add_argument("--pretrain-steps", type=int, default=None)
+    parser.add_argument("--pretrained-run", default=None,
+                        help="a finished `bert-tf pretrain --text` OUT to fine-tune from instead of "
+                             "pre-training (its --vocab must be given as --vocab)")
+    parser.add_argument("--vocab", default=None, help="with --pretrained-run: its vocab.txt")
     args = parser.parse_args(argv)
+    if bool(args.pretrained_run) != bool(args.vocab):
+        parser.error("--pretrained-run and --vocab go together")
     recipe = Recipe.quick() if args.quick else Recipe()
     if args.pretrain_steps:
         recipe.pretrain_steps = args.pretrain_steps
-    print_table(run(args.language, args.out, recipe))
+    print_table(run(args.language, args.out, recipe, args.pretrained_run, args.vocab))
     return 0
 
 
