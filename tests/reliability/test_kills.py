@@ -124,8 +124,8 @@ def world(tmp_path_factory):
         for _ in range(40):   # documents of 4 sentences
             f.write("".join(" ".join(rng.choice(TINY_WORDS, 5)) + "\n" for _ in range(4)) + "\n")
     model = str(root / "model")
+    server = ForkServer()     # (imports TensorFlow while this process fine-tunes)
     assert cli(*finetune_argv(init, train, model, epochs=1)) == 0
-    server = ForkServer()
     yield {"root": root, "init": init, "train": train, "corpus": corpus, "model": model,
            "vocab": os.path.join(init, "vocab.txt"), "config": os.path.join(init, "config.json"),
            "server": server}
@@ -134,7 +134,7 @@ def world(tmp_path_factory):
         print("\nkill -9 loops: " + "; ".join(f"{w}: {d}" for w, d in FIGURES.items()))
 
 
-def finetune_argv(init, train, out, epochs=3):
+def finetune_argv(init, train, out, epochs=2):
     return ["finetune", "classify", "--init", init, "--train", train, "--out", out,
             "--max-length", 16, "--batch-size", 8, "--epochs", epochs, "--strategy",
             "one_device", "--no-progress"]
@@ -230,7 +230,7 @@ WRITERS = {
                  lambda out: lambda: os.path.exists(os.path.join(out, "checkpoints", "checkpoint")),
                  lambda out: out, check_finetuned, True),
     "pretrain": (lambda w, out: ["pretrain", "--config", w["config"], "--text", w["corpus"],
-                                 "--vocab", w["vocab"], "--out", out, "--steps", 6,
+                                 "--vocab", w["vocab"], "--out", out, "--steps", 4,
                                  "--batch-size", 4, "--max-seq-length", 16,
                                  "--max-predictions-per-seq", 3, "--warmup-steps", 0,
                                  "--checkpoint-every", 2, "--log-every", 2, "--probe-batches", 0, "--strategy",
@@ -252,7 +252,7 @@ WRITERS = {
                                                 w["corpus"], "--vocab", w["vocab"], "--output",
                                                 os.path.join(out, "records"), "--max-seq-length",
                                                 16, "--max-predictions-per-seq", 3,
-                                                "--dupe-factor", 2, "--num-shards", 2,
+                                                "--dupe-factor", 1, "--num-shards", 2,
                                                 "--no-progress"],
                                 lambda out: temp_in(out), lambda out: os.path.join(out, "records"),
                                 check_records, False),
