@@ -108,6 +108,7 @@ def test_soak(served):
                  .numpy() for _, r, _ in fixed]
 
     counts = collections.Counter()
+    refused = collections.Counter()     # request kind -> errors answered
     problems = []
     rss = []
     done = [0]
@@ -131,6 +132,7 @@ def test_soak(served):
                 except grpc.RpcError as e:
                     with lock:
                         counts[f"{e.code().name}"] += 1
+                        refused[kind] += 1
                     if not kind.startswith("invalid"):
                         problems.append(SilentWrong(f"{kind}: {e.code().name} {e.details()}"))
                     elif e.code() != grpc.StatusCode.INVALID_ARGUMENT or expected not in e.details():
@@ -159,7 +161,8 @@ def test_soak(served):
             np.testing.assert_array_equal(got, want)      # same graph, same answer
     total = sum(counts.values())
     print(f"\nsoak: {total} requests from {THREADS} threads in {seconds:.1f} s "
-          f"({total / seconds:.0f}/s); answers {dict(counts)}; RSS MB before "
+          f"({total / seconds:.0f}/s); answers {dict(counts)}; errors by kind "
+          f"{dict(sorted(refused.items()))}; RSS MB before "
           f"{rss[0]:.0f}, after each quarter {[round(r) for r in rss[1:]]}")
     if problems:
         raise problems[0]
