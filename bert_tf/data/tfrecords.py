@@ -28,6 +28,8 @@ import shutil
 import tempfile
 from typing import Mapping, Sequence
 
+from bert_tf.atomic import clean_stale_temps, temp_prefix
+
 # google-research/bert feature name -> bert_tf batch key.
 FEATURE_TO_BATCH_KEY = {
     "input_ids": "input_ids",
@@ -126,7 +128,10 @@ def write_instances(instances: Sequence, vocab: Mapping[str, int], output_dir: s
     check_output_dir(output_dir, overwrite)
     parent = os.path.dirname(os.path.abspath(output_dir))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-pretraining-", dir=parent)
+    # An owner-tagged temporary: the next write here removes one left by a killed writer.
+    clean_stale_temps(parent)
+    tmp = tempfile.mkdtemp(prefix=temp_prefix(os.path.basename(os.path.abspath(output_dir))),
+                           dir=parent)
     try:
         names = [shard_file_name(i, num_shards, compression) for i in range(num_shards)]
         options = tf.io.TFRecordOptions(compression_type=compression or "")

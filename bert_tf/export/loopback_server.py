@@ -53,10 +53,20 @@ class LoopbackPredictionServer:
         if given != expected:
             fail(grpc.StatusCode.INVALID_ARGUMENT,
                  f"input keys {sorted(given)} do not match the signature's {sorted(expected)}")
+        # TF Serving refuses a tensor of another dtype than the signature's; converting it here
+        # would wrap an int64 id 2**32 + k to k.
+        specs = signature.structured_input_signature[1]
+        for key in sorted(given):
+            dtype = tf.dtypes.as_dtype(request.inputs[key].dtype)
+            if dtype != specs[key].dtype:
+                fail(grpc.StatusCode.INVALID_ARGUMENT, f"{key}: expects {specs[key].dtype.name} "
+                                                       f"but {dtype.name} is provided")
         try:
             outputs = signature(**{k: tf.make_ndarray(v) for k, v in request.inputs.items()})
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
-            fail(grpc.StatusCode.INVALID_ARGUMENT, str(e).strip().splitlines()[0])
+            # The whole message, as TF Serving sends it: a graph's check starts with "Graph
+            # execution error:" and names the field further down.
+            fail(grpc.StatusCode.INVALID_ARGUMENT, str(e).strip())
         wanted = list(request.output_filter) or list(outputs)
         unknown = sorted(set(wanted) - set(outputs))
         if unknown:

@@ -89,16 +89,25 @@ def write_checkpoint(encoder, output_dir, output_format: str = "huggingface",
     if output_format == "google":
         from bert_tf.weights.google import save_google_checkpoint
         return save_google_checkpoint(encoder, output_dir, vocab_file=vocab_file)
+    import shutil
+
+    from bert_tf.atomic import staged_directory
     if output_format == "huggingface":
-        from bert_tf.weights.huggingface import save_pretrained
-        path = save_pretrained(encoder, output_dir)
+        from bert_tf.weights.huggingface import save_pretrained as save
     else:
-        from bert_tf.weights.keras_hub import save_keras_hub_preset
-        path = save_keras_hub_preset(encoder, output_dir)
-    if vocab_file:
-        import shutil
-        shutil.copyfile(vocab_file, os.path.join(path, "vocab.txt"))
-    return path
+        from bert_tf.weights.keras_hub import save_keras_hub_preset as save
+    # The whole set (config, weights, vocab) is staged: a new directory appears by one rename, so
+    # a writer killed midway leaves no directory with a config but no (or half a) vocab/weights;
+    # in an existing one the config is replaced last.
+    with staged_directory(output_dir, publish_order=_config_last) as staging:
+        save(encoder, staging)
+        if vocab_file:
+            shutil.copyfile(vocab_file, os.path.join(staging, "vocab.txt"))
+    return os.fspath(output_dir)
+
+
+def _config_last(name: str):
+    return (name.endswith(".json"), name)
 
 
 __all__ = ["OUTPUT_FORMATS", "check_output_format", "CanonicalTensors", "WeightsError", "assign", "collect", "encoder_slots",

@@ -93,7 +93,15 @@ def read_hf_tensors(directory: str) -> dict:
             # weights_only=True: a checkpoint is data, never code to execute.
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises UnpicklingError/RuntimeError variants
-            raise WeightsError(f"Cannot load {path} with torch.load(weights_only=True): {e}") from None
+            # torch's message runs to several lines of advice (including "weights_only=False",
+            # which would run the file's code): its first line says what was refused.
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise WeightsError(f"Cannot load {path} with torch.load(weights_only=True), a pickle "
+                               f"that is not plain tensors is refused: {first}") from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                                  for v in state.values()):
+            raise WeightsError(f"{path}: expected a state dict of tensors, got "
+                               f"{type(state).__name__}")
         return {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()}
     raise WeightsError(f"{directory}: no model.safetensors, model.safetensors.index.json or "
                        "pytorch_model.bin found")

@@ -5,8 +5,8 @@
     RAISES    an error that cannot name the field (documented in the code under test; e.g. the
               TFLite interpreter's own "gather index out of bounds")
 
-Case ids start with the class (`CLEAR-...`), so a run's summary can count cases per class
-(`pytest tests/reliability -q -rA | grep -c CLEAR-`).
+Case ids start with the class (`CLEAR-...`); the suite's summary line counts them per class (see
+outcomes.py: a failing case counts as TRACEBACK, SILENT-WRONG or UNSAFE instead).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
+from tests.reliability.outcomes import SilentWrong, Unclear
 
 CLASSES = ("OK", "CLEAR", "RAISES")
 
@@ -45,10 +47,22 @@ def check(case: Case, call):
     """Runs `call()` and checks the answer's class; returns the result for OK cases."""
     if case.expect == "OK":
         return call()
-    with pytest.raises(case.errors) as info:
+    try:
         call()
+    except case.errors as e:
+        error = e
+    else:
+        raise SilentWrong(f"{case.id}: no error (expected {case.errors})")
     if case.expect == "CLEAR":
-        message = str(info.value)
+        message = str(error)
         missing = [w for w in case.words if w not in message]
-        assert not missing, f"{case.id}: {missing} not in the error: {message[:600]}"
-    return info.value
+        if missing:
+            raise Unclear(f"{case.id}: {missing} not in the error: {message[:600]}")
+    return error
+
+
+def require_words(message: str, words) -> None:
+    """An error message must name what was wrong: every word of `words` appears in it."""
+    missing = [w for w in words if w not in message]
+    if missing:
+        raise Unclear(f"{missing} not in the error: {message[:600]}")

@@ -12,6 +12,7 @@ import pytest
 
 import bert_tf.cli
 from tests.harness import write_tiny_classification, write_tiny_init
+from tests.reliability.cases import require_words
 
 CLEAR = "CLEAR"
 
@@ -95,7 +96,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("name, argv, stdin, words", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("name, argv, stdin, words", CASES,
+                         ids=["CLEAR-" + c[0] for c in CASES])
 def test_bad_flag_is_one_clear_line_before_any_work(files, tmp_path, capsys, monkeypatch, name,
                                                     argv, stdin, words):
     out = str(tmp_path / "out")
@@ -108,6 +110,5 @@ def test_bad_flag_is_one_clear_line_before_any_work(files, tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith(f"bert-tf {argv[0]}: error: "), err
-    for word in words:
-        assert word in err, (word, err)
+    require_words(err, words)
     assert not os.path.exists(out)       # nothing written: the checks come before any work

@@ -31,6 +31,7 @@ def test_models_config_parses_back_to_the_same_names(name, tmp_path):
     assert entries == {name: f"/models/{name}", "plain": "/models/plain"}
 
 
+@pytest.mark.expect("OK")
 def test_models_config_text_has_one_entry_per_name():
     text = models_config_text(["a", "it's"])
     assert text.count("config {") == 2 and "'it\\'s'" in text

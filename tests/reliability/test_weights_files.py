@@ -110,6 +110,7 @@ def test_safetensors_file(case, tmp_path):
         assert isinstance(out, WeightsError)
 
 
+@pytest.mark.expect("CLEAR")
 def test_hf_directory_with_a_truncated_model_names_the_file(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(VALID[:-5])
     with pytest.raises(WeightsError, match="model.safetensors: truncated"):

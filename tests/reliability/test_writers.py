@@ -85,6 +85,7 @@ def test_stale_temporaries_rule(case, tmp_path):
     assert (outside / "keep.txt").read_text() == "outside"   # a link's target is never entered
 
 
+@pytest.mark.expect("OK")
 def test_host_tag_is_a_path_component():
     assert atomic.HOST_TAG.isalnum() and socket.gethostname()
 
@@ -131,6 +132,7 @@ def model():
     return tiny_model()
 
 
+@pytest.mark.expect("OK")
 def test_two_concurrent_exports_get_distinct_complete_versions(model, tmp_path):
     base = tmp_path / "saved_models" / "tiny"
     base.mkdir(parents=True)
@@ -163,6 +165,7 @@ def test_two_concurrent_exports_get_distinct_complete_versions(model, tmp_path):
     assert config.count("name: 'tiny'") == 1
 
 
+@pytest.mark.expect("CLEAR")
 def test_explicit_version_taken_meanwhile_is_a_clear_error(model, tmp_path, monkeypatch):
     from bert_tf.export import saved_model
     base = tmp_path / "tiny"
