@@ -54,8 +54,8 @@ class Recipe:
     seq: int = 128
     pretrain_steps: int = 4000
     pretrain_batch: int = 32
-    finetune_epochs: float = 2.0
-    finetune_lr: float = 1e-4
+    finetune_epochs: float = 3.0
+    finetune_lr: float = 2e-4
     finetune_batch: int = 32
     train_limit: int | None = None      # sentiment training examples (None: all)
     test_limit: int | None = None

@@ -26,6 +26,9 @@ def files(tmp_path_factory):
         tokens = f.read().split()
     with open(big_vocab, "w", encoding="utf-8") as f:
         f.write("\n".join(tokens + ["extra1", "extra2"]) + "\n")
+    small_vocab = str(root / "small_vocab.txt")
+    with open(small_vocab, "w", encoding="utf-8") as f:
+        f.write("\n".join(tokens[:-3]) + "\n")
     one_label = str(root / "one_label.csv")
     with open(one_label, "w", encoding="utf-8") as f:
         f.write("text,label\n" + "".join(f"review {i},negative\n" for i in range(8)))
@@ -33,7 +36,8 @@ def files(tmp_path_factory):
     with open(a_file, "w") as f:
         f.write("not a directory")
     return {"INIT": init, "TRAIN": write_tiny_classification(root / "train.csv"),
-            "BIG_VOCAB": big_vocab, "ONE_LABEL": one_label, "A_FILE": a_file, "A_DIR": str(root),
+            "BIG_VOCAB": big_vocab, "SMALL_VOCAB": small_vocab, "ONE_LABEL": one_label,
+            "A_FILE": a_file, "A_DIR": str(root),
             "CONFIG": os.path.join(init, "config.json"), "VOCAB": os.path.join(init, "vocab.txt")}
 
 
@@ -74,6 +78,8 @@ CASES = [
      ["--max-length 64", "32 positions", "max_position_embeddings"]),
     ("finetune vocab larger than the model's", finetune("--vocab", "BIG_VOCAB"), None,
      ["--vocab", "big_vocab.txt", "23 tokens", "vocab_size 21"]),
+    ("finetune vocab smaller than the model's", finetune("--vocab", "SMALL_VOCAB"), None,
+     ["--vocab", "small_vocab.txt", "18 tokens", "vocab_size 21"]),
     ("finetune classify on a file with one label", finetune("--train", "ONE_LABEL"), None,
      ["one_label.csv", "1 distinct label", "at least 2", "finetune regress"]),
     ("pretrain --learning-rate nan", pretrain("--learning-rate", "nan"), None,

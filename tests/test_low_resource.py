@@ -1,0 +1,51 @@
+"""A language with no pre-trained model, small version of `tools/low_resource.py` (issue 24): on
+real Chinese text, a learned vocabulary covers the characters, and pre-training from scratch with
+`bert-tf pretrain`'s default schedule leaves the unigram plateau on held-out text (the MLM probe's
+numbers, recomputed nowhere else, are what the CLI prints and OUT/probe.json keeps)."""
+
+import os
+
+import pytest
+
+from bert_tf.cli import main as cli
+
+pytestmark = pytest.mark.slow
+
+STEPS = 600
+
+
+def test_chinese_vocab_then_pretraining_leaves_the_unigram_plateau(tmp_path, capsys):
+    from bert_tf import BertConfig
+    from bert_tf.training.pretraining import PROBE_FILE, read_probe_history
+    text = str(tmp_path / "text")
+    assert cli(["dataset", "chinese_text", "--out", text]) == 0
+    vocab = str(tmp_path / "vocab.txt")
+    assert cli(["vocab", "--input", os.path.join(text, "train.txt"), "--size", "3000",
+                "--output", vocab]) == 0
+    printed = capsys.readouterr().out
+    assert "[UNK] rate on the learning corpus" in printed
+    with open(vocab, encoding="utf-8") as f:
+        tokens = f.read().split("\n")[:-1]
+    # The 2,500 commonest characters are whole-word tokens (CJK needs no ## form).
+    assert len(tokens) == 3000 and "的" in tokens and "##的" not in tokens
+
+    config = str(tmp_path / "bert_config.json")
+    BertConfig(vocab_size=len(tokens), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+               intermediate_size=256, max_position_embeddings=64).to_json_file(config)
+    out = str(tmp_path / "pretrain")
+    # No --learning-rate / --warmup-steps: the defaults are what is tested.
+    assert cli(["pretrain", "--config", config, "--text", os.path.join(text, "train.txt"),
+                "--vocab", vocab, "--eval-text", os.path.join(text, "dev.txt"), "--out", out,
+                "--steps", str(STEPS), "--batch-size", "32", "--max-seq-length", "64",
+                "--max-predictions-per-seq", "10", "--checkpoint-every", str(STEPS),
+                "--probe-every", "150", "--strategy", "one_device", "--no-progress"]) == 0
+    history = read_probe_history(os.path.join(out, PROBE_FILE))
+    assert [h["step"] for h in history] == [150, 300, 450, 600]
+    first, last = history[0], history[-1]
+    print(f"\nheld-out MLM accuracy by step: "
+          + ", ".join(f"{h['step']}: {h['mlm_accuracy']:.4f} ({h['accuracy_ratio']:.2f}x)"
+                      for h in history) + f"; unigram baseline {last['unigram_accuracy']:.4f}")
+    assert first["unigram_accuracy"] == last["unigram_accuracy"]   # the same fixed held-out masks
+    assert last["accuracy_ratio"] >= 2.0, history
+    assert last["top_prediction_share"] < 0.9 and last["distinct_predictions"] > 20, last
+    assert f"({last['accuracy_ratio']:.2f}x)" in capsys.readouterr().out
