@@ -342,10 +342,10 @@ def _training_dataset(config: PretrainingConfig, bert_config: BertConfig, max_se
         repeat=True, shuffle_buffer_size=config.shuffle_buffer_size)
 
 
-def _probe(config: PretrainingConfig, dataset: tf.data.Dataset, max_seq_length: int,
+def _probe(config: PretrainingConfig, max_seq_length: int,
            max_predictions: int) -> HeldOutMlmProbe | None:
     """The held-out MLM probe on fixed batches: eval text, eval records, or (said so in the log)
-    the first batches of the training stream."""
+    a sample of the training data drawn apart from the training stream."""
     if config.probe_batches == 0:
         return None
     if config.eval_text:
@@ -360,9 +360,20 @@ def _probe(config: PretrainingConfig, dataset: tf.data.Dataset, max_seq_length: 
         source = "held-out records " + config.eval_data
         batches_from = load_pretraining_dataset(config.eval_data, config.batch_size, max_seq_length,
                                                 max_predictions, shuffle=False, repeat=True)
+    elif config.text:
+        # A stream of its own: iterating the training dataset object would advance its shuffle
+        # and change the batches the run trains on.
+        source = "a sample of the training text (pass --eval-text to hold out)"
+        batches_from = dynamic_masking_dataset(
+            [config.text], config.vocab_file, config.batch_size, max_seq_length,
+            max_predictions, masked_lm_prob=config.masked_lm_prob,
+            whole_word_mask=config.whole_word_mask, word_segmenter=config.word_segmenter,
+            short_seq_prob=config.short_seq_prob, lowercase=config.lowercase,
+            seed=config.seed + 1, repeat=True)
     else:
-        source = "a sample of the training stream (pass --eval-text or --eval-data to hold out)"
-        batches_from = dataset
+        source = "the first training records, unshuffled (pass --eval-data to hold out)"
+        batches_from = load_pretraining_dataset(config.data, config.batch_size, max_seq_length,
+                                                max_predictions, shuffle=False, repeat=True)
     batches = take_batches(batches_from, config.probe_batches)
     logger.info("MLM probe: %d batches of %s", len(batches), source)
     vocab_words = None
@@ -434,7 +445,7 @@ def setup_pretraining(config: PretrainingConfig, strategy=None, _prepared=None):
                                                 drop_remainder=False)
         callbacks.append(PeriodicEvaluation(eval_dataset, config.eval_every or config.total_steps,
                                             steps=config.eval_steps))
-    probe = _probe(config, dataset, max_seq_length, max_predictions)
+    probe = _probe(config, max_seq_length, max_predictions)
     if probe is not None:
         callbacks.append(probe)
     trainer = Trainer(model, pretraining_losses, optimizer, strategy, config.output_dir, options,
