@@ -30,8 +30,8 @@ def test_chinese_vocab_then_pretraining_leaves_the_unigram_plateau(tmp_path, cap
     assert len(tokens) == 3000 and "的" in tokens and "##的" not in tokens
 
     config = str(tmp_path / "bert_config.json")
-    # Hidden 128 (the width whose default rate the results document measured); a hidden-64 model
-    # needs more than 600 steps to leave the plateau at the default rate.
+    # Hidden 128: the width whose default rate docs/results.md measured (narrower models are
+    # slower to leave the plateau; the runs are there too).
     BertConfig(vocab_size=len(tokens), hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
                intermediate_size=512, max_position_embeddings=64).to_json_file(config)
     out = str(tmp_path / "pretrain")
@@ -44,7 +44,7 @@ def test_chinese_vocab_then_pretraining_leaves_the_unigram_plateau(tmp_path, cap
     history = read_probe_history(os.path.join(out, PROBE_FILE))
     assert [h["step"] for h in history] == [150, 300, 450, 600]
     first, last = history[0], history[-1]
-    print(f"\nheld-out MLM accuracy by step: "
+    print("\nheld-out MLM accuracy by step: "
           + ", ".join(f"{h['step']}: {h['mlm_accuracy']:.4f} ({h['accuracy_ratio']:.2f}x)"
                       for h in history) + f"; unigram baseline {last['unigram_accuracy']:.4f}")
     assert first["unigram_accuracy"] == last["unigram_accuracy"]   # the same fixed held-out masks

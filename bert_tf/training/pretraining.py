@@ -44,6 +44,7 @@ import tensorflow as tf
 
 from bert_tf.atomic import clean_stale_temps, temp_prefix, write_json_atomic
 from bert_tf.config import BertConfig
+from bert_tf.data.documents import read_vocab
 from bert_tf.data.masking import dynamic_masking_dataset
 from bert_tf.data.tfrecords import load_pretraining_dataset, read_metadata
 from bert_tf.data.word_segmentation import validate_segmenter_option
@@ -348,38 +349,27 @@ def _probe(config: PretrainingConfig, max_seq_length: int,
     a sample of the training data drawn apart from the training stream."""
     if config.probe_batches == 0:
         return None
-    if config.eval_text:
-        source = "held-out text " + config.eval_text
+    # Never the training dataset object itself: iterating it would advance its shuffle and change
+    # the batches the run trains on. Without held-out data, a stream of the training data's own.
+    if config.text:
+        path = config.eval_text or config.text
+        source = (f"held-out text {path}" if config.eval_text else
+                  "a sample of the training text (pass --eval-text to hold out)")
         batches_from = dynamic_masking_dataset(
-            [config.eval_text], config.vocab_file, config.batch_size, max_seq_length,
-            max_predictions, masked_lm_prob=config.masked_lm_prob,
-            whole_word_mask=config.whole_word_mask, word_segmenter=config.word_segmenter,
-            short_seq_prob=config.short_seq_prob, lowercase=config.lowercase,
-            seed=config.seed + 1, repeat=True)
-    elif config.eval_data:
-        source = "held-out records " + config.eval_data
-        batches_from = load_pretraining_dataset(config.eval_data, config.batch_size, max_seq_length,
-                                                max_predictions, shuffle=False, repeat=True)
-    elif config.text:
-        # A stream of its own: iterating the training dataset object would advance its shuffle
-        # and change the batches the run trains on.
-        source = "a sample of the training text (pass --eval-text to hold out)"
-        batches_from = dynamic_masking_dataset(
-            [config.text], config.vocab_file, config.batch_size, max_seq_length,
+            [path], config.vocab_file, config.batch_size, max_seq_length,
             max_predictions, masked_lm_prob=config.masked_lm_prob,
             whole_word_mask=config.whole_word_mask, word_segmenter=config.word_segmenter,
             short_seq_prob=config.short_seq_prob, lowercase=config.lowercase,
             seed=config.seed + 1, repeat=True)
     else:
-        source = "the first training records, unshuffled (pass --eval-data to hold out)"
-        batches_from = load_pretraining_dataset(config.data, config.batch_size, max_seq_length,
+        path = config.eval_data or config.data
+        source = (f"held-out records {path}" if config.eval_data else
+                  "the first training records, unshuffled (pass --eval-data to hold out)")
+        batches_from = load_pretraining_dataset(path, config.batch_size, max_seq_length,
                                                 max_predictions, shuffle=False, repeat=True)
     batches = take_batches(batches_from, config.probe_batches)
     logger.info("MLM probe: %d batches of %s", len(batches), source)
-    vocab_words = None
-    if config.vocab_file:
-        with open(config.vocab_file, encoding="utf-8") as f:
-            vocab_words = [line.rstrip("\n") for line in f]
+    vocab_words = list(read_vocab(config.vocab_file)) if config.vocab_file else None
     return HeldOutMlmProbe(batches, config.probe_every or max(1, config.total_steps // 10),
                            config.total_steps, config.warmup_steps, vocab_words)
 
