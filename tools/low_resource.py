@@ -7,6 +7,7 @@ n-gram window for NER).
     python tools/low_resource.py --language zh --out runs/zh                  # the ~30-minute recipe
     python tools/low_resource.py --language zh --out runs/zh_quick --quick    # minutes, a smoke run
     python tools/low_resource.py --language sa --out runs/sa                  # Sanskrit (cased)
+    python tools/low_resource.py --language zh --out runs/zh --seeds 0,1,2    # (a)/(b) mean ± std
 
 Every stage is the CLI a user runs (`bert-tf dataset`, `vocab`, `pretrain`, `finetune`,
 `evaluate`), called in this process; a rerun with the same options reuses the finished stages.
@@ -16,7 +17,8 @@ split) for the vocabulary and pre-training, its dev split held out for the MLM p
 (characters tagged PER/LOC/ORG; a seeded sample of its sentences) for NER. Sanskrit (no pre-trained
 BERT exists for it): `sanskrit_text` (Digital Corpus of Sanskrit, chapters split 80/10/10) and
 `sanskrit_source` (which of four texts a verse comes from), all cased. OUT/results.json holds
-every number; the table is printed at the end.
+every number (OUT/results_<N>labels.json for a `--train-limit N` run); the table is printed at the
+end.
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ class Language:
     classification: str            # labelled sentence classification dataset (CSV)
     ner: str | None = None          # character/token tagging dataset (CoNLL), if any
     cased: bool = False             # keep case and accents (Sanskrit's long vowels are accents)
+    max_length: int = 128           # fine-tuning sequence length (pre-training: the recipe's seq)
 
 
 LANGUAGES = {
     "zh": Language("chinese_text", "chinese_reviews", "peoples_daily_ner"),
     # Sanskrit: which of four texts (two epics, a purana, a medical treatise) a verse is from.
-    "sa": Language("sanskrit_text", "sanskrit_source", cased=True),
+    # Verse lines are short (5 words median, 11 at the 99th percentile): 64 pieces hold them.
+    "sa": Language("sanskrit_text", "sanskrit_source", cased=True, max_length=64),
 }
 
 
@@ -62,6 +66,7 @@ class Recipe:
     ner_train_limit: int | None = 8000  # NER sentences (the corpus has 36k: CPU time)
     ner_test_limit: int | None = 2000
     ner_epochs: float = 2.0
+    seeds: tuple = (0,)                 # fine-tuning seeds (and (b)'s random encoder): the mean
 
     @classmethod
     def quick(cls):
@@ -101,8 +106,9 @@ def _model_config(recipe: Recipe, vocab_size: int, path: str) -> str:
     return path
 
 
-def _random_init(config_path: str, vocab: str, out: str) -> str:
-    """A randomly initialized encoder in the layout `finetune --init` reads: baseline (b)."""
+def _random_init(config_path: str, vocab: str, out: str, seed: int) -> str:
+    """A randomly initialized encoder (weights drawn with `seed`) in the layout `finetune --init`
+    reads: baseline (b)."""
     import shutil
 
     import keras
@@ -110,7 +116,7 @@ def _random_init(config_path: str, vocab: str, out: str) -> str:
     from bert_tf import BertConfig
     from bert_tf.models import BertEncoder, BertPretrainer
     if not os.path.isfile(os.path.join(out, "model.safetensors")):
-        keras.utils.set_random_seed(0)
+        keras.utils.set_random_seed(seed)
         BertPretrainer(BertEncoder(BertConfig.from_json_file(config_path))).save_pretrained(out)
     shutil.copy(vocab, os.path.join(out, "vocab.txt"))
     return out
@@ -183,14 +189,35 @@ def _ngram_ner_baseline(train_conll: str, test_conll: str) -> dict:
 
 
 def _finetune(task: str, init: str, vocab: str, train: str, dev: str, test: str, out: str,
-              recipe: Recipe, epochs: float, cased: list) -> dict:
+              recipe: Recipe, epochs: float, cased: list, seed: int, max_length: int) -> dict:
     from bert_tf.tasks import evaluate
     if not os.path.isfile(os.path.join(out, "model.keras")):
         _cli("finetune", task, "--init", init, "--vocab", vocab, "--train", train, "--eval",
-             dev, "--out", out, "--max-length", recipe.seq, "--epochs", epochs,
+             dev, "--out", out, "--max-length", max_length, "--epochs", epochs,
              "--learning-rate", recipe.finetune_lr, "--batch-size", recipe.finetune_batch,
-             "--no-progress", *cased)
+             "--seed", seed, "--no-progress", *cased)
     return evaluate(out, test)
+
+
+def _seeded(label: str, task: str, metric: str, inits: dict, out: str, recipe: Recipe,
+            timings: dict, **finetune) -> dict:
+    """(a) and (b) fine-tuned once per recipe seed: per-seed test metrics and their mean/std
+    (one seed's gap between (a) and (b) is within the noise of a single run)."""
+    import statistics
+    results = {}
+    for name, init_for_seed in inits.items():
+        runs = []
+        for seed in recipe.seeds:
+            t = time.perf_counter()
+            suffix = "" if seed == 0 else f"_seed{seed}"
+            scores = _finetune(task, init_for_seed(seed), out=os.path.join(
+                out, f"{label}_{name}{suffix}"), recipe=recipe, seed=seed, **finetune)
+            timings[f"{label}_{name}{suffix}"] = time.perf_counter() - t
+            runs.append(scores[metric])
+        results[name] = {metric: statistics.fmean(runs), "seeds": list(recipe.seeds),
+                         "per_seed": runs,
+                         "std": statistics.stdev(runs) if len(runs) > 1 else 0.0}
+    return results
 
 
 def run(language: str, out: str, recipe: Recipe, pretrained_run: str | None = None,
@@ -237,15 +264,16 @@ def run(language: str, out: str, recipe: Recipe, pretrained_run: str | None = No
 
     results = {"language": language, "recipe": dataclasses.asdict(recipe), "vocab_size": vocab_size,
                "probe": probes}
-    inits = {"a_pretrained": os.path.join(pretrained, "pretrained"),
-             "b_random": _random_init(config, vocab, os.path.join(out, "random_init"))}
-    results["sentiment"] = {}
-    for name, init in inits.items():
-        t = time.perf_counter()
-        results["sentiment"][name] = _finetune(
-            "classify", init, vocab, train, dev, test,
-            os.path.join(out, f"sentiment_{name}"), recipe, recipe.finetune_epochs, cased)
-        timings[f"sentiment_{name}"] = time.perf_counter() - t
+    inits = {"a_pretrained": lambda seed: os.path.join(pretrained, "pretrained"),
+             "b_random": lambda seed: _random_init(
+                 config, vocab, os.path.join(out, "random_init" + (f"_seed{seed}" if seed else "")),
+                 seed)}
+    # A few-labels run keeps its own fine-tuning outputs (a rerun reuses finished ones by name).
+    labels = "" if recipe.train_limit is None else f"_{recipe.train_limit}labels"
+    results["sentiment"] = _seeded("sentiment" + labels, "classify", "accuracy", inits, out, recipe,
+                                   timings, vocab=vocab, train=train, dev=dev, test=test,
+                                   epochs=recipe.finetune_epochs, cased=cased,
+                                   max_length=min(lang.max_length, recipe.seq))
     t = time.perf_counter()
     results["sentiment"]["c_char_ngram_lr"] = _ngram_baseline(train, test)
     timings["sentiment_c_char_ngram_lr"] = time.perf_counter() - t
@@ -258,21 +286,24 @@ def run(language: str, out: str, recipe: Recipe, pretrained_run: str | None = No
                                    recipe.ner_train_limit if split == "train"
                                    else recipe.ner_test_limit)
                for split in ("train", "dev", "test")}
-        results["ner"] = {}
-        for name, init in inits.items():
-            t = time.perf_counter()
-            results["ner"][name] = _finetune(
-                "ner", init, vocab, ner["train"], ner["dev"], ner["test"],
-                os.path.join(out, f"ner_{name}"), recipe, recipe.ner_epochs, cased)
-            timings[f"ner_{name}"] = time.perf_counter() - t
+        results["ner"] = _seeded("ner", "ner", "f1", inits, out, recipe, timings, vocab=vocab,
+                                 train=ner["train"], dev=ner["dev"], test=ner["test"],
+                                 epochs=recipe.ner_epochs, cased=cased,
+                                 max_length=min(lang.max_length, recipe.seq))
         t = time.perf_counter()
         results["ner"]["c_char_ngram_lr"] = _ngram_ner_baseline(ner["train"], ner["test"])
         timings["ner_c_char_ngram_lr"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     results["seconds"] = timings
-    with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
+    with open(os.path.join(out, f"results{labels}.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=1)
     return results
+
+
+def _cell(scores: dict, metric: str) -> str:
+    if len(scores.get("per_seed", ())) > 1:
+        return f"{scores[metric]:.4f} ± {scores['std']:.4f} ({len(scores['per_seed'])} seeds)"
+    return f"{scores[metric]:.4f}"
 
 
 def print_table(results: dict) -> None:
@@ -287,7 +318,7 @@ def print_table(results: dict) -> None:
     for key, name in (("a_pretrained", "(a) fine-tuned from the pre-trained model"),
                       ("b_random", "(b) fine-tuned from a random encoder"),
                       ("c_char_ngram_lr", "(c) character n-gram logistic regression")):
-        cells = " | ".join(f"{results[task][key][metric]:.4f}" for task, metric in tasks)
+        cells = " | ".join(_cell(results[task][key], metric) for task, metric in tasks)
         print(f"| {name} | {cells} |")
     print("(the classification column is sentiment for zh, source text for sa)")
 
@@ -298,6 +329,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (minutes), for tests")
     parser.add_argument("--pretrain-steps", type=int, default=None)
+    parser.add_argument("--layers", type=int, default=None, help="encoder layers (recipe: %d)"
+                        % Recipe.layers)
+    parser.add_argument("--pretrain-batch", type=int, default=None,
+                        help="pre-training batch size (recipe: %d)" % Recipe.pretrain_batch)
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated fine-tuning seeds for (a) and (b), reported as "
+                             "mean ± std (default: 0)")
+    parser.add_argument("--train-limit", type=int, default=None,
+                        help="fine-tune the classifier on this many labelled examples (a seeded "
+                             "sample) instead of the whole train split: the few-labels setting")
     parser.add_argument("--pretrained-run", default=None,
                         help="a finished `bert-tf pretrain --text` OUT to fine-tune from instead of "
                              "pre-training (its --vocab must be given as --vocab)")
@@ -308,6 +349,17 @@ def main(argv=None) -> int:
     recipe = Recipe.quick() if args.quick else Recipe()
     if args.pretrain_steps:
         recipe.pretrain_steps = args.pretrain_steps
+    if args.layers:
+        recipe.layers = args.layers
+    if args.pretrain_batch:
+        recipe.pretrain_batch = args.pretrain_batch
+    if args.seeds:
+        try:
+            recipe.seeds = tuple(sorted({int(seed) for seed in args.seeds.split(",")}))
+        except ValueError:
+            parser.error(f"--seeds takes comma-separated integers, not {args.seeds!r}")
+    if args.train_limit:
+        recipe.train_limit = args.train_limit
     print_table(run(args.language, args.out, recipe, args.pretrained_run, args.vocab))
     return 0
 

@@ -141,6 +141,15 @@ def finetune_argv(init, train, out, epochs=2):
 
 
 # ---------------------------------------------------------------------- what "complete" means
+def _absent(path, finished, writer="run"):
+    """True when a killed writer left nothing at `path`; a finished one must have left it."""
+    if os.path.exists(path):
+        return False
+    if finished:
+        raise SilentWrong(f"{path}: missing after a finished {writer}")
+    return True
+
+
 def check_finetuned(out, finished):
     from bert_tf.tasks.model_dir import FinetunedModel, load_keras_model
     if not finished:   # task.json is written last: before it, any model.keras is whole
@@ -156,12 +165,10 @@ def check_finetuned(out, finished):
 def check_pretrained(out, finished):
     from bert_tf.weights import read_checkpoint
     final = os.path.join(out, "pretrained")
-    if os.path.exists(final):
-        read_checkpoint(final)
-        return "complete"
-    if finished:
-        raise SilentWrong(f"{final}: missing after a finished run")
-    return "absent"
+    if _absent(final, finished):
+        return "absent"
+    read_checkpoint(final)
+    return "complete"
 
 
 def check_versions(base, finished):
@@ -177,9 +184,7 @@ def check_versions(base, finished):
 
 def check_tflite(path, finished):
     import tensorflow as tf
-    if not os.path.exists(path):
-        if finished:
-            raise SilentWrong(f"{path}: missing after a finished export")
+    if _absent(path, finished, "export"):
         return "absent"
     tf.lite.Interpreter(model_path=path).allocate_tensors()
     return "complete"
@@ -187,9 +192,7 @@ def check_tflite(path, finished):
 
 def check_converted(out, finished):
     from bert_tf.weights import read_checkpoint
-    if not os.path.exists(out):
-        if finished:
-            raise SilentWrong(f"{out}: missing after a finished convert")
+    if _absent(out, finished, "convert"):
         return "absent"
     tensors = read_checkpoint(out)
     with open(os.path.join(out, "vocab.txt"), encoding="utf-8") as f:
@@ -200,9 +203,7 @@ def check_converted(out, finished):
 
 def check_records(out, finished):
     import tensorflow as tf
-    if not os.path.exists(out):
-        if finished:
-            raise SilentWrong(f"{out}: missing after a finished run")
+    if _absent(out, finished):
         return "absent"
     shards = sorted(glob.glob(os.path.join(out, "*.tfrecord*")))
     if not shards:
@@ -212,9 +213,7 @@ def check_records(out, finished):
 
 
 def check_vocab(path, finished):
-    if not os.path.exists(path):
-        if finished:
-            raise SilentWrong(f"{path}: missing after a finished run")
+    if _absent(path, finished):
         return "absent"
     with open(path, encoding="utf-8") as f:
         tokens = f.read().split("\n")[:-1]

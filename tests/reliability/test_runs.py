@@ -102,6 +102,18 @@ FINETUNE_DIFFERENCES = [
 ]
 
 
+def _refused_untouched(capsys, target, argv, words, one_line=False):
+    """The rerun exits 2 with an error holding `words` (on one line if `one_line`, never a
+    traceback) and leaves OUT byte for byte as it was."""
+    before = snapshot(target)
+    capsys.readouterr()
+    assert cli(*argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and (err.count("\n") == 1 or not one_line), err
+    require_words(err, words)
+    assert snapshot(target) == before
+
+
 @pytest.mark.parametrize("name, rerun, words", FINETUNE_DIFFERENCES,
                          ids=["CLEAR-" + c[0] for c in FINETUNE_DIFFERENCES])
 def test_finetune_rerun_with_a_difference_is_refused(finetuned, capsys, name, rerun, words):
@@ -109,13 +121,9 @@ def test_finetune_rerun_with_a_difference_is_refused(finetuned, capsys, name, re
     extra, options = rerun
     extra = [files["init2"] if a == "INIT2" else files["vocab_reordered"]
              if a == "VOCAB_REORDERED" else a for a in extra]
-    before = snapshot(out)
-    capsys.readouterr()
-    assert cli(*finetune_argv(files, out, *extra, **options)) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err, err      # one line
-    require_words(err, words + ["Differences (old → new)", "--overwrite", "new --out"])
-    assert snapshot(out) == before                                     # nothing touched
+    _refused_untouched(capsys, out, finetune_argv(files, out, *extra, **options),
+                       words + ["Differences (old → new)", "--overwrite", "new --out"],
+                       one_line=True)
 
 
 @pytest.mark.expect("OK")
@@ -208,12 +216,8 @@ def test_finetune_output_that_cannot_be_verified_is_refused(finetuned, tmp_path,
     files, out = finetuned
     target = copy_run(out, tmp_path / "copy")
     damage(target)
-    before = snapshot(target)
-    capsys.readouterr()
-    assert cli(*finetune_argv(files, target, *extra)) == 2
-    err = capsys.readouterr().err
-    require_words(err, words)
-    assert snapshot(target) == before
+    _refused_untouched(capsys, target, finetune_argv(files, target, *extra), words)
+
 
 
 # ---------------------------------------------------------------------- the record itself
@@ -331,13 +335,8 @@ PRETRAIN_DIFFERENCES = [
 def test_pretrain_rerun_with_a_difference_is_refused(pretrained, capsys, name, rerun, words):
     files, out = pretrained
     extra, options = rerun
-    before = snapshot(out)
-    capsys.readouterr()
-    assert cli(*pretrain_argv(files, out, *extra, **options)) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    require_words(err, words + ["Differences (old → new)", "--overwrite"])
-    assert snapshot(out) == before
+    _refused_untouched(capsys, out, pretrain_argv(files, out, *extra, **options),
+                       words + ["Differences (old → new)", "--overwrite"], one_line=True)
 
 
 @pytest.mark.expect("OK")
@@ -383,12 +382,7 @@ def test_pretrain_output_that_cannot_be_verified_is_refused(pretrained, tmp_path
     change(target)
     if name == "damaged checkpoint state":   # not complete: the rerun must read checkpoints
         _set_incomplete(target)
-    before = snapshot(target)
-    capsys.readouterr()
-    assert cli(*pretrain_argv(files, target, *extra)) == 2
-    err = capsys.readouterr().err
-    require_words(err, words)
-    assert snapshot(target) == before
+    _refused_untouched(capsys, target, pretrain_argv(files, target, *extra), words)
 
 
 def _set_incomplete(path):
