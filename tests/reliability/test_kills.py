@@ -76,8 +76,11 @@ def alive(pid) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    with open(f"/proc/{pid}/stat") as f:     # a zombie is not running
-        return f.read().split(") ", 1)[1][0] != "Z"
+    try:
+        with open(f"/proc/{pid}/stat") as f:     # a zombie is not running
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:                   # reaped between the two looks
+        return False
 
 
 def run_and_kill(server, argv, log, trigger, timeout=60.0) -> dict:
@@ -92,7 +95,11 @@ def run_and_kill(server, argv, log, trigger, timeout=60.0) -> dict:
         if trigger():
             break
         time.sleep(0.002)
-    os.kill(pid, signal.SIGKILL)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:                  # it ended on its own as the trigger fired
+        with open(log) as f:
+            return {"killed": False, "after_s": time.monotonic() - began, "log": f.read()}
     while alive(pid):
         time.sleep(0.005)
     return {"killed": True, "after_s": round(time.monotonic() - began, 2)}
