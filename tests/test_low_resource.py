@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 STEPS = 600
 
 
-def test_chinese_vocab_then_pretraining_leaves_the_unigram_plateau(tmp_path, capsys):
+def test_chinese_vocab_pretraining_leaves_the_plateau_and_beats_a_random_encoder(tmp_path, capsys):
     from bert_tf import BertConfig
     from bert_tf.training.pretraining import PROBE_FILE, read_probe_history
     text = str(tmp_path / "text")
