@@ -5,9 +5,9 @@ numbers, recomputed nowhere else, are what the CLI prints and OUT/probe.json kee
 pre-trained encoder fine-tunes to a better sentiment classifier than a random one on a small split
 of real reviews."""
 
-import csv
+import importlib.util
 import os
-import random
+import sys
 
 import pytest
 
@@ -57,18 +57,16 @@ def test_chinese_vocab_pretraining_leaves_the_plateau_and_beats_a_random_encoder
     assert f"({last['accuracy_ratio']:.2f}x)" in capsys.readouterr().out
 
     # Pre-trained beats random: the same fine-tuning (seed, data, schedule) from the encoder above
-    # and from a randomly initialized one, on a seeded sample of real reviews.
-    import keras
-
-    from bert_tf.models import BertEncoder, BertPretrainer
+    # and from a randomly initialized one (the recipe tool's), on a seeded sample of real reviews.
     from bert_tf.tasks import evaluate
+    recipe = _recipe_tool()
     reviews = str(tmp_path / "reviews")
     assert cli(["dataset", "chinese_reviews", "--out", reviews]) == 0
-    train = _sample(os.path.join(reviews, "train.csv"), str(tmp_path / "train.csv"), TRAIN_REVIEWS)
-    test = _sample(os.path.join(reviews, "test.csv"), str(tmp_path / "test.csv"), TEST_REVIEWS)
-    random_init = str(tmp_path / "random_init")
-    keras.utils.set_random_seed(0)
-    BertPretrainer(BertEncoder(BertConfig.from_json_file(config))).save_pretrained(random_init)
+    train = recipe._limit(os.path.join(reviews, "train.csv"), str(tmp_path / "train.csv"),
+                          TRAIN_REVIEWS)
+    test = recipe._limit(os.path.join(reviews, "test.csv"), str(tmp_path / "test.csv"),
+                         TEST_REVIEWS)
+    random_init = recipe._random_init(config, vocab, str(tmp_path / "random_init"), seed=0)
     accuracy = {"pretrained": [], "random": []}
     for seed in SEEDS:
         for name, init in (("pretrained", os.path.join(out, "pretrained")),
@@ -92,11 +90,11 @@ SEEDS = (0, 1, 2)
 MARGIN = 0.005
 
 
-def _sample(src: str, dst: str, count: int) -> str:
-    """`count` rows of a review CSV by a seeded shuffle (the file lists one label first)."""
-    with open(src, encoding="utf-8", newline="") as f:
-        header, *rows = list(csv.reader(f))
-    random.Random(0).shuffle(rows)
-    with open(dst, "w", encoding="utf-8", newline="") as f:
-        csv.writer(f).writerows([header] + rows[:count])
-    return dst
+def _recipe_tool():
+    """tools/low_resource.py as a module: its seeded sampling and random encoder."""
+    path = os.path.join(os.path.dirname(__file__), "..", "tools", "low_resource.py")
+    spec = importlib.util.spec_from_file_location("low_resource", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module       # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

@@ -44,7 +44,7 @@ class Language:
 LANGUAGES = {
     "zh": Language("chinese_text", "chinese_reviews", "peoples_daily_ner"),
     # Sanskrit: which of four texts (two epics, a purana, a medical treatise) a verse is from.
-    # Verse lines are short (5 words median, 11 at the 99th percentile): 64 pieces hold them.
+    # Verse lines are short: 64 pieces hold nearly all of them (docs/results.md).
     "sa": Language("sanskrit_text", "sanskrit_source", cased=True, max_length=64),
 }
 
@@ -199,6 +199,11 @@ def _finetune(task: str, init: str, vocab: str, train: str, dev: str, test: str,
     return evaluate(out, test)
 
 
+def _seed_suffix(seed: int) -> str:
+    """Seed 0's outputs keep the unsuffixed names (the single-seed recipe's)."""
+    return "" if seed == 0 else f"_seed{seed}"
+
+
 def _seeded(label: str, task: str, metric: str, inits: dict, out: str, recipe: Recipe,
             timings: dict, **finetune) -> dict:
     """(a) and (b) fine-tuned once per recipe seed: per-seed test metrics and their mean/std
@@ -209,7 +214,7 @@ def _seeded(label: str, task: str, metric: str, inits: dict, out: str, recipe: R
         runs = []
         for seed in recipe.seeds:
             t = time.perf_counter()
-            suffix = "" if seed == 0 else f"_seed{seed}"
+            suffix = _seed_suffix(seed)
             scores = _finetune(task, init_for_seed(seed), out=os.path.join(
                 out, f"{label}_{name}{suffix}"), recipe=recipe, seed=seed, **finetune)
             timings[f"{label}_{name}{suffix}"] = time.perf_counter() - t
@@ -266,14 +271,14 @@ def run(language: str, out: str, recipe: Recipe, pretrained_run: str | None = No
                "probe": probes}
     inits = {"a_pretrained": lambda seed: os.path.join(pretrained, "pretrained"),
              "b_random": lambda seed: _random_init(
-                 config, vocab, os.path.join(out, "random_init" + (f"_seed{seed}" if seed else "")),
-                 seed)}
+                 config, vocab, os.path.join(out, "random_init" + _seed_suffix(seed)), seed)}
+    max_length = min(lang.max_length, recipe.seq)
     # A few-labels run keeps its own fine-tuning outputs (a rerun reuses finished ones by name).
     labels = "" if recipe.train_limit is None else f"_{recipe.train_limit}labels"
     results["sentiment"] = _seeded("sentiment" + labels, "classify", "accuracy", inits, out, recipe,
                                    timings, vocab=vocab, train=train, dev=dev, test=test,
                                    epochs=recipe.finetune_epochs, cased=cased,
-                                   max_length=min(lang.max_length, recipe.seq))
+                                   max_length=max_length)
     t = time.perf_counter()
     results["sentiment"]["c_char_ngram_lr"] = _ngram_baseline(train, test)
     timings["sentiment_c_char_ngram_lr"] = time.perf_counter() - t
@@ -288,8 +293,7 @@ def run(language: str, out: str, recipe: Recipe, pretrained_run: str | None = No
                for split in ("train", "dev", "test")}
         results["ner"] = _seeded("ner", "ner", "f1", inits, out, recipe, timings, vocab=vocab,
                                  train=ner["train"], dev=ner["dev"], test=ner["test"],
-                                 epochs=recipe.ner_epochs, cased=cased,
-                                 max_length=min(lang.max_length, recipe.seq))
+                                 epochs=recipe.ner_epochs, cased=cased, max_length=max_length)
         t = time.perf_counter()
         results["ner"]["c_char_ngram_lr"] = _ngram_ner_baseline(ner["train"], ner["test"])
         timings["ner_c_char_ngram_lr"] = time.perf_counter() - t

@@ -219,7 +219,6 @@ def test_finetune_output_that_cannot_be_verified_is_refused(finetuned, tmp_path,
     _refused_untouched(capsys, target, finetune_argv(files, target, *extra), words)
 
 
-
 # ---------------------------------------------------------------------- the record itself
 def _record(**defines):
     return run_record.make_record("finetune", {"a": 1, **defines}, {})
