@@ -16,7 +16,8 @@ from bert_tf.config import BertConfig, ConfigError
 _LAZY = {
     "BertTokenizer": "bert_tf.text",
     **{name: "bert_tf.models" for name in ("BertEncoder", "BertPretrainer", "BertClassifier",
-                                          "BertTokenClassifier", "BertSpanLabeler")},
+                                          "BertTokenClassifier", "BertSpanLabeler",
+                                          "BertSentenceEncoder")},
 }
 _LAZY_MODULES = ("layers", "models", "text", "data", "weights", "training", "tasks", "export",
                  "metrics")
@@ -31,4 +32,4 @@ def __getattr__(name):
 
 
 __all__ = ["BertConfig", "ConfigError", "BertEncoder", "BertPretrainer", "BertClassifier",
-           "BertTokenClassifier", "BertSpanLabeler", "BertTokenizer", "__version__"]
+           "BertTokenClassifier", "BertSpanLabeler", "BertSentenceEncoder", "BertTokenizer", "__version__"]

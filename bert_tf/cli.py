@@ -13,7 +13,7 @@ import sys
 
 # Subcommand modules under bert_tf.commands, in the order `--help` lists them.
 COMMAND_MODULES = ("demo", "vocab", "dataset", "create_pretraining_data", "pretrain", "finetune",
-                   "evaluate", "predict", "export", "convert", "bench")
+                   "evaluate", "predict", "embed", "search", "export", "convert", "bench")
 
 
 class CommandError(Exception):

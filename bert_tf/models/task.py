@@ -41,6 +41,9 @@ def cls_positions(input_ids):
 class BertTaskModel(keras.Model):
     #: extra model inputs beyond BERT's three: name → (shape without batch, dtype)
     extra_inputs: dict = {}
+    #: the heads reduce over positions (sentence pooling): with packing they get every position's
+    #: rows back as [b, t, h] (zeros where packing skipped) and their outputs are per input
+    pools_positions: bool = False
 
     def __init__(self, encoder: BertEncoder, **kwargs):
         if not isinstance(encoder, BertEncoder):
@@ -76,10 +79,14 @@ class BertTaskModel(keras.Model):
         rows = self.encoder.encode({name: inputs[name] for name in INPUT_NAMES},
                                    query_positions=positions, packing=packing,
                                    mask_value=mask_value, training=training)
+        unpacked = packing is not None and positions is None
+        batch, width = ops.shape(inputs["input_ids"])[0], ops.shape(inputs["input_ids"])[1]
+        if unpacked and self.pools_positions:
+            # Packed rows [n, h] → [b, t, h] for heads that pool over each input's positions.
+            return self.heads(inputs, unpack(rows, packing[1], batch, width), training=training)
         outputs = self.heads(inputs, rows, training=training)
-        if packing is not None and positions is None:
+        if unpacked:
             # Per-token outputs of the packed rows [n, ...] → [b, t, ...], zeros at padding.
-            batch, width = ops.shape(inputs["input_ids"])[0], ops.shape(inputs["input_ids"])[1]
             outputs = {name: unpack(value, packing[1], batch, width)
                        for name, value in outputs.items()}
         return outputs

@@ -4,10 +4,10 @@ everything that reads it (evaluate, predict, export saved-model, export tflite, 
     DIR/model.keras     the task model (weights only, no optimizer state: that lives in
                         DIR/checkpoints/ for resuming); `keras.saving.load_model` loads it after
                         `import bert_tf`
-    DIR/labels.json     JSON list of label names, index = class id ([] for regress and squad)
+    DIR/labels.json     JSON list of label names, index = class id ([] for regress, squad, embed)
     DIR/vocab.txt       the WordPiece vocabulary
     DIR/task.json       {"format_version": 2,
-                         "task": "classify" | "regress" | "ner" | "squad",
+                         "task": "classify" | "regress" | "ner" | "squad" | "embed",
                          "max_length": int >= 8, "lowercase": bool,
                          "task_settings": {the task's own options, exactly as its settings()
                                            returns them: text columns (a pair model names its
@@ -259,10 +259,33 @@ class FinetunedModel:
         return cls(os.fspath(directory), task, model, settings)
 
 
-def load_model_source(path, vocab=None, **bare_options) -> FinetunedModel:
-    """A model directory, or a bare `.keras` file with `vocab` (and `bare_options` for
-    `FinetunedModel.from_model_file`): what every export command takes as --model."""
+def sentence_transformers_model(path, sequence_length: int | None = None) -> FinetunedModel:
+    """A sentence-transformers directory (e.g. the default all-MiniLM-L6-v2) as an embedding
+    model: `BertSentenceEncoder.from_pretrained` (pooling, projection, normalization, tokenizer
+    and max_seq_length from the directory) with the embed task over its tokenizer."""
+    from bert_tf.models import BertSentenceEncoder
+    from bert_tf.tasks.registry import make_task
     path = os.fspath(path)
+    model = BertSentenceEncoder.from_pretrained(path, sequence_length=sequence_length)
+    if model.tokenizer is None:
+        raise ModelDirError(f"{path}: no vocab.txt beside the encoder's weights")
+    settings = {"format_version": FORMAT_VERSION, "task": "embed",
+                "max_length": model.tokenizer.sequence_length,
+                "lowercase": model.tokenizer.lowercase,
+                "task_settings": {"pooling": model.pooling}}
+    task = make_task("embed", model.tokenizer, (), settings["task_settings"])
+    return FinetunedModel(path, task, model, check_task_record(settings, path))
+
+
+def load_model_source(path, vocab=None, **bare_options) -> FinetunedModel:
+    """A model directory, a sentence-transformers directory (an embedding model), or a bare
+    `.keras` file with `vocab` (and `bare_options` for `FinetunedModel.from_model_file`): what
+    every export command takes as --model."""
+    from bert_tf.weights.sentence_transformers import is_sentence_transformers_dir
+    path = os.fspath(path)
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, TASK_FILE)) \
+            and is_sentence_transformers_dir(path) and vocab is None:
+        return sentence_transformers_model(path)
     if os.path.isdir(path):
         if vocab is not None or any(v is not None for v in bare_options.values()):
             given = ["--vocab"] if vocab is not None else []

@@ -5,11 +5,12 @@ nothing outside this module dispatches on model classes or task names."""
 from __future__ import annotations
 
 from bert_tf.tasks.classification import ClassificationTask, RegressionTask
+from bert_tf.tasks.embedding import EmbedTask
 from bert_tf.tasks.ner import NerTask
 from bert_tf.tasks.squad import SquadTask
 
 TASKS = {"classify": ClassificationTask, "regress": RegressionTask, "ner": NerTask,
-         "squad": SquadTask}
+         "squad": SquadTask, "embed": EmbedTask}
 
 
 class UnknownTaskError(ValueError):
@@ -52,6 +53,8 @@ def default_task(model, tokenizer, labels=None, pair: bool = False):
     if (size or 0) != len(labels):
         raise UnknownTaskError(f"{len(labels)} label names for a model whose head has {size or 0}")
     settings = {"text_pair_column": "text_pair"} if pair else {}
+    if task_type == "embed":
+        settings = {"pooling": model.pooling}
     if pair and task_type not in ("classify", "regress"):
         raise UnknownTaskError(f"pair=True is for classifiers; a {task_type} model's inputs are "
                                f"fixed by its task")
@@ -60,16 +63,21 @@ def default_task(model, tokenizer, labels=None, pair: bool = False):
 
 def task_type_of_model(model) -> str:
     """The task a bert_tf task model was built for, from its head: BertClassifier with one output
-    is regression, with more classification; BertTokenClassifier is NER; BertSpanLabeler SQuAD."""
-    from bert_tf.models import BertClassifier, BertSpanLabeler, BertTokenClassifier
+    is regression, with more classification; BertTokenClassifier is NER; BertSpanLabeler SQuAD;
+    BertSentenceEncoder sentence embeddings."""
+    from bert_tf.models import (BertClassifier, BertSentenceEncoder, BertSpanLabeler,
+                                BertTokenClassifier)
     if isinstance(model, BertClassifier):
         return "regress" if model.num_classes == 1 else "classify"
     if isinstance(model, BertTokenClassifier):
         return "ner"
     if isinstance(model, BertSpanLabeler):
         return "squad"
+    if isinstance(model, BertSentenceEncoder):
+        return "embed"
     raise UnknownTaskError(f"a {type(model).__name__} is not a fine-tuned task model: expected a "
-                           f"BertClassifier, BertTokenClassifier or BertSpanLabeler")
+                           f"BertClassifier, BertTokenClassifier, BertSpanLabeler or "
+                           f"BertSentenceEncoder")
 
 
 def head_size(model) -> int | None:
