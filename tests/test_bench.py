@@ -47,7 +47,7 @@ def test_tiny_suite_runs_every_implementation_and_writes_outputs(tmp_path):
     from bert_tf.benchmarks.sizes import TINY
 
     lines = []
-    result = run_suite(str(tmp_path), measures=("P2", "P5"), sizes="tiny", threads=2,
+    result = run_suite(str(tmp_path), measures=("P2", "P5", "P6"), sizes="tiny", threads=2,
                        log=lines.append)
     assert not result.errors
     data = json.loads(open(result.json_path, encoding="utf-8").read())
@@ -55,6 +55,7 @@ def test_tiny_suite_runs_every_implementation_and_writes_outputs(tmp_path):
     for name in ("bert_tf xla", "keras_hub xla", "model_garden xla", "hf torch"):
         assert ("P2", name) in impls
     assert ("P5", "hf BertTokenizerFast") in impls
+    assert {("P6", "bert_tf export"), ("P6", "sentence-transformers")} <= impls
     for row in data["rows"]:  # the matmul ceiling too: it runs in the encoders' rounds
         assert len(row["values"]) == TINY.repeats and row["min"] <= row["median"] <= row["max"]
     ceilings = [r for r in data["rows"] if r["measure"] == "P2" and r["role"] == "info"]
@@ -63,8 +64,10 @@ def test_tiny_suite_runs_every_implementation_and_writes_outputs(tmp_path):
     assert len(p2) == len(TINY.p2_batches) and all(r["extra"]["mfu"] > 0 for r in p2)
     p5 = next(r for r in data["rows"] if r["impl"] == "bert_tf tf.function")
     assert p5["extra"]["ids_identical"] == 1.0
+    p6 = next(r for r in data["rows"] if r["impl"] == "bert_tf export")
+    assert p6["extra"]["cosine_min"] >= 0.9999
     ratios = {(r["measure"], r["case"]): r["ratio"] for r in data["ratios"]}
-    assert len(ratios) == len(TINY.p2_batches) + 1 and all(v > 0 for v in ratios.values())
+    assert len(ratios) == len(TINY.p2_batches) + 2 and all(v > 0 for v in ratios.values())
     with open(result.chart_path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert open(result.table_path, encoding="utf-8").read().strip() == result.table.strip()

@@ -274,9 +274,15 @@ def test_embed_cli_writes_unit_vectors_that_the_saved_model_serves(finetuned, tm
                              "--output", npy]) == 2
     assert bert_tf.cli.main(["embed", "--model", finetuned["out"], "--data", str(data),
                              "--output", str(tmp_path / "v.csv")]) == 2
-    assert bert_tf.cli.main(["embed", "--model", finetuned["init"], "--data", str(data),
-                             "--output", npy]) == 2
     errors = capsys.readouterr().err
+    # A plain encoder checkpoint embeds too: mean pooling, unit length.
+    assert bert_tf.cli.main(["embed", "--model", finetuned["init"], "--data", str(data),
+                             "--output", npy]) == 0
+    np.testing.assert_allclose(
+        np.load(npy), BertSentenceEncoder.from_pretrained(finetuned["init"]).encode(
+            texts, BertTokenizer.from_vocab_file(os.path.join(finetuned["init"], "vocab.txt"),
+                                                 sequence_length=32)),
+        atol=1e-5)
     assert "not UTF-8" in errors and "no texts" in errors and ".npy or .jsonl" in errors
 
 
@@ -329,3 +335,19 @@ def test_search_ranks_by_cosine_and_caches_vectors_beside_the_corpus(finetuned, 
                              "--query", "x", "-k", "0"]) == 2
     errors = capsys.readouterr().err
     assert "corpus is empty" in errors and "is empty" in errors and "-k" in errors
+
+
+def test_tflite_with_tokenizer_gives_the_keras_vectors(finetuned, tmp_path):
+    from bert_tf.export.tflite_runner import TFLiteTaskRunner
+    from bert_tf.export.tflite_tool import convert_and_verify
+    from bert_tf.tasks.model_dir import FinetunedModel
+    from bert_tf.search import embed_texts
+    path = str(tmp_path / "embed.tflite")
+    report = convert_and_verify(finetuned["out"], path, verify_examples=40, log=lambda _: None)
+    assert report["examples"] == 40 and report["cosine_min"] >= 0.99999
+    assert report["tokenizer_id_mismatches"] == 0
+    assert report["text_signature_label_agreement_with_ids"] == 1.0
+    loaded = FinetunedModel.load(finetuned["out"])
+    texts = ["good movie", "", "naïve café", "bad plot " * 50]
+    lite = TFLiteTaskRunner(path, loaded.task)({"text": texts})["embeddings"]
+    np.testing.assert_allclose(lite, embed_texts(loaded.task, loaded.model, texts), atol=1e-4)

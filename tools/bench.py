@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark suite (P1-P5): bert_tf vs HF transformers, KerasHub, Model Garden, LiteRT.
+"""Benchmark suite (P1-P6): bert_tf vs HF transformers, KerasHub, Model Garden, LiteRT, sentence-transformers.
 
     python tools/bench.py                      # everything, full sizes, 2 threads -> runs/bench/
     python tools/bench.py --measures P2 --sizes tiny

@@ -1,6 +1,7 @@
 """Sentence-embedding fine-tuning, bert_tf vs sentence-transformers, on real retrieval pairs.
 
     python tools/compare_embed.py --seeds 0,1,2 --epochs 1 --out runs/cmp_embed
+    python tools/compare_embed.py --seeds 0 --tflite --out runs/cmp_embed   # + TFLite rows
 
 Data: `wiki_sections` (`bert_tf.data.datasets`): 1,497 (query, passage) pairs from the Wikipedia
 articles in the pinned gensim wheel — "Title" → the lead's first paragraph, "Title: Section" →
@@ -94,14 +95,20 @@ def run_sentence_transformers(init: str, paths: dict, args) -> dict:
     warmup = int(args.warmup * total)
     no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
     named = list(model.named_parameters())
-    optimizer = torch.optim.AdamW([
-        {"params": [p for name, p in named if not any(k in name for k in no_decay)],
-         "weight_decay": 0.01},
-        {"params": [p for name, p in named if any(k in name for k in no_decay)],
-         "weight_decay": 0.0}], lr=args.learning_rate)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: step / max(1, warmup) if step < warmup
-        else max(0.0, (total - step) / max(1, total - warmup)))
+    if args.st_optimizer == "google":   # bert_tf's update rule, to separate it from the rest
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from compare_finetune import BertAdamW, lr_schedule
+        optimizer = BertAdamW(named, lr_schedule(args.learning_rate, total, warmup))
+        schedule = None
+    else:
+        optimizer = torch.optim.AdamW([
+            {"params": [p for name, p in named if not any(k in name for k in no_decay)],
+             "weight_decay": 0.01},
+            {"params": [p for name, p in named if any(k in name for k in no_decay)],
+             "weight_decay": 0.0}], lr=args.learning_rate)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: step / max(1, warmup) if step < warmup
+            else max(0.0, (total - step) / max(1, total - warmup)))
     generator = np.random.default_rng(args.seed)
     order = np.concatenate([generator.permutation(n)
                             for _ in range(math.ceil(total * args.batch_size / n) + 1)])
@@ -120,8 +127,9 @@ def run_sentence_transformers(init: str, paths: dict, args) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+        if schedule is not None:
+            schedule.step()
+        model.zero_grad(set_to_none=True)
         if (step + 1) % per_epoch == 0 or step + 1 == total:
             dev = scores_of(encode, paths["dev"])
             print(f"[sentence-transformers] step {step + 1}/{total} loss {loss.item():.4f} dev "
@@ -147,6 +155,36 @@ def zero_shot(init: str, paths: dict) -> dict:
                 lambda t: theirs.encode(t, batch_size=64, convert_to_numpy=True), paths["test"])}
 
 
+def tflite_rows(init: str, paths: dict, out: str) -> dict:
+    """The zero-shot model as TFLite (tokenizer inside, 128 positions) in float32, dynamic-range
+    int8 and full int8: each one's cosine to the Keras vectors (`verify_tflite`, Rotten Tomatoes
+    test snippets) and the test recall@1 it keeps (its own vectors ranked)."""
+    from bert_tf.export.tflite_runner import TFLiteTaskRunner
+    from bert_tf.export.tflite_tool import convert_and_verify
+    from bert_tf.tasks.model_dir import checkpoint_embedding_model
+    loaded = checkpoint_embedding_model(init, sequence_length=128)
+    # The Keras model cut to the same 128 positions: what the TFLite variants should keep.
+    rows = {"keras, 128 positions": {
+        "cosine_min": 1.0, "cosine_mean": 1.0, "file_bytes": 0, "latency_ms": 0.0,
+        "test": scores_of(lambda t: loaded.model.encode(t, loaded.task.tokenizer), paths["test"])}}
+    for quantize in ("none", "dynamic", "int8"):
+        path = os.path.join(out, f"minilm_{quantize}.tflite")
+        name = f"TFLite {'float32' if quantize == 'none' else quantize}"
+        report = convert_and_verify(init, path, quantize=quantize, sequence_length=128,
+                                    verify_examples=300,
+                                    log=lambda _: None)
+        runner = TFLiteTaskRunner(path, loaded.task)
+        scores = scores_of(lambda t: runner({"text": t})["embeddings"], paths["test"])
+        rows[name] = {"cosine_min": report["cosine_min"], "cosine_mean": report["cosine_mean"],
+                          "file_bytes": report["file_bytes"], "latency_ms": report["latency_ms"],
+                          "test": scores}
+        print(f"{name}: cosine min {report['cosine_min']:.6f} mean "
+              f"{report['cosine_mean']:.6f}, recall@1 {100 * scores['recall_at_1']:.2f}, "
+              f"{report['file_bytes'] / 2**20:.1f} MiB, {report['latency_ms']:.1f} ms",
+              file=sys.stderr, flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
@@ -156,7 +194,13 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=float, default=0.1)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--xla", action="store_true", help="bert_tf: XLA-compile the steps")
+    parser.add_argument("--st-optimizer", choices=("torch", "google"), default="torch",
+                        help="sentence-transformers side: torch's AdamW (its own, default) or "
+                             "google-research/bert's (bert_tf's: no bias correction, eps 1e-6)")
     parser.add_argument("--out", default="runs/compare_embed")
+    parser.add_argument("--tflite", action="store_true",
+                        help="also: the zero-shot model as TFLite float32 / dynamic / int8, "
+                             "cosine to Keras and the test recall@1 each keeps")
     args = parser.parse_args(argv)
     from bert_tf.data.fetch import minilm_dir
     init = minilm_dir()
@@ -166,23 +210,34 @@ def main(argv=None) -> int:
     if "zero_shot" not in summary:
         summary["zero_shot"] = zero_shot(init, paths)
         write_json_atomic(summary_path, summary)
+    if args.tflite and "tflite" not in summary:
+        summary["tflite"] = tflite_rows(init, paths, args.out)
+        write_json_atomic(summary_path, summary)
     recipe = {k: getattr(args, k) for k in ("epochs", "batch_size", "learning_rate", "warmup",
                                             "max_length")}
     runs = summary.setdefault("runs", {})
+    peer = peer_name(args.st_optimizer)
     for seed in [int(s) for s in args.seeds.split(",")]:
         key = json.dumps({**recipe, "seed": seed}, sort_keys=True)
-        if key in runs:   # a finished seed of the same recipe
-            continue
+        run = runs.setdefault(key, {"seed": seed})   # a finished side of the same recipe is kept
         args.seed = seed
-        bert = run_bert_tf(init, paths, args, os.path.join(args.out, f"bert_tf_seed{seed}"))
-        st = run_sentence_transformers(init, paths, args)
-        runs[key] = {"seed": seed, "bert_tf": bert, "sentence_transformers": st}
-        write_json_atomic(summary_path, summary)
-    print_table(summary, recipe)
+        if "bert_tf" not in run:
+            run["bert_tf"] = run_bert_tf(init, paths, args,
+                                         os.path.join(args.out, f"bert_tf_seed{seed}"))
+            write_json_atomic(summary_path, summary)
+        if peer not in run:
+            run[peer] = run_sentence_transformers(init, paths, args)
+            write_json_atomic(summary_path, summary)
+    print_table(summary, recipe, peer)
     return 0
 
 
-def print_table(summary: dict, recipe: dict) -> None:
+def peer_name(st_optimizer: str) -> str:
+    return "sentence_transformers" if st_optimizer == "torch" else \
+        "sentence_transformers, google AdamW"
+
+
+def print_table(summary: dict, recipe: dict, peer: str) -> None:
     zero = summary["zero_shot"]
     print(f"test split: {zero['bert_tf']['queries']} queries x {zero['bert_tf']['candidates']} "
           f"candidates; recipe {recipe}")
@@ -191,22 +246,28 @@ def print_table(summary: dict, recipe: dict) -> None:
     for side, scores in zero.items():
         print(f"| zero-shot MiniLM ({side}) | - | {100 * scores['recall_at_1']:.2f} | "
               f"{100 * scores['recall_at_10']:.2f} | {100 * scores['mrr_at_10']:.2f} | - | - |")
+    for quantize, row in summary.get("tflite", {}).items():
+        t = row["test"]
+        print(f"| zero-shot MiniLM, {quantize} (cosine to Keras min "
+              f"{row['cosine_min']:.5f}) | - | {100 * t['recall_at_1']:.2f} | "
+              f"{100 * t['recall_at_10']:.2f} | {100 * t['mrr_at_10']:.2f} | - | - |")
     gaps = []
     for key, run in sorted(summary["runs"].items()):
         if {k: v for k, v in json.loads(key).items() if k != "seed"} != recipe:
             continue
-        for side in ("bert_tf", "sentence_transformers"):
+        if peer not in run or "bert_tf" not in run:
+            continue
+        for side in ("bert_tf", peer):
             r = run[side]
             t = r["test"]
             print(f"| fine-tuned ({side}) | {run['seed']} | {100 * t['recall_at_1']:.2f} | "
                   f"{100 * t['recall_at_10']:.2f} | {100 * t['mrr_at_10']:.2f} | "
                   f"{r['best_step']}/{r['steps']} | {r['seconds']:.0f} |")
-        gaps.append(run["bert_tf"]["test"]["recall_at_1"]
-                    - run["sentence_transformers"]["test"]["recall_at_1"])
+        gaps.append(run["bert_tf"]["test"]["recall_at_1"] - run[peer]["test"]["recall_at_1"])
     if gaps:
         gaps = 100 * np.asarray(gaps)
         se = gaps.std(ddof=1) / math.sqrt(len(gaps)) if len(gaps) > 1 else float("nan")
-        print(f"recall@1 gap bert_tf - sentence-transformers over {len(gaps)} seed(s): "
+        print(f"recall@1 gap bert_tf - {peer} over {len(gaps)} seed(s): "
               f"mean {gaps.mean():+.2f} points (standard error {se:.2f})")
 
 

@@ -1,6 +1,6 @@
 """Benchmarks of bert_tf against its peers (HF transformers, KerasHub, Model Garden, LiteRT).
 
-`run_suite` runs the measures P1–P5 in one process with alternating repetitions and writes a
+`run_suite` runs the measures P1–P6 in one process with alternating repetitions and writes a
 table, a JSON file and a ratio chart; `bert-tf bench` and `tools/bench.py` call it.
 """
 

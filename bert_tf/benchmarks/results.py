@@ -17,7 +17,7 @@ from bert_tf.benchmarks.timing import summarize
 
 @dataclass
 class Row:
-    measure: str          # "P1" .. "P5"
+    measure: str          # "P1" .. "P6"
     case: str             # e.g. "batch 8"
     impl: str             # e.g. "bert_tf xla", "hf torch"
     role: str             # "ours" | "peer" | "info" (shown, not compared)

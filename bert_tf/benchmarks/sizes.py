@@ -49,6 +49,9 @@ class Sizes:
     # P5: tokenizer
     p5_sentences: int = 4096
     p5_seq: int = 128
+    # P6: sentence embeddings
+    p6_batch: int = 32
+    p6_batches: int = 16                 # batches per timed repetition
 
 
 FULL = Sizes("full")
@@ -63,6 +66,6 @@ TINY = Sizes(
     p3_variants=("float32", "dynamic_int8"), p3_latency_sentences=4, p3_accuracy_sentences=16,
     p3_calibration_sentences=4,
     p4_config=_TINY_ENCODER, p4_batch=2, p4_seq=16, p4_steps=1,
-    p5_sentences=64, p5_seq=32)
+    p5_sentences=64, p5_seq=32, p6_batch=8, p6_batches=1)
 
 SIZES = {"full": FULL, "tiny": TINY}

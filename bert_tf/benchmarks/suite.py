@@ -1,4 +1,4 @@
-"""The benchmark suite: P1–P5 in one process, then the table, the JSON and the ratio chart.
+"""The benchmark suite: P1–P6 in one process, then the table, the JSON and the ratio chart.
 
     from bert_tf.benchmarks import run_suite
     result = run_suite("runs/bench", measures=("P1", "P2"), sizes="full", threads=2)
@@ -23,7 +23,7 @@ from bert_tf.benchmarks.results import format_table, to_json
 from bert_tf.benchmarks.sizes import SIZES
 from bert_tf.benchmarks.timing import BenchmarkError
 
-MEASURES = ("P1", "P2", "P3", "P4", "P5")
+MEASURES = ("P1", "P2", "P3", "P4", "P5", "P6")
 
 
 @dataclass
@@ -113,6 +113,9 @@ def _run_measure(measure, size, sentiment_model, threads, work_dir, log) -> list
     if measure == "P4":
         from bert_tf.benchmarks import p4_training
         return p4_training.run(size, log)
+    if measure == "P6":
+        from bert_tf.benchmarks import p6_embeddings
+        return p6_embeddings.run(size, work_dir, log)
     from bert_tf.benchmarks import p5_tokenizer
     from bert_tf.data.fetch import minilm_vocab
     return p5_tokenizer.run(minilm_vocab(), size, log)

@@ -1,7 +1,9 @@
 """`bert-tf embed`: unit vectors for texts, from an embedding model (default: the embedded
 all-MiniLM-L6-v2).
 
---model: a `bert-tf finetune embed` output directory or a sentence-transformers directory.
+--model: a `bert-tf finetune embed` output directory, a sentence-transformers directory, or any
+encoder checkpoint with a vocab.txt (then mean pooling and unit length, as sentence-transformers
+wraps a plain BERT).
 --data: a `.txt` file (one text per line; every line, blank ones included, so row i is line
 i + 1), a CSV/TSV/JSON Lines file with a `text` column, or '-' for stdin lines.
 --output: `.npy` (float32 [n, d]), `.jsonl` ({"text", "embedding"} per line) or '-' (JSON Lines
@@ -13,19 +15,26 @@ from __future__ import annotations
 
 def add_model_argument(p):
     p.add_argument("--model", default=None, help="embedding model: a `bert-tf finetune embed` "
-                   "output directory or a sentence-transformers directory (default: the "
-                   "embedded all-MiniLM-L6-v2)")
+                   "output directory, a sentence-transformers directory or an encoder checkpoint "
+                   "with vocab.txt (default: the embedded all-MiniLM-L6-v2)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def load_embedding_model(path):
-    """The FinetunedModel of --model (an embed model), or the default MiniLM."""
+    """The FinetunedModel of --model: an embed model directory, a sentence-transformers
+    directory, a plain encoder checkpoint with vocab.txt (mean pooling, unit length), or by
+    default the embedded MiniLM."""
+    import os
+
     from bert_tf.cli import CommandError
-    from bert_tf.tasks.model_dir import load_model_source
+    from bert_tf.tasks.model_dir import (TASK_FILE, checkpoint_embedding_model,
+                                         load_model_source)
     if path is None:
         from bert_tf.data.fetch import minilm_dir
         path = minilm_dir()
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, TASK_FILE)):
+        return checkpoint_embedding_model(path)
     loaded = load_model_source(path)
     if loaded.task_type != "embed":
         raise CommandError(f"--model {path} is a {loaded.task_type!r} model; embeddings need an "

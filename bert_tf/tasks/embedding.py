@@ -5,7 +5,9 @@ MultipleNegativesRankingLoss): each anchor's positive must score above every oth
 positive (and every hard negative) in the batch, scores being cosine similarities times `scale`
 (20, as sentence-transformers uses), under a softmax cross entropy. A candidate whose text is the
 same as the anchor's own positive is not counted as a negative (duplicates in a batch would
-otherwise teach the model to push a text away from itself).
+otherwise teach the model to push a text away from itself). Under a multi-replica strategy (or
+gradient accumulation) each replica's (micro-)batch is its own pool of negatives, as in
+sentence-transformers without `gather_across_devices`.
 
 Evaluation is retrieval over held-out pairs: every anchor is a query, every positive (and hard
 negative) of the file a candidate; recall@1 (the selection metric), recall@10 and MRR@10 say

@@ -259,10 +259,12 @@ class FinetunedModel:
         return cls(os.fspath(directory), task, model, settings)
 
 
-def sentence_transformers_model(path, sequence_length: int | None = None) -> FinetunedModel:
-    """A sentence-transformers directory (e.g. the default all-MiniLM-L6-v2) as an embedding
-    model: `BertSentenceEncoder.from_pretrained` (pooling, projection, normalization, tokenizer
-    and max_seq_length from the directory) with the embed task over its tokenizer."""
+def checkpoint_embedding_model(path, sequence_length: int | None = None) -> FinetunedModel:
+    """A sentence-transformers directory (e.g. the default all-MiniLM-L6-v2), or any encoder
+    checkpoint with a vocab.txt, as an embedding model: `BertSentenceEncoder.from_pretrained`
+    (pooling, projection, normalization and max_seq_length from a sentence-transformers
+    directory; mean pooling and unit length otherwise, as sentence-transformers wraps a plain
+    BERT) with the embed task over its tokenizer."""
     from bert_tf.models import BertSentenceEncoder
     from bert_tf.tasks.registry import make_task
     path = os.fspath(path)
@@ -285,7 +287,7 @@ def load_model_source(path, vocab=None, **bare_options) -> FinetunedModel:
     path = os.fspath(path)
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, TASK_FILE)) \
             and is_sentence_transformers_dir(path) and vocab is None:
-        return sentence_transformers_model(path)
+        return checkpoint_embedding_model(path)
     if os.path.isdir(path):
         if vocab is not None or any(v is not None for v in bare_options.values()):
             given = ["--vocab"] if vocab is not None else []

@@ -35,7 +35,20 @@ def files(tmp_path_factory):
     a_file = str(root / "a_file")
     with open(a_file, "w") as f:
         f.write("not a directory")
-    return {"INIT": init, "TRAIN": write_tiny_classification(root / "train.csv"),
+    from bert_tf.models import BertClassifier, load_encoder
+    from bert_tf.tasks import model_dir
+    classifier = str(root / "classifier")   # a finished classify model directory
+    os.makedirs(classifier)
+    model_dir.save_model_atomic(BertClassifier(load_encoder(init), 2), classifier)
+    model_dir.write_labels(classifier, ["negative", "positive"])
+    model_dir.write_vocab(classifier, tokens)
+    model_dir.write_task(classifier, {"task": "classify", "max_length": 16, "lowercase": True,
+                                      "task_settings": {}})
+    pairs = str(root / "pairs.csv")
+    with open(pairs, "w", encoding="utf-8") as f:
+        f.write("anchor,positive\n" + "".join(f"good {i},nice {i}\n" for i in range(8)))
+    return {"INIT": init, "TRAIN": write_tiny_classification(root / "train.csv"), "PAIRS": pairs,
+            "CLASSIFIER": classifier,
             "BIG_VOCAB": big_vocab, "SMALL_VOCAB": small_vocab, "ONE_LABEL": one_label,
             "A_FILE": a_file, "A_DIR": str(root),
             "CONFIG": os.path.join(init, "config.json"), "VOCAB": os.path.join(init, "vocab.txt")}
@@ -92,6 +105,22 @@ CASES = [
                                           "--max-seq-length", 16, "--max-predictions-per-seq", 3,
                                           "--strategy", "one_device"], None,
      ["no training files match", "none*.tfrecord"]),
+    ("finetune embed --scale 0", ["finetune", "embed", "--init", "INIT", "--train", "PAIRS",
+                                  "--out", "OUT", "--scale", 0, "--no-progress"], None,
+     ["scale", "positive"]),
+    ("finetune embed on a file without a positive column", [
+        "finetune", "embed", "--init", "INIT", "--train", "TRAIN", "--out", "OUT",
+        "--no-progress"], None, ["train.csv", "line 2", "missing", "'anchor'"]),
+    ("embed --output with another extension", ["embed", "--model", "INIT", "--data", "TRAIN",
+                                               "--output", "A_DIR/v.csv"], None,
+     ["--output", "v.csv", ".npy or .jsonl"]),
+    ("embed with a model of another task", ["embed", "--model", "CLASSIFIER", "--data",
+                                            "TRAIN", "--output", "A_DIR/v.npy"], None,
+     ["--model", "'classify' model", "embedding model"]),
+    ("search -k 0", ["search", "--model", "INIT", "--index", "TRAIN", "--query", "x", "-k", 0],
+     None, ["-k", "positive"]),
+    ("search with an empty query", ["search", "--model", "INIT", "--index", "TRAIN", "--query",
+                                    " "], None, ["--query", "empty"]),
     ("predict --batch-size 0", ["predict", "--model", "OUT", "--batch-size", 0], b"great\n",
      ["--batch-size", "at least 1"]),
     ("predict invalid UTF-8 on stdin", ["predict", "--model", "OUT"], b"good movie\nbad \xff\n",
