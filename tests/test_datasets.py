@@ -108,7 +108,7 @@ def test_dataset_command_writes_splits(tmp_path, capsys):
     assert len(conll.read_conll(printed["test"])) == 238
     args = parser.parse_args(["dataset", "squad_fixture", "--out", str(tmp_path), "--format", "tsv"])
     with pytest.raises(ValueError, match="--format applies to rotten_tomatoes, chinese_reviews, "
-                                         "sanskrit_source only"):
+                                         "sanskrit_source, wiki_sections only"):
         args.run(args)
 
 
@@ -260,3 +260,20 @@ def test_sanskrit_source_counts_leakage_and_cli(tmp_path, capsys):
     assert list(zip(train.texts, train.labels)) == parts["train"]
     test = classification.read_classification(printed["test"], label_names=train.label_names)
     assert list(zip(test.texts, test.labels)) == parts["test"]
+
+
+def test_wiki_sections_pairs_split_by_article(tmp_path):
+    """Retrieval pairs: "Title" → the lead's first paragraph, "Title: Section" → the section's;
+    60/20/20 by article, so no test passage comes from an article seen in training."""
+    from bert_tf.data.text_pairs import read_pairs
+    splits = {split: datasets.wiki_sections(split) for split in datasets.SPLITS}
+    assert {k: len(v) for k, v in splits.items()} == {"train": 760, "dev": 357, "test": 380}
+    articles = {k: {query.split(": ", 1)[0] for query, _ in v} for k, v in splits.items()}
+    assert not articles["train"] & articles["test"] and not articles["dev"] & articles["test"]
+    for pairs in splits.values():
+        assert len({p for _, p in pairs}) == len(pairs) and min(len(p) for _, p in pairs) >= 150
+    assert ("Aristotle: Logic", splits["test"][2][1]) == splits["test"][2]
+    assert splits["test"][0][1].startswith("Aristotle (;  , Aristotélēs; 384–322\xa0BC) was")
+    paths = datasets.write_dataset("wiki_sections", str(tmp_path))
+    written = read_pairs(paths["test"])
+    assert list(zip(written.anchors, written.positives)) == splits["test"]

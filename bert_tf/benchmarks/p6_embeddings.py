@@ -5,6 +5,8 @@
   disk: in-graph tokenizer, the batch cut to its longest row, the encoder on packed real tokens,
   masked mean pooling and normalization in the graph; what stock TF Serving runs.
 - bert_tf export --xla: the same with the model as one XLA function.
+- bert_tf export --no-pack: the padded [batch, length] layout in length groups of 8 (each cut to
+  its own longest row), to show what packing the tokens is worth.
 - sentence-transformers: `SentenceTransformer(<the same directory>).encode(texts, batch_size=32)`
   (PyTorch, the same threads): its tokenizer pads to the batch's longest, sorts by length.
 Sentences: Rotten Tomatoes test snippets and Wikipedia sentences, alternating. The check: every
@@ -63,8 +65,9 @@ def run(sizes, work_dir, log) -> list:
     batches = [texts[i:i + sizes.p6_batch] for i in range(0, len(texts), sizes.p6_batch)]
     model = BertSentenceEncoder.from_pretrained(directory)
     paths, loaded = {}, []
-    for i, (name, options) in enumerate({"bert_tf export": {},
-                                         "bert_tf export --xla": {"jit_compile": True}}.items()):
+    variants = {"bert_tf export": {}, "bert_tf export --xla": {"jit_compile": True},
+                "bert_tf export --no-pack": {"pack": False}}
+    for i, (name, options) in enumerate(variants.items()):
         saved = tf.saved_model.load(export_saved_model(
             model, os.path.join(work_dir, f"embed{i}"), tokenizer=model.tokenizer,
             write_configs=False, **options))
@@ -77,7 +80,7 @@ def run(sizes, work_dir, log) -> list:
 
     reference = np.concatenate([paths["sentence-transformers"](b) for b in batches])
     extras = {}
-    for name in ("bert_tf export", "bert_tf export --xla"):
+    for name in variants:
         ours = np.concatenate([paths[name](b) for b in batches])
         cosines = (ours * reference).sum(1) / (np.linalg.norm(ours, axis=1) *
                                                np.linalg.norm(reference, axis=1))

@@ -2,7 +2,8 @@
 
 from bert_tf.data.datasets import DATASETS
 
-CLASSIFICATION_DATASETS = ("rotten_tomatoes", "chinese_reviews", "sanskrit_source")
+# the datasets written as CSV / TSV / JSON Lines (--format)
+CLASSIFICATION_DATASETS = ("rotten_tomatoes", "chinese_reviews", "sanskrit_source", "wiki_sections")
 
 
 def register(subparsers):
@@ -14,7 +15,8 @@ def register(subparsers):
                         "(Chinese NER, characters), chinese_text (raw text for pre-training), "
                         "sanskrit_text (Digital Corpus of Sanskrit, raw text for pre-training, split "
                         "by chapter), sanskrit_source (which of 4 Sanskrit texts a sentence is from; "
-                        "use a --cased vocab and tokenizer for Sanskrit)")
+                        "use a --cased vocab and tokenizer for Sanskrit), wiki_sections (retrieval "
+                        "pairs for `finetune embed`, split 60/20/20 by article)")
     p.add_argument("--out", required=True, help="directory for <split>.<ext> files (created)")
     p.add_argument("--format", choices=("csv", "tsv", "jsonl"), default=None,
                    help="file format of the classification sets (default csv); the NER sets are always "

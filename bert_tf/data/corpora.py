@@ -89,17 +89,23 @@ def _wiki_to_text(markup: str) -> str:
     return "\n".join(lines)
 
 
-def wikipedia_articles() -> list:
-    """[(title, plain text)] of the articles (redirects and non-article pages skipped)."""
+def _article_pages():
+    """Yields (title, wikitext as stored in the XML) of each article: redirects and pages outside
+    the article namespace are skipped."""
     archive = fetch.fetch_package(GENSIM)
     xml = bz2.decompress(fetch.read_member(archive, WIKIPEDIA_MEMBER)).decode("utf-8")
-    articles = []
     for title, namespace, markup in _PAGE.findall(xml):
-        if namespace != "0" or markup.lstrip().upper().startswith("#REDIRECT"):
-            continue
+        if namespace == "0" and not markup.lstrip().upper().startswith("#REDIRECT"):
+            yield html.unescape(title), markup
+
+
+def wikipedia_articles() -> list:
+    """[(title, plain text)] of the articles (redirects and non-article pages skipped)."""
+    articles = []
+    for title, markup in _article_pages():
         text = _wiki_to_text(markup)
         if text:
-            articles.append((html.unescape(title), text))
+            articles.append((title, text))
     if not articles:
         raise CorpusError(f"{WIKIPEDIA_MEMBER}: no articles found")
     return articles
@@ -112,12 +118,8 @@ def wikipedia_sections(min_chars: int = 150) -> list:
     """[(article title, section heading or None for the lead, the section's first paragraph)],
     in article order, for every lead and (sub)section whose first paragraph (its first line of
     prose after `_wiki_to_text`) has at least `min_chars` characters."""
-    archive = fetch.fetch_package(GENSIM)
-    xml = bz2.decompress(fetch.read_member(archive, WIKIPEDIA_MEMBER)).decode("utf-8")
     sections = []
-    for title, namespace, markup in _PAGE.findall(xml):
-        if namespace != "0" or markup.lstrip().upper().startswith("#REDIRECT"):
-            continue
+    for title, markup in _article_pages():
         # split → [lead, "==", heading, body, "==", heading, body, ...]
         parts = _SECTION_HEADING.split(html.unescape(markup))
         chunks = [(None, parts[0])] + [(_wiki_to_text(parts[i + 1]), parts[i + 2])
@@ -126,7 +128,7 @@ def wikipedia_sections(min_chars: int = 150) -> list:
             text = _wiki_to_text(body)
             paragraph = text.split("\n", 1)[0] if text else ""
             if len(paragraph) >= min_chars:
-                sections.append((html.unescape(title), heading or None, paragraph))
+                sections.append((title, heading or None, paragraph))
     if not sections:
         raise CorpusError(f"{WIKIPEDIA_MEMBER}: no sections found")
     return sections
