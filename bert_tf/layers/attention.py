@@ -75,17 +75,21 @@ class BertSelfAttention(keras.layers.Layer):
         self.value.build(rows)
         self.output_dense.build((None, None, self.num_attention_heads, self.head_size))
 
-    def call(self, query, key, value, attention_bias=None, training=None):
+    def call(self, query, key, value, attention_bias=None, training=None,
+             return_probabilities=False):
         """Projected heads → context: query [b, s_q, n, d], key/value [b, s_k, n, d], bias
-        [b, 1, 1, s_k] → [b, s_q, n, d] (before the output projection)."""
+        [b, 1, 1, s_k] → [b, s_q, n, d] (before the output projection). With
+        `return_probabilities`, also the attention probabilities [b, n, s_q, s_k] float32 (before
+        dropout: what the model attends with at inference)."""
         scale = 1.0 / math.sqrt(self.head_size)
         scores = ops.einsum("bqnd,bknd->bnqk", query, key)            # [b, n, s_q, s_k]
         scores = ops.cast(scores, "float32") * scale
         if attention_bias is not None:
             scores = scores + ops.cast(attention_bias, "float32")
-        probs = ops.softmax(scores, axis=-1)                          # [b, n, s_q, s_k], float32
-        probs = self.dropout(ops.cast(probs, self.compute_dtype), training=training)
-        return ops.einsum("bnqk,bknd->bqnd", probs, value)            # [b, s_q, n, d]
+        probabilities = ops.softmax(scores, axis=-1)                  # [b, n, s_q, s_k], float32
+        probs = self.dropout(ops.cast(probabilities, self.compute_dtype), training=training)
+        context = ops.einsum("bnqk,bknd->bqnd", probs, value)         # [b, s_q, n, d]
+        return (context, probabilities) if return_probabilities else context
 
     def get_config(self):
         return {**super().get_config(), "hidden_size": self.hidden_size,

@@ -79,11 +79,14 @@ class BertTransformerBlock(keras.layers.Layer):
         self.output_layer_norm.build(rows)
 
     def call(self, hidden_states, attention_bias=None, query_positions=None, packing=None,
-             training=None):
+             training=None, return_attention=False):
         """See the module docstring for the shapes of each mode. attention_bias: [b, 1, 1, t]
         float (0 where attended; needed with `packing`, which takes b and t from it);
-        query_positions: int [b, p] columns; packing: `(positions [n], inverse [b * t])`."""
+        query_positions: int [b, p] columns; packing: `(positions [n], inverse [b * t])`.
+        return_attention: also return the attention probabilities [b, heads, q, t] float32 of
+        the computed query rows (q = t, or p with `query_positions`)."""
         attention = self.attention
+        probabilities = None
         if packing is None:
             tokens = hidden_states                                              # [b, t, h]
             key, value = attention.key(tokens), attention.value(tokens)         # [b, t, N, d]
@@ -93,7 +96,10 @@ class BertTransformerBlock(keras.layers.Layer):
                 rows = ops.take_along_axis(
                     tokens, ops.cast(query_positions, "int32")[:, :, None], axis=1)  # [b, p, h]
             context = attention(attention.query(rows), key, value, attention_bias,
-                                training=training)                              # [b, q, N, d]
+                                training=training,
+                                return_probabilities=return_attention)          # [b, q, N, d]
+            if return_attention:
+                context, probabilities = context                                # [b, N, q, t]
             attended = attention.output_dense(context)                          # [b, q, h]
         else:
             positions, inverse = check_packing(packing)
@@ -109,16 +115,23 @@ class BertTransformerBlock(keras.layers.Layer):
             if query_positions is None:
                 rows = hidden_states                                            # [n, h]
                 context = attention(scattered(attention.query), key, value, attention_bias,
-                                    training=training)                          # [b, t, N, d]
+                                    training=training,
+                                    return_probabilities=return_attention)      # [b, t, N, d]
+                if return_attention:
+                    context, probabilities = context                            # [b, N, t, t]
                 context = pack(context, positions)[None]                        # [1, n, N, d]
                 attended = attention.output_dense(context)[0]                   # [n, h]
             else:
                 rows = ops.take(hidden_states, packed_rows(inverse, query_positions, width),
                                 axis=0)                                         # [b, p, h]
                 context = attention(attention.query(rows), key, value, attention_bias,
-                                    training=training)                          # [b, p, N, d]
+                                    training=training,
+                                    return_probabilities=return_attention)      # [b, p, N, d]
+                if return_attention:
+                    context, probabilities = context                            # [b, N, p, t]
                 attended = attention.output_dense(context)                      # [b, p, h]
-        return self._add_and_feed_forward(rows, attended, training)
+        output = self._add_and_feed_forward(rows, attended, training)
+        return (output, probabilities) if return_attention else output
 
     def _add_and_feed_forward(self, rows, attended, training):
         """Everything after self-attention, row by row: the block's input rows and their attention
@@ -130,13 +143,20 @@ class BertTransformerBlock(keras.layers.Layer):
         return self.output_layer_norm(rows + ffn)                               # [..., hidden]
 
     def compute_output_spec(self, hidden_states, attention_bias=None, query_positions=None,
-                            packing=None, training=None):
+                            packing=None, training=None, return_attention=False):
         # Every computed row is `hidden_size` wide: [b, t, h] / [n, h], or [b, p, h] for queries.
         if query_positions is None:
             shape = tuple(hidden_states.shape)
         else:
             shape = tuple(query_positions.shape[:2]) + (self.hidden_size,)
-        return keras.KerasTensor(shape, dtype=self.compute_dtype)
+        output = keras.KerasTensor(shape, dtype=self.compute_dtype)
+        if not return_attention:
+            return output
+        keys = tuple(attention_bias.shape)[3] if attention_bias is not None else None
+        batch = shape[0] if packing is None else tuple(attention_bias.shape)[0]
+        queries = keys if query_positions is None else shape[1]
+        return output, keras.KerasTensor((batch, self.num_attention_heads, queries, keys),
+                                         dtype="float32")
 
     def get_config(self):
         return {**super().get_config(), "hidden_size": self.hidden_size,

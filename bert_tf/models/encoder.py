@@ -4,7 +4,9 @@ Three parts, as in KerasHub's backbones: the layers, the functional graph, the c
 Inputs (dict, int32 [batch, seq]): `input_ids`, optional `token_type_ids` (default zeros) and
 `attention_mask` (default ones). Outputs (dict): `sequence_output` [batch, seq, hidden],
 `pooled_output` [batch, hidden], and with `output_hidden_states=True` also `hidden_states`, a list of
-num_hidden_layers + 1 tensors [batch, seq, hidden] (the embeddings first, as in HF).
+num_hidden_layers + 1 tensors [batch, seq, hidden] (the embeddings first, as in HF); with
+`output_attentions=True` also `attentions` [layers, batch, heads, seq, seq], every layer's attention
+probabilities (HF's `output_attentions`, stacked), float32.
 
 `BertEncoder.encode` is the one forward pass of the transformer: this graph, the task models'
 graphs (whose last layer may compute some rows only) and their export modes all run it.
@@ -51,7 +53,7 @@ def as_int32(x):
 @keras.saving.register_keras_serializable(package="bert_tf")
 class BertEncoder(keras.Model):
     def __init__(self, config: BertConfig | dict, output_hidden_states: bool = False, dtype=None,
-                 **kwargs):
+                 output_attentions: bool = False, **kwargs):
         if isinstance(config, dict):
             config = BertConfig.from_dict(config)
         if not isinstance(config, BertConfig):
@@ -81,16 +83,22 @@ class BertEncoder(keras.Model):
 
         # === Functional graph ===
         inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES}
-        hidden_states = self.encode(inputs, all_layers=True)     # num_hidden_layers + 1 × [b, s, h]
+        hidden_states = self.encode(inputs, all_layers=True,     # num_hidden_layers + 1 × [b, s, h]
+                                    return_attention=output_attentions)
+        if output_attentions:
+            hidden_states, attentions = hidden_states            # num_hidden_layers × [b, n, s, s]
         x = hidden_states[-1]
         outputs = {"sequence_output": x, "pooled_output": self.pooler(x)}
         if output_hidden_states:
             outputs["hidden_states"] = hidden_states
+        if output_attentions:
+            outputs["attentions"] = ops.stack(attentions, axis=0)          # [layers, b, n, s, s]
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
         # === Config ===
         self.config = config
         self.output_hidden_states = output_hidden_states
+        self.output_attentions = output_attentions
 
     def call(self, inputs, training=None, mask=None):
         return super().call(complete_inputs(inputs), training=training, mask=mask)
@@ -100,7 +108,7 @@ class BertEncoder(keras.Model):
         return super().__call__(complete_inputs(inputs), *args, **kwargs)
 
     def encode(self, inputs: dict, *, query_positions=None, packing=None, mask_value=MASK_VALUE,
-               training=None, all_layers: bool = False):
+               training=None, all_layers: bool = False, return_attention: bool = False):
         """The transformer's forward pass: embeddings, then every block. The encoder's and the task
         models' functional graphs are built with it, and `BertTaskModel.forward` runs it.
 
@@ -111,7 +119,9 @@ class BertEncoder(keras.Model):
         packing `(positions, inverse)` (`bert_tf.layers.packed`): the blocks run on the batch's
           packed tokens → [n, h] (or [b, p, h] with query_positions, which must be packed ones).
         mask_value: the additive attention-mask value (BERT's -1e4 by default).
-        Returns the last layer's rows, or with `all_layers` the embeddings' and every layer's.
+        Returns the last layer's rows, or with `all_layers` the embeddings' and every layer's;
+        with `return_attention`, a pair (that, every layer's attention probabilities
+        [b, heads, q, t] float32, q the layer's computed query rows).
         """
         inputs = complete_inputs(inputs)
         x = self.embeddings(inputs["input_ids"], inputs["token_type_ids"],
@@ -119,14 +129,18 @@ class BertEncoder(keras.Model):
         attention_bias = attention_bias_from_mask(inputs["attention_mask"], mask_value)  # [b,1,1,t]
         if packing is not None:
             x = pack(x, check_packing(packing)[0])                               # [n, h]
-        states = [x]
+        states, attentions = [x], []
         last = len(self.transformer_layers) - 1
         for i, layer in enumerate(self.transformer_layers):
             x = layer(x, attention_bias=attention_bias,
                       query_positions=query_positions if i == last else None, packing=packing,
-                      training=training)
+                      training=training, return_attention=return_attention)
+            if return_attention:
+                x, probabilities = x
+                attentions.append(probabilities)
             states.append(x)
-        return states if all_layers else x
+        result = states if all_layers else x
+        return (result, attentions) if return_attention else result
 
     @property
     def token_embedding(self):
@@ -136,6 +150,7 @@ class BertEncoder(keras.Model):
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, "config": self.config.to_dict(),
                 "output_hidden_states": self.output_hidden_states,
+                "output_attentions": self.output_attentions,
                 "dtype": keras.saving.serialize_keras_object(self.dtype_policy)}
 
     @classmethod
