@@ -9,6 +9,8 @@ OUT/tensorboard, a progress bar). The eval file is scored with the task's real m
 seqeval entity F1, SQuAD F1) every `eval_every` steps (default: each epoch) and at the end; each
 new best is saved as OUT/model.keras, so that file is the best checkpoint when the run ends.
 `freeze_encoder` trains only the head (feature extraction); full fine-tuning is the default.
+When the run ends, OUT/curves.png shows its training loss, learning rate and evaluations
+(`bert_tf.training.curves`, drawn from its TensorBoard scalars).
 
 A run is immutable: OUT/run.json records what defines it (`bert_tf.training.run_record`: the
 train/eval files' and the vocabulary's sha256, the labels, every hyperparameter and task option
@@ -35,6 +37,7 @@ from bert_tf.tasks.registry import task_class
 from bert_tf.training import Callback, Trainer, TrainingOptions, create_optimizer, create_strategy
 from bert_tf.training import run_record
 from bert_tf.training.checkpoints import read_state as read_checkpoint_state
+from bert_tf.training.curves import CURVES_FILE, draw_curves
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +123,7 @@ RECORD_KEYS = {
 # Every name a fine-tuning run writes in OUT (what --overwrite may delete).
 RUN_FILES = (run_record.RECORD_FILE, model_dir.MODEL_FILE, model_dir.LABELS_FILE,
              model_dir.VOCAB_FILE, model_dir.TASK_FILE, model_dir.HISTORY_FILE, "checkpoints",
-             "tensorboard", ".worker-scratch")
+             "tensorboard", ".worker-scratch", CURVES_FILE)
 
 
 def finetune_record(options: "FinetuneOptions", task, vocab_path: str) -> dict:
@@ -321,7 +324,7 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
             selector = FinalModel(options.out)
         trainer = Trainer(model, task.loss, optimizer, strategy, options.out, TrainingOptions(
             total_steps=total_steps, seed=options.seed, checkpoint_every=per_epoch,
-            log_every=max(1, min(50, per_epoch)), keep_checkpoints=2,
+            log_every=max(1, min(50, total_steps // 100)),   # ~100 points on the curves keep_checkpoints=2,
             loss_scaling=MIXED_PRECISION[options.mixed_precision] == "mixed_float16",
             xla=options.xla, progress=options.progress),
             callbacks=[selector])
@@ -337,6 +340,14 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
         history = selector.history
         if selector.best is not None:
             best_step, best_metrics = selector.best
+    if not result.interrupted and trainer.is_chief:
+        # The run's pictures before task.json, which marks the directory complete.
+        try:
+            draw_curves(options.out, task.metric if options.eval is not None else None,
+                        best_step, title=f"bert-tf finetune {options.task}: "
+                                         f"{os.path.basename(os.path.abspath(options.out))}")
+        except Exception as error:  # a picture must never fail a finished run
+            logger.warning("could not draw %s: %s: %s", CURVES_FILE, type(error).__name__, error)
     if not result.interrupted:
         model_dir.write_task(options.out, {
             "task": options.task, "max_length": options.max_length, "lowercase": options.lowercase,

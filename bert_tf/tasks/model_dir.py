@@ -16,6 +16,7 @@ everything that reads it (evaluate, predict, export saved-model, export tflite, 
                          "metric": str, "metrics": {...}, "best_step": int | null,
                          "steps": int, "init": str, "hyperparameters": {...}}
     DIR/eval_history.json, DIR/checkpoints/, DIR/tensorboard/   (fine-tuning's own)
+    DIR/curves.png      the run's training loss, learning rate and evaluations (a picture only)
     DIR/run.json        fine-tuning's run record (bert_tf.training.run_record): what a rerun
                         must match to resume; readers of the model do not need it
 
