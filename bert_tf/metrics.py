@@ -81,6 +81,22 @@ def macro_f1(y_true, y_pred, labels: Sequence | None = None) -> float:
     return float(np.mean(f1))
 
 
+def per_class_metrics(y_true, y_pred, labels: Sequence | None = None) -> dict:
+    """{label: {"precision", "recall", "f1", "support"}} from the confusion matrix (0 where a
+    denominator is 0, as scikit-learn's `zero_division` default)."""
+    matrix, labels = confusion_matrix(y_true, y_pred, labels)
+    tp = np.diag(matrix).astype(np.float64)
+    predicted, actual = matrix.sum(axis=0), matrix.sum(axis=1)
+
+    def ratio(a, b):
+        return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
+    precision, recall = ratio(tp, predicted), ratio(tp, actual)
+    f1 = ratio(2 * precision * recall, precision + recall)
+    return {label: {"precision": float(p), "recall": float(r), "f1": float(f),
+                    "support": int(n)}
+            for label, p, r, f, n in zip(labels.tolist(), precision, recall, f1, actual)}
+
+
 def matthews_corrcoef(y_true, y_pred) -> float:
     """Matthews correlation coefficient, the multi-class form (Gorodkin's R_K) scikit-learn uses.
 
@@ -222,12 +238,57 @@ def squad(dataset, predictions: Mapping[str, str], version_2: bool | None = None
     question, whose only correct prediction is ""; the result adds HasAns_* / NoAns_* breakdowns
     (exact, f1, total) like the official v2.0 script.
     """
+    exact, f1, has_answer, _ = squad_per_question(dataset, predictions, version_2)
+
+    def summary(qids: Iterable[str]) -> tuple:
+        qids = list(qids)
+        return (100.0 * sum(exact[q] for q in qids) / len(qids),
+                100.0 * sum(f1[q] for q in qids) / len(qids), len(qids))
+
+    em, f, total = summary(exact)
+    result = {"exact_match": em, "f1": f, "total": total}
+    if has_answer:
+        for prefix, wanted in (("HasAns", True), ("NoAns", False)):
+            qids = [q for q, has in has_answer.items() if has == wanted]
+            if qids:
+                em, f, total = summary(qids)
+                result.update({f"{prefix}_exact": em, f"{prefix}_f1": f, f"{prefix}_total": total})
+    return result
+
+
+ANSWER_LENGTH_BINS = ((1, 1), (2, 2), (3, 4), (5, 8), (9, None))
+
+
+def squad_by_answer_length(dataset, predictions: Mapping[str, str],
+                           version_2: bool | None = None) -> list:
+    """EM and F1 (0-100) by the length in words of the (first, normalized) gold answer:
+    [{"bin": "1" | "2" | "3-4" | "5-8" | "9+" | "no answer", "exact_match", "f1", "total"}],
+    bins without questions left out. The same per-question scores as `squad`."""
+    exact, f1, has_answer, lengths = squad_per_question(dataset, predictions, version_2)
+    rows = []
+    groups = [(f"{low}" if low == high else f"{low}-{high}" if high else f"{low}+",
+               [q for q, n in lengths.items() if n and low <= n and (high is None or n <= high)])
+              for low, high in ANSWER_LENGTH_BINS]
+    groups.append(("no answer", [q for q, n in lengths.items() if n == 0]))
+    for name, qids in groups:
+        if qids:
+            rows.append({"bin": name, "total": len(qids),
+                         "exact_match": 100.0 * sum(exact[q] for q in qids) / len(qids),
+                         "f1": 100.0 * sum(f1[q] for q in qids) / len(qids)})
+    return rows
+
+
+def squad_per_question(dataset, predictions: Mapping[str, str],
+                       version_2: bool | None = None) -> tuple:
+    """(exact {qid: 0/1}, f1 {qid: 0-1}, has_answer {qid: bool} (v2.0 only, else {}), gold
+    answer length {qid: words of the first normalized gold answer, 0 for no answer}): the
+    official scripts' per-question scores (max over the gold answers)."""
     articles = _articles(dataset)
     if version_2 is None:
         version_2 = is_squad_v2(dataset)
     if not isinstance(predictions, Mapping):
         raise MetricInputError("predictions must map question id -> answer text")
-    exact, f1, has_answer = {}, {}, {}
+    exact, f1, has_answer, lengths = {}, {}, {}, {}
     missing = 0
     for article in articles:
         for paragraph in article["paragraphs"]:
@@ -240,6 +301,9 @@ def squad(dataset, predictions: Mapping[str, str], version_2: bool | None = None
                 elif not golds:
                     raise MetricInputError(f"question {qid} has no gold answers (SQuAD v1.1 needs at "
                                            "least one; pass version_2=True for v2.0 data)")
+                words = len(normalize_answer(golds[0]).split())
+                # v1.1 always has an answer, even one that normalizes to nothing ("the")
+                lengths[qid] = words if version_2 else max(1, words)
                 prediction = predictions.get(qid)
                 if prediction is None:
                     missing += 1
@@ -254,21 +318,7 @@ def squad(dataset, predictions: Mapping[str, str], version_2: bool | None = None
         raise MetricInputError("the SQuAD dataset has no questions")
     if missing:
         logger.warning("%d of %d questions have no prediction and score 0", missing, len(exact))
-
-    def summary(qids: Iterable[str]) -> tuple:
-        qids = list(qids)
-        return (100.0 * sum(exact[q] for q in qids) / len(qids),
-                100.0 * sum(f1[q] for q in qids) / len(qids), len(qids))
-
-    em, f, total = summary(exact)
-    result = {"exact_match": em, "f1": f, "total": total}
-    if version_2:
-        for prefix, wanted in (("HasAns", True), ("NoAns", False)):
-            qids = [q for q, has in has_answer.items() if has == wanted]
-            if qids:
-                em, f, total = summary(qids)
-                result.update({f"{prefix}_exact": em, f"{prefix}_f1": f, f"{prefix}_total": total})
-    return result
+    return exact, f1, has_answer, lengths
 
 
 # ---------------------------------------------------------------------- regression

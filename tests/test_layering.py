@@ -17,7 +17,7 @@ PACKAGE = ROOT / "bert_tf"
 APPLICATION = 7
 RANKS = {
     "atomic": 0,
-    "config": 1, "text": 1, "layers": 1, "metrics": 1,
+    "config": 1, "text": 1, "layers": 1, "metrics": 1, "plots": 1,
     "data": 2, "weights": 2,
     "models": 3,
     "training": 4,

@@ -1,4 +1,5 @@
-"""`bert-tf evaluate`: score a fine-tuned model directory on a labeled file (or stdin)."""
+"""`bert-tf evaluate`: score a fine-tuned model directory on a labeled file (or stdin); with
+`--report DIR`, also the scores' breakdown as JSON and charts."""
 
 from __future__ import annotations
 
@@ -10,16 +11,23 @@ def register(subparsers):
                    "(default) reads stdin: JSON Lines for classify, CoNLL for ner, SQuAD JSON "
                    "for squad")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="also write DIR/report.json (the scores with their breakdown: confusion "
+                        "matrix and per-class scores, per entity type, by answer length, "
+                        "recall@k) and its charts as PNGs")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     import json
+    import os
 
     from bert_tf.commands.predict import stdin_to_file
     from bert_tf.tasks import evaluate
 
     with stdin_to_file(args.data, args.model) as path:
-        scores = evaluate(args.model, path, batch_size=args.batch_size)
+        scores = evaluate(args.model, path, batch_size=args.batch_size, report_dir=args.report,
+                          title=None if args.data != "-" else
+                          f"{os.path.basename(os.path.abspath(args.model))} on stdin")
     print(json.dumps(scores, indent=1, default=float))
     return 0

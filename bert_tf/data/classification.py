@@ -3,7 +3,7 @@
 Format comes from the extension (`.csv`, `.tsv`, `.jsonl`/`.ndjson`) unless given. CSV/TSV need a
 header row naming the columns. TSV is read the way GLUE files are meant to be read (tab-delimited,
 no quoting: a `"` is an ordinary character); CSV uses standard quoting so texts may hold commas and
-newlines. Labels are strings (JSON integers/booleans become their text, other types are errors);
+newlines. Labels are strings (JSON numbers and booleans become their text, other types are errors);
 the label vocabulary is either given (dev/test: an unknown label is an error, never dropped) or
 built from the file, sorted, numerically when every label is an integer so "10" comes after "9".
 """
@@ -95,8 +95,10 @@ def text_field(path, number, record, column, what):
         raise ClassificationDataError(f"{path}: line {number}: missing {what} column {column!r} "
                                       f"(columns: {sorted(record)})")
     value = record[column]
-    if isinstance(value, bool) or isinstance(value, int):
-        value = str(value).lower() if isinstance(value, bool) else str(value)
+    if isinstance(value, (bool, int, float)):
+        # JSON numbers: regression scores are floats; repr round-trips a float exactly.
+        value = str(value).lower() if isinstance(value, bool) else \
+            repr(value) if isinstance(value, float) else str(value)
     if not isinstance(value, str):
         raise ClassificationDataError(f"{path}: line {number}: {what} column {column!r} holds "
                                       f"{type(value).__name__}, expected text")

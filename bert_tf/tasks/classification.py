@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import metrics
+from bert_tf import metrics, plots
 from bert_tf.data.classification import ClassificationData, read_classification
 from bert_tf.tasks.base import INPUT_NAMES, TaskDataError, TaskFeatures, tokenize_texts
 
@@ -118,6 +118,26 @@ class ClassificationTask:
     def score(self, records, decoded: dict) -> dict:
         return metrics.classification_metrics(np.asarray(records.labels), decoded["label_ids"])
 
+    def report(self, records, decoded: dict, title: str) -> tuple:
+        """(the scores, the confusion matrix and per-class precision/recall/F1; charts
+        {file name: draw}) for `evaluate --report`."""
+        gold, predicted = np.asarray(records.labels), np.asarray(decoded["label_ids"])
+        ids = list(range(len(self.label_names)))
+        matrix, _ = metrics.confusion_matrix(gold, predicted, labels=ids)
+        per_class = {self.label_names[i]: scores for i, scores in
+                     metrics.per_class_metrics(gold, predicted, labels=ids).items()}
+        report = {"metrics": self.score(records, decoded), "labels": list(self.label_names),
+                  "confusion_matrix": matrix.tolist(), "per_class": per_class}
+        names = list(self.label_names)
+        charts = {
+            "confusion_matrix.png": plots.confusion_matrix_chart(
+                matrix, names, f"{title}: confusion matrix "
+                               f"(accuracy {report['metrics']['accuracy']:.4f})"),
+            "per_class.png": plots.grouped_bars(
+                names, {k: [per_class[n][k] for n in names] for k in ("precision", "recall", "f1")},
+                f"{title}: per class", "score", (0.0, 1.05))}
+        return report, charts
+
     @staticmethod
     def input_row(records: ClassificationData, i: int) -> dict:
         """A predict row's echo of record i's input: its text (and text_pair)."""
@@ -196,6 +216,14 @@ class RegressionTask(ClassificationTask):
 
     def score(self, records, decoded: dict) -> dict:
         return metrics.regression_metrics(records.labels, decoded["score"])
+
+    def report(self, records, decoded: dict, title: str) -> tuple:
+        """(the scores; a predicted-against-gold scatter) for `evaluate --report`."""
+        report = {"metrics": self.score(records, decoded)}
+        return report, {"predicted_vs_gold.png": plots.scatter_chart(
+            np.asarray(records.labels), np.asarray(decoded["score"]),
+            f"{title} (pearson {report['metrics']['pearson']:.4f})", "gold score",
+            "predicted score")}
 
     def rows(self, records, decoded: dict) -> list:
         return [{**self.input_row(records, i), "score": round(float(value), 6)}

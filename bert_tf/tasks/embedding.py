@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from bert_tf import plots
 from bert_tf.data.text_pairs import TextPairs, read_pairs, read_texts
 from bert_tf.tasks.base import INPUT_NAMES, TaskDataError, TaskFeatures, tokenize_texts
 
@@ -134,6 +135,17 @@ class EmbedTask:
     # ------------------------------------------------------------------ outputs (host)
     def score(self, records: TextPairs, decoded: dict) -> dict:
         return retrieval_metrics(decoded["embeddings"], len(records), records.positives)
+
+    def report(self, records: TextPairs, decoded: dict, title: str) -> tuple:
+        """(the scores and recall@k for k = 1..10; its curve) for `evaluate --report`."""
+        ks = tuple(range(1, 11))
+        curve = retrieval_metrics(decoded["embeddings"], len(records), records.positives, ks)
+        recall = [curve[f"recall_at_{k}"] for k in ks]
+        report = {"metrics": self.score(records, decoded),
+                  "recall_at_k": {str(k): r for k, r in zip(ks, recall)}}
+        return report, {"recall_at_k.png": plots.line_chart(
+            list(ks), recall, f"{title}: {curve['queries']} queries, {curve['candidates']} "
+                              f"candidates", "k", "recall@k", (0.0, 1.02))}
 
     def rows(self, records: TextPairs, decoded: dict) -> list:
         return [{"text": text, "embedding": [round(float(x), 7) for x in vector]}

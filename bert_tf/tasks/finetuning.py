@@ -370,16 +370,36 @@ def _check_fits_model(config, options: FinetuneOptions, vocab_path: str, vocab_s
                             f"--init {options.init} has vocab_size {config.vocab_size}")
 
 
-def evaluate(directory: str, data: str, batch_size: int = 64) -> dict:
+def evaluate(directory: str, data: str, batch_size: int = 64, report_dir: str | None = None,
+             title: str | None = None) -> dict:
     """Scores a fine-tuned model directory on a labeled file with the task's metric, on the
-    answers of the task's one inference path (what predict and the exports answer)."""
+    answers of the task's one inference path (what predict and the exports answer).
+
+    With `report_dir`, also writes the task's report there: report.json (the scores and their
+    breakdown: confusion matrix and per-class scores, per entity type, by answer length,
+    recall@k) and its charts as PNGs (`task.report`); each file is written atomically."""
     if batch_size < 1:
         raise FinetuneError(f"--batch-size must be at least 1, got {batch_size}")
+    if report_dir is not None and os.path.exists(report_dir) and not os.path.isdir(report_dir):
+        raise FinetuneError(f"--report {report_dir}: exists and is not a directory")
     loaded = model_dir.FinetunedModel.load(directory)
     records = loaded.task.read(data)
     if len(records) == 0:
         raise FinetuneError(f"{data}: no records to score")
-    return loaded.task.score(records, run_inference(loaded.task, loaded.model, records, batch_size))
+    decoded = run_inference(loaded.task, loaded.model, records, batch_size)
+    scores = loaded.task.score(records, decoded)
+    if report_dir is not None:
+        from bert_tf.plots import write_chart
+        title = title or f"{os.path.basename(os.path.abspath(directory))} on " \
+                         f"{os.path.basename(data)}"
+        report, charts = loaded.task.report(records, decoded, title)
+        os.makedirs(report_dir, exist_ok=True)
+        model_dir.write_json_atomic(os.path.join(report_dir, "report.json"),
+                                    {"model": os.path.abspath(directory),
+                                     "data": os.path.abspath(data), **report})
+        for name, draw in charts.items():
+            write_chart(os.path.join(report_dir, name), draw, size=(7.0, 5.0))
+    return scores
 
 
 def predict(directory: str, data: str | None = None, lines=None, batch_size: int = 64) -> list:

@@ -24,7 +24,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import metrics
+from bert_tf import metrics, plots
 from bert_tf.data.conll import DOCSTART, read_conll, tag_vocabulary
 from bert_tf.tasks import ner_graph
 from bert_tf.tasks.base import IGNORE_INDEX, TaskDataError, TaskFeatures, masked_mean_cross_entropy
@@ -199,6 +199,18 @@ class NerTask:
             raise TaskDataError(f"{records.source}: scoring needs tagged sentences")
         gold = [tags for _, tags in records.sentences]
         return metrics.entity_metrics(gold, self._word_tags(records, decoded))
+
+    def report(self, records, decoded: dict, title: str) -> tuple:
+        """(the scores with per-entity-type precision/recall/F1; a bar chart of them) for
+        `evaluate --report`."""
+        scores = self.score(records, decoded)
+        types = sorted(scores["per_type"])
+        chart = plots.grouped_bars(
+            [f"{t} ({scores['per_type'][t]['support']})" for t in types],
+            {k: [scores["per_type"][t][k] for t in types] for k in ("precision", "recall", "f1")},
+            f"{title}: entity F1 {scores['f1']:.4f}; by type (gold entities)", "score",
+            (0.0, 1.05))
+        return {"metrics": scores}, {"per_entity_type.png": chart}
 
     def rows(self, records, decoded: dict) -> list:
         """One prediction per sentence: tokens, their tags, and the entities with character offsets

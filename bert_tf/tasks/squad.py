@@ -23,7 +23,7 @@ import json
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import metrics
+from bert_tf import metrics, plots
 from bert_tf.data import squad_features
 from bert_tf.data.squad import SquadExample, SquadFormatError, load_squad_json, parse_squad
 from bert_tf.tasks import squad_graph
@@ -191,6 +191,21 @@ class SquadTask:
                                 f"{len(answers)} decoded answers")
         predictions = {e.id: answer for e, answer in zip(records.examples, answers)}
         return metrics.squad(records.dataset, predictions, version_2=self.version_2)
+
+    def report(self, records: SquadRecords, decoded: dict, title: str) -> tuple:
+        """(the scores and EM/F1 by gold answer length in words; a bar chart of those) for
+        `evaluate --report`."""
+        scores = self.score(records, decoded)
+        predictions = {e.id: a for e, a in zip(records.examples, self._answers(decoded))}
+        by_length = metrics.squad_by_answer_length(records.dataset, predictions,
+                                                   version_2=self.version_2)
+        chart = plots.grouped_bars(
+            [f"{row['bin']} ({row['total']})" for row in by_length],
+            {"exact match": [row["exact_match"] for row in by_length],
+             "F1": [row["f1"] for row in by_length]},
+            f"{title}: by gold answer length in words (questions)", "score (0-100)", (0, 105))
+        return ({"metrics": scores, "by_answer_length": by_length},
+                {"by_answer_length.png": chart})
 
     def warmup_texts(self) -> dict:
         """A short question and one whose context needs more than one window."""

@@ -6,20 +6,19 @@
 
 The trainer writes its scalars to OUT/tensorboard as it goes; a resumed run appends new event
 files, and steps a killed run logged before its last checkpoint are logged again: the latest
-value of a step wins. Drawn with matplotlib's Agg canvas (no display, no pyplot state), written
-atomically; matplotlib is optional (the `plots` extra): without it nothing is drawn.
+value of a step wins. Drawn by `bert_tf.plots` (matplotlib optional: without it nothing is
+drawn).
 """
 
 from __future__ import annotations
 
 import glob
-import io
 import logging
 import os
 
 import numpy as np
 
-from bert_tf.atomic import write_bytes_atomic
+from bert_tf.plots import write_chart
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +51,6 @@ def draw_curves(out_dir: str, metric: str | None = None, best_step: int | None =
     """Writes OUT/curves.png from OUT/tensorboard: train/loss, train/learning_rate and
     eval/<metric> by step (`best_step` marked). Returns the path, or None when matplotlib is
     not installed or the run logged nothing."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        logger.info("matplotlib is not installed (pip install bert_tf[plots]): no %s", CURVES_FILE)
-        return None
     scalars = read_scalars(os.path.join(out_dir, "tensorboard"))
     panels = [("train/loss", "training loss", "loss"),
               ("train/learning_rate", "learning rate", "learning rate")]
@@ -66,29 +59,25 @@ def draw_curves(out_dir: str, metric: str | None = None, best_step: int | None =
     panels = [p for p in panels if scalars.get(p[0])]
     if not panels:
         return None
-    figure = Figure(figsize=(5 * len(panels), 3.6))
-    FigureCanvasAgg(figure)
-    for i, (tag, name, unit) in enumerate(panels):
-        axes = figure.add_subplot(1, len(panels), i + 1)
-        steps, values = (np.asarray(column) for column in zip(*scalars[tag]))
-        style = "o-" if tag.startswith("eval/") or len(steps) <= 30 else "-"
-        axes.plot(steps, values, style, markersize=4, linewidth=1.2)
-        if tag.startswith("eval/") and best_step is not None and best_step in set(steps.tolist()):
-            best = float(values[list(steps).index(best_step)])
-            axes.plot([best_step], [best], "*", markersize=14, color="tab:red",
-                      label=f"best: step {best_step}, {best:.4g}")
-            axes.legend(loc="best", fontsize=8)
-        if tag == "train/learning_rate":
-            axes.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-        axes.set_title(name, fontsize=10)
-        axes.set_xlabel("step")
-        axes.set_ylabel(unit)
-        axes.grid(alpha=0.3)
-    if title:
-        figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    path = os.path.join(out_dir, CURVES_FILE)
-    write_bytes_atomic(path, buffer.getvalue())
-    return path
+
+    def draw(figure):
+        for i, (tag, name, unit) in enumerate(panels):
+            axes = figure.add_subplot(1, len(panels), i + 1)
+            steps, values = (np.asarray(column) for column in zip(*scalars[tag]))
+            style = "o-" if tag.startswith("eval/") or len(steps) <= 30 else "-"
+            axes.plot(steps, values, style, markersize=4, linewidth=1.2)
+            if tag.startswith("eval/") and best_step is not None \
+                    and best_step in set(steps.tolist()):
+                best = float(values[list(steps).index(best_step)])
+                axes.plot([best_step], [best], "*", markersize=14, color="tab:red",
+                          label=f"best: step {best_step}, {best:.4g}")
+                axes.legend(loc="best", fontsize=8)
+            if tag == "train/learning_rate":
+                axes.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+            axes.set_title(name, fontsize=10)
+            axes.set_xlabel("step")
+            axes.set_ylabel(unit)
+            axes.grid(alpha=0.3)
+        if title:
+            figure.suptitle(title, fontsize=10)
+    return write_chart(os.path.join(out_dir, CURVES_FILE), draw, size=(5 * len(panels), 3.6))
