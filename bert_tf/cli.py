@@ -13,7 +13,8 @@ import sys
 
 # Subcommand modules under bert_tf.commands, in the order `--help` lists them.
 COMMAND_MODULES = ("demo", "vocab", "dataset", "create_pretraining_data", "pretrain", "finetune",
-                   "evaluate", "predict", "embed", "search", "export", "convert", "bench")
+                   "evaluate", "predict", "explain", "embed", "search", "export", "convert",
+                   "bench")
 
 
 class CommandError(Exception):

@@ -17,7 +17,8 @@ from bert_tf.atomic import write_bytes_atomic
 logger = logging.getLogger(__name__)
 
 
-def write_chart(path: str, draw, size=(6.0, 4.0), dpi: int = 100) -> str | None:
+def write_chart(path: str, draw, size=(6.0, 4.0), dpi: int = 100,
+                tight: bool = True) -> str | None:
     """Draws `draw(figure)` on a new figure of `size` inches and writes it to `path` (PNG).
     Returns the path, or None when matplotlib is not installed."""
     try:
@@ -29,7 +30,8 @@ def write_chart(path: str, draw, size=(6.0, 4.0), dpi: int = 100) -> str | None:
     figure = Figure(figsize=size)
     FigureCanvasAgg(figure)
     draw(figure)
-    figure.tight_layout()
+    if tight:
+        figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
     write_bytes_atomic(path, buffer.getvalue())
@@ -103,4 +105,65 @@ def scatter_chart(x, y, title: str, xlabel: str, ylabel: str):
         axes.set_ylabel(ylabel)
         axes.set_title(title, fontsize=10)
         axes.grid(alpha=0.3)
+    return draw
+
+
+def attention_grid(attention, title: str):
+    """attention [layers, heads, s, s]: one small map per layer × head (rows = layers)."""
+    attention = np.asarray(attention)
+    layers, heads = attention.shape[:2]
+
+    def draw(figure):
+        grid = figure.subplots(layers, heads, squeeze=False)
+        for layer in range(layers):
+            for head in range(heads):
+                axes = grid[layer][head]
+                axes.imshow(attention[layer, head], cmap="viridis", vmin=0.0, vmax=1.0)
+                axes.set_xticks([])
+                axes.set_yticks([])
+                if layer == 0:
+                    axes.set_title(f"head {head}", fontsize=7)
+                if head == 0:
+                    axes.set_ylabel(f"layer {layer}", fontsize=7)
+        figure.suptitle(title, fontsize=9)
+    return draw
+
+
+def attention_map(weights, labels, title: str):
+    """weights [s, s] (rows: the attending token, columns: attended), labels on both axes."""
+    def draw(figure):
+        axes = figure.add_subplot(1, 1, 1)
+        image = axes.imshow(np.asarray(weights), cmap="viridis", vmin=0.0)
+        figure.colorbar(image, ax=axes).set_label("attention probability")
+        ticks = range(len(labels))
+        axes.set_xticks(ticks, labels, rotation=90, fontsize=8)
+        axes.set_yticks(ticks, labels, fontsize=8)
+        axes.set_xlabel("attended token")
+        axes.set_ylabel("attending token")
+        axes.set_title(title, fontsize=9)
+    return draw
+
+
+def shaded_text(words, values, title: str):
+    """The words in reading order, each on a box shaded by its value (red > 0, blue < 0,
+    scaled by the largest magnitude), the value under the colour bar."""
+    values = np.asarray(values, np.float64)
+    scale = max(float(np.abs(values).max()), 1e-12)
+
+    def draw(figure):
+        from matplotlib import colormaps
+        cmap = colormaps["RdBu_r"]
+        axes = figure.add_axes([0.0, 0.0, 1.0, 0.82])
+        axes.set_axis_off()
+        x, y, line = 0.01, 0.85, 0.9 / max(1, 1 + sum(len(w) + 1 for w in words) // 90)
+        for word, value in zip(words, values):
+            width = 0.0095 * (len(word) + 1)
+            if x + width > 0.99:
+                x, y = 0.01, y - line
+            axes.text(x, y, word, fontsize=10, va="top", family="monospace",
+                      color="white" if abs(value) / scale > 0.6 else "black",
+                      bbox={"facecolor": cmap(0.5 + 0.5 * value / scale), "edgecolor": "none",
+                            "pad": 1.5})
+            x += width
+        figure.suptitle(title, fontsize=9)
     return draw

@@ -24,7 +24,7 @@ RANKS = {
     "tasks": 5,
     "export": 6,
     "__init__": APPLICATION, "cli": APPLICATION, "commands": APPLICATION, "demo": APPLICATION,
-    "benchmarks": APPLICATION, "search": APPLICATION,
+    "benchmarks": APPLICATION, "search": APPLICATION, "explain": APPLICATION,
 }
 
 

@@ -41,10 +41,12 @@ class BertEmbeddings(keras.layers.Layer):
             initializer=init)
         self.layer_norm.build((None, None, self.hidden_size))
 
-    def call(self, input_ids, token_type_ids, training=None):
-        # input_ids, token_type_ids: [b, s]
+    def call(self, input_ids, token_type_ids, training=None, word_vectors=None):
+        """input_ids, token_type_ids: [b, s]. word_vectors [b, s, h]: used instead of the word
+        table's rows of `input_ids` (attributions interpolate them; positions and types stay)."""
         seq_length = ops.shape(input_ids)[1]
-        words = ops.take(self.word_embeddings, input_ids, axis=0)                  # [b, s, h]
+        words = ops.take(self.word_embeddings, input_ids, axis=0) if word_vectors is None \
+            else ops.cast(word_vectors, self.compute_dtype)                        # [b, s, h]
         positions = ops.take(self.position_embeddings, ops.arange(seq_length), axis=0)  # [s, h]
         types = ops.take(self.token_type_embeddings, token_type_ids, axis=0)       # [b, s, h]
         embeddings = words + positions[None, :, :] + types

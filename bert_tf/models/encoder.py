@@ -108,7 +108,8 @@ class BertEncoder(keras.Model):
         return super().__call__(complete_inputs(inputs), *args, **kwargs)
 
     def encode(self, inputs: dict, *, query_positions=None, packing=None, mask_value=MASK_VALUE,
-               training=None, all_layers: bool = False, return_attention: bool = False):
+               training=None, all_layers: bool = False, return_attention: bool = False,
+               word_vectors=None):
         """The transformer's forward pass: embeddings, then every block. The encoder's and the task
         models' functional graphs are built with it, and `BertTaskModel.forward` runs it.
 
@@ -122,10 +123,12 @@ class BertEncoder(keras.Model):
         Returns the last layer's rows, or with `all_layers` the embeddings' and every layer's;
         with `return_attention`, a pair (that, every layer's attention probabilities
         [b, heads, q, t] float32, q the layer's computed query rows).
+        word_vectors [b, t, h]: the word embeddings to use instead of looking up `input_ids`
+        (integrated gradients differentiate the model with respect to them).
         """
         inputs = complete_inputs(inputs)
-        x = self.embeddings(inputs["input_ids"], inputs["token_type_ids"],
-                            training=training)                                   # [b, t, h]
+        x = self.embeddings(inputs["input_ids"], inputs["token_type_ids"], training=training,
+                            word_vectors=word_vectors)                           # [b, t, h]
         attention_bias = attention_bias_from_mask(inputs["attention_mask"], mask_value)  # [b,1,1,t]
         if packing is not None:
             x = pack(x, check_packing(packing)[0])                               # [n, h]

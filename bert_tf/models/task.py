@@ -74,11 +74,12 @@ class BertTaskModel(keras.Model):
         raise NotImplementedError
 
     # --- the forward pass
-    def _task_forward(self, inputs, *, packing, mask_value, training):
+    def _task_forward(self, inputs, *, packing, mask_value, training, word_vectors=None):
         positions = self.last_layer_positions(inputs)
         rows = self.encoder.encode({name: inputs[name] for name in INPUT_NAMES},
                                    query_positions=positions, packing=packing,
-                                   mask_value=mask_value, training=training)
+                                   mask_value=mask_value, training=training,
+                                   word_vectors=word_vectors)
         unpacked = packing is not None and positions is None
         batch, width = ops.shape(inputs["input_ids"])[0], ops.shape(inputs["input_ids"])[1]
         if unpacked and self.pools_positions:
@@ -91,7 +92,8 @@ class BertTaskModel(keras.Model):
                        for name, value in outputs.items()}
         return outputs
 
-    def forward(self, inputs, *, packing=None, mask_value=None, training=False) -> dict:
+    def forward(self, inputs, *, packing=None, mask_value=None, training=False,
+                word_vectors=None) -> dict:
         """The dict `self(inputs, training=training)` returns, from the same layers, with export's
         modes (for every task model):
 
@@ -102,13 +104,15 @@ class BertTaskModel(keras.Model):
           padding, which no caller reads). Positions the heads read (`last_layer_positions`,
           e.g. masked-LM positions) must be attended ones.
         mask_value: the additive attention-mask value instead of BERT's -10000 (TFLite's -100).
+        word_vectors [b, t, h]: word embeddings instead of the table's rows of `input_ids`
+          (integrated gradients; `bert_tf.explain`).
         Equal to `self(inputs)` up to float rounding (matrix products of other shapes sum in
         another order)."""
         if packing is not None:
             packing = check_packing(packing)
         return self._task_forward(self._complete_inputs(inputs), packing=packing,
                                   mask_value=MASK_VALUE if mask_value is None else mask_value,
-                                  training=training)
+                                  training=training, word_vectors=word_vectors)
 
     def _complete_inputs(self, inputs) -> dict:
         extras = {k: as_int32(v) for k, v in inputs.items() if k in self.extra_inputs} \

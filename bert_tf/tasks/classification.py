@@ -138,6 +138,13 @@ class ClassificationTask:
                 f"{title}: per class", "score", (0.0, 1.05))}
         return report, charts
 
+    def attribution_target(self, model, window: dict):
+        """What `bert-tf explain` attributes for one window [1, S]: (its name, outputs → [b]
+        float32), here the logit of the label the model predicts for it."""
+        label = int(np.argmax(np.asarray(model(window, training=False)["logits"])[0]))
+        return (f"the logit of {self.label_names[label]!r}",
+                lambda outputs: tf.cast(outputs["logits"], tf.float32)[:, label])
+
     @staticmethod
     def input_row(records: ClassificationData, i: int) -> dict:
         """A predict row's echo of record i's input: its text (and text_pair)."""
@@ -216,6 +223,10 @@ class RegressionTask(ClassificationTask):
 
     def score(self, records, decoded: dict) -> dict:
         return metrics.regression_metrics(records.labels, decoded["score"])
+
+    def attribution_target(self, model, window: dict):
+        """`bert-tf explain` attributes the predicted score."""
+        return "the score", lambda outputs: tf.cast(outputs["logits"], tf.float32)[:, 0]
 
     def report(self, records, decoded: dict, title: str) -> tuple:
         """(the scores; a predicted-against-gold scatter) for `evaluate --report`."""

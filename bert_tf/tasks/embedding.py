@@ -136,6 +136,11 @@ class EmbedTask:
     def score(self, records: TextPairs, decoded: dict) -> dict:
         return retrieval_metrics(decoded["embeddings"], len(records), records.positives)
 
+    @staticmethod
+    def attribution_target(model, window: dict):
+        """None: `bert-tf explain` attributes one score per input, which an embedding (a vector) has not."""
+        return None
+
     def report(self, records: TextPairs, decoded: dict, title: str) -> tuple:
         """(the scores and recall@k for k = 1..10; its curve) for `evaluate --report`."""
         ks = tuple(range(1, 11))

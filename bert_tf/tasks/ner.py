@@ -200,6 +200,11 @@ class NerTask:
         gold = [tags for _, tags in records.sentences]
         return metrics.entity_metrics(gold, self._word_tags(records, decoded))
 
+    @staticmethod
+    def attribution_target(model, window: dict):
+        """None: `bert-tf explain` attributes one score per input, which NER (a label per word) has not."""
+        return None
+
     def report(self, records, decoded: dict, title: str) -> tuple:
         """(the scores with per-entity-type precision/recall/F1; a bar chart of them) for
         `evaluate --report`."""

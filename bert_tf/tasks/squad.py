@@ -192,6 +192,11 @@ class SquadTask:
         predictions = {e.id: answer for e, answer in zip(records.examples, answers)}
         return metrics.squad(records.dataset, predictions, version_2=self.version_2)
 
+    @staticmethod
+    def attribution_target(model, window: dict):
+        """None: `bert-tf explain` attributes one score per input, which span QA (two positions) has not."""
+        return None
+
     def report(self, records: SquadRecords, decoded: dict, title: str) -> tuple:
         """(the scores and EM/F1 by gold answer length in words; a bar chart of those) for
         `evaluate --report`."""
