@@ -7,6 +7,9 @@ context), through the task's own tokenization (the first window, for windowed ta
     attention_layer_L.png  layer L's head-averaged map, tokens (or words) on both axes
     attributions.png       (classification, regression) the input shaded by integrated-gradient
                            attributions to the predicted label's logit (the score)
+    spans.png              (NER, QA) the predicted entities / answer marked on the text (all of
+                           it: the task's windows cover the whole input; the attention maps
+                           show the first window)
     explanation.json       tokens, words, the task's decoded answer, the attributions and their
                            completeness check, and whether the input was truncated
 
@@ -50,9 +53,11 @@ class Explanation:
     words: list                  # [(word, [piece index, ...])]
     attention: np.ndarray        # [layers, heads, tokens, tokens] float32
     answer: dict                 # the task's decoded answer for this input (JSON-able)
-    truncated: bool              # the input had more pieces than the window holds
+    truncated: bool              # the input had more pieces than its one window holds
+    windows: int                 # windows the task cut the input into (attention: the first)
     attributions: np.ndarray | None = None   # [tokens]
     attribution: dict | None = None          # target, f(x), f(baseline), sum, relative_error
+    spans: tuple | None = None               # (input name, [(start, end, label)]): NER, QA
 
 
 def _jsonable(value):
@@ -95,13 +100,15 @@ def explain(loaded: FinetunedModel, inputs: dict, steps: int = DEFAULT_STEPS) ->
     tokens = [vocabulary[i] for i in window["input_ids"][0]]
     pieces = sum(int(task.tokenizer.tokenize(tf.constant([inputs[n]])).flat_values.shape[0])
                  for n in names)
-    truncated = pieces + len(names) + 1 > length or np.asarray(features["input_ids"]).shape[0] > 1
+    windows = int(np.asarray(features["input_ids"]).shape[0])
+    truncated = windows == 1 and pieces + len(names) + 1 > length
     _, attentions = model.encoder.encode(window, return_attention=True)
     attention = np.stack([np.asarray(a[0]) for a in attentions])                    # [L, H, S, S]
     answer = {k: _jsonable(v[0] if np.ndim(v) else v) for k, v in decode_strings(
         {k: np.asarray(v) for k, v in traced_serving_function(task, model)(texts).items()}).items()}
     explanation = Explanation(dict(inputs), tokens, merge_words(tokens), attention, answer,
-                              bool(truncated))
+                              bool(truncated), windows)
+    explanation.spans = task.marked_spans(answer)
     target = task.attribution_target(model, window)
     if target is not None:
         name, score = target
@@ -168,7 +175,9 @@ def write_explanation(explanation: Explanation, out_dir: str, layer: int | None 
         attention = word_attention(explanation.attention, explanation.words)
         attributions = None if explanation.attributions is None else np.asarray(
             [explanation.attributions[i].sum() for _, i in explanation.words])
-    note = " (input truncated to the window, as predict does)" if explanation.truncated else ""
+    note = (f" (input truncated to {len(explanation.tokens)} tokens, as predict does)"
+            if explanation.truncated else
+            f" (window 1 of {explanation.windows})" if explanation.windows > 1 else "")
     written = []
     grid = plots.write_chart(
         os.path.join(out_dir, "attention_grid.png"),
@@ -191,9 +200,19 @@ def write_explanation(explanation: Explanation, out_dir: str, layer: int | None 
             size=(10.0, 1.0 + 0.45 * (1 + len(" ".join(labels)) // 90)), tight=False)
         if path:
             written.append(path)
+    if explanation.spans is not None:
+        name, spans = explanation.spans
+        text = explanation.inputs[name]
+        path = plots.write_chart(
+            os.path.join(out_dir, "spans.png"),
+            plots.marked_text(text, spans, f"predicted spans in the {name}: {len(spans)}"),
+            size=(10.0, 1.2 + 0.5 * (1 + len(text) // 90)), tight=False)
+        if path:
+            written.append(path)
     report = {"inputs": explanation.inputs, "answer": explanation.answer,
               "tokens": explanation.tokens, "words": [w for w, _ in explanation.words],
-              "truncated": explanation.truncated, "layers": layers,
+              "truncated": explanation.truncated, "windows": explanation.windows,
+              "layers": layers,
               "heads": int(explanation.attention.shape[1])}
     if explanation.attributions is not None:
         report["attribution"] = {

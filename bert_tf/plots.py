@@ -167,3 +167,37 @@ def shaded_text(words, values, title: str):
             x += width
         figure.suptitle(title, fontsize=9)
     return draw
+
+
+def marked_text(text: str, spans, title: str):
+    """`text` in reading order with the character `spans` [(start, end, label)] on coloured
+    boxes, each followed by its label."""
+    segments, position = [], 0
+    for start, end, label in sorted(spans):
+        if start > position:
+            segments.append((text[position:start], None))
+        segments.append((text[start:end], label))
+        position = max(position, end)
+    segments.append((text[position:], None))
+    labels = sorted({label for _, label in segments if label})
+
+    def draw(figure):
+        from matplotlib import colormaps
+        colors = {label: colormaps["tab10"](i % 10) for i, label in enumerate(labels)}
+        axes = figure.add_axes([0.0, 0.0, 1.0, 0.82])
+        axes.set_axis_off()
+        x, y = 0.01, 0.9
+        for segment, label in segments:
+            pieces = [segment] if label else segment.split(" ")
+            for k, piece in enumerate(pieces):
+                shown = piece + (f" [{label}]" if label else "")
+                width = 0.0095 * (len(shown) + 1)
+                if x + width > 0.99:
+                    x, y = 0.01, y - 0.14
+                if shown:
+                    box = {"facecolor": colors[label], "alpha": 0.45, "edgecolor": "none",
+                           "pad": 1.5} if label else None
+                    axes.text(x, y, shown, fontsize=10, va="top", family="monospace", bbox=box)
+                x += width if shown else 0.0095
+        figure.suptitle(title, fontsize=9)
+    return draw

@@ -83,13 +83,20 @@ def test_other_tasks_and_truncation(tmp_path, vocabulary):
     ner = write_random_model_dir(str(tmp_path / "ner"), "ner", {"stride": 10}, NER_LABELS,
                                  vocabulary, True, 1)
     report = run_explain(ner, LONG, tmp_path / "ner_out", "--layer", "0", "--pieces")
-    assert "attribution" not in report and report["truncated"] is True
-    assert sorted(os.listdir(tmp_path / "ner_out")) == ["attention_grid.png",
-                                                        "attention_layer_0.png", "explanation.json"]
-    assert report["answer"]["entity_labels"] is not None
+    assert "attribution" not in report and report["truncated"] is False
+    assert report["windows"] > 1   # NER covers a long text with windows; attention: the first
+    assert sorted(os.listdir(tmp_path / "ner_out")) == [
+        "attention_grid.png", "attention_layer_0.png", "explanation.json", "spans.png"]
+    count = report["answer"]["entity_count"]
+    assert count > 0   # the wide random initializer predicts some entities
+    for start, end, text in zip(report["answer"]["entity_starts"][:count],
+                                report["answer"]["entity_ends"][:count],
+                                report["answer"]["entity_texts"][:count]):
+        assert LONG[start:end] == text
     regress = write_random_model_dir(str(tmp_path / "reg"), "regress", {}, (), vocabulary, True, 2)
-    report = run_explain(regress, "ok then", tmp_path / "reg_out", "--steps", "128")
+    report = run_explain(regress, "ok then " + LONG, tmp_path / "reg_out", "--steps", "128")
     assert report["attribution"]["target"] == "the score"
+    assert report["truncated"] is True and len(report["tokens"]) == 32   # as predict cuts it
     assert report["attribution"]["relative_error"] <= 0.02
 
 

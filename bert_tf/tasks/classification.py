@@ -146,6 +146,11 @@ class ClassificationTask:
                 lambda outputs: tf.cast(outputs["logits"], tf.float32)[:, label])
 
     @staticmethod
+    def marked_spans(answer: dict):
+        """None: classification marks no spans of its input (`bert-tf explain`)."""
+        return None
+
+    @staticmethod
     def input_row(records: ClassificationData, i: int) -> dict:
         """A predict row's echo of record i's input: its text (and text_pair)."""
         row = {"text": records.texts[i]}

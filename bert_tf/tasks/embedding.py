@@ -141,6 +141,11 @@ class EmbedTask:
         """None: `bert-tf explain` attributes one score per input, which an embedding (a vector) has not."""
         return None
 
+    @staticmethod
+    def marked_spans(answer: dict):
+        """None: an embedding marks no spans of its input (`bert-tf explain`)."""
+        return None
+
     def report(self, records: TextPairs, decoded: dict, title: str) -> tuple:
         """(the scores and recall@k for k = 1..10; its curve) for `evaluate --report`."""
         ks = tuple(range(1, 11))

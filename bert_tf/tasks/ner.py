@@ -205,6 +205,15 @@ class NerTask:
         """None: `bert-tf explain` attributes one score per input, which NER (a label per word) has not."""
         return None
 
+    @staticmethod
+    def marked_spans(answer: dict):
+        """(input name, [(start, end, label)] character spans): the entities `bert-tf explain`
+        marks, from one input's decoded answer."""
+        count = int(answer["entity_count"])
+        return "text", [(int(s), int(e), str(label)) for s, e, label in zip(
+            answer["entity_starts"][:count], answer["entity_ends"][:count],
+            answer["entity_labels"][:count])]
+
     def report(self, records, decoded: dict, title: str) -> tuple:
         """(the scores with per-entity-type precision/recall/F1; a bar chart of them) for
         `evaluate --report`."""

@@ -197,6 +197,13 @@ class SquadTask:
         """None: `bert-tf explain` attributes one score per input, which span QA (two positions) has not."""
         return None
 
+    @staticmethod
+    def marked_spans(answer: dict):
+        """("context", [(start, end, "answer")]): the answer `bert-tf explain` marks (none for
+        a no-answer prediction)."""
+        start, end = int(answer["answer_start"]), int(answer["answer_end"])
+        return "context", ([(start, end, "answer")] if answer["answer"] and end > start else [])
+
     def report(self, records: SquadRecords, decoded: dict, title: str) -> tuple:
         """(the scores and EM/F1 by gold answer length in words; a bar chart of those) for
         `evaluate --report`."""
