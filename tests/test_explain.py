@@ -101,6 +101,10 @@ def test_other_tasks_and_truncation(tmp_path, vocabulary):
 
 
 def test_bad_inputs_are_one_clear_error(tmp_path, vocabulary, minilm_classifier, capsys):
+    import shutil
+    no_vocab = str(tmp_path / "no_vocab")
+    shutil.copytree(minilm_classifier, no_vocab)
+    os.remove(os.path.join(no_vocab, "vocab.txt"))
     squad = write_random_model_dir(str(tmp_path / "qa"), "squad", {
         "doc_stride": 8, "max_query_length": 8, "max_answer_length": 12, "n_best_size": 5},
         (), vocabulary, True, 3)
@@ -111,6 +115,7 @@ def test_bad_inputs_are_one_clear_error(tmp_path, vocabulary, minilm_classifier,
         (["explain", "--model", squad, "Who?"], "pass --text-pair"),
         (["explain", "--model", str(tmp_path), "ok"], "task.json"),
         (["explain", "--model", minilm_classifier, "ok", "--steps", "0"], "--steps"),
+        (["explain", "--model", no_vocab, "ok"], "vocab.txt: missing"),
     ]
     for argv, words in cases:
         capsys.readouterr()
