@@ -91,6 +91,17 @@ def clean_stale_temps(directory: str) -> list:
     return removed
 
 
+def umask_mode(path: str) -> str:
+    """Gives a temporary from mkstemp/mkdtemp (created 0600/0700: private) the mode a plain
+    open()/mkdir() would have given it, 0666/0777 less the process umask, so that what is
+    published through it is readable as usual (a model server running as another user must be
+    able to read a SavedModel version, models.config, model.keras). Returns `path`."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str, suffix: str = ""):
     """Yields a temporary file path next to `path`; on success it is renamed over `path`, on any
@@ -102,6 +113,7 @@ def atomic_path(path: str, suffix: str = ""):
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=temp_prefix(os.path.basename(path)),
                                suffix=suffix)
     os.close(fd)
+    umask_mode(tmp)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -149,7 +161,8 @@ class StagingDir:
         parent = os.path.dirname(self.final)
         os.makedirs(parent, exist_ok=True)
         clean_stale_temps(parent)
-        self.path = tempfile.mkdtemp(prefix=temp_prefix(os.path.basename(self.final)), dir=parent)
+        self.path = umask_mode(tempfile.mkdtemp(prefix=temp_prefix(os.path.basename(self.final)),
+                                                dir=parent))
         return self.path
 
     def _publish(self) -> None:
@@ -189,7 +202,8 @@ def staged_directory(directory: str, publish_order=None):
     parent = os.path.dirname(os.path.abspath(directory))
     os.makedirs(parent, exist_ok=True)
     clean_stale_temps(parent)
-    staging = tempfile.mkdtemp(dir=parent, prefix=temp_prefix(os.path.basename(directory)))
+    staging = umask_mode(tempfile.mkdtemp(dir=parent,
+                                          prefix=temp_prefix(os.path.basename(directory))))
     try:
         yield staging
         if not os.path.exists(directory):

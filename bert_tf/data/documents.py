@@ -15,6 +15,8 @@ import re
 import tempfile
 from typing import Callable, Iterable, Sequence
 
+from bert_tf.atomic import umask_mode
+
 
 class CorpusError(ValueError):
     """An input corpus or vocabulary file that cannot be read (the message names file and line)."""
@@ -202,6 +204,7 @@ def write_documents(documents: Iterable[str], path: str,
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".txt", dir=directory)
+    umask_mode(tmp)
     count = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

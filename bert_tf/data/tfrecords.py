@@ -28,7 +28,7 @@ import shutil
 import tempfile
 from typing import Mapping, Sequence
 
-from bert_tf.atomic import clean_stale_temps, temp_prefix
+from bert_tf.atomic import clean_stale_temps, temp_prefix, umask_mode
 
 # google-research/bert feature name -> bert_tf batch key.
 FEATURE_TO_BATCH_KEY = {
@@ -130,8 +130,8 @@ def write_instances(instances: Sequence, vocab: Mapping[str, int], output_dir: s
     os.makedirs(parent, exist_ok=True)
     # An owner-tagged temporary: the next write here removes one left by a killed writer.
     clean_stale_temps(parent)
-    tmp = tempfile.mkdtemp(prefix=temp_prefix(os.path.basename(os.path.abspath(output_dir))),
-                           dir=parent)
+    tmp = umask_mode(tempfile.mkdtemp(
+        prefix=temp_prefix(os.path.basename(os.path.abspath(output_dir))), dir=parent))
     try:
         names = [shard_file_name(i, num_shards, compression) for i in range(num_shards)]
         options = tf.io.TFRecordOptions(compression_type=compression or "")

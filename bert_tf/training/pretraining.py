@@ -42,7 +42,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from bert_tf.atomic import clean_stale_temps, temp_prefix, write_json_atomic
+from bert_tf.atomic import clean_stale_temps, temp_prefix, umask_mode, write_json_atomic
 from bert_tf.config import BertConfig
 from bert_tf.data.documents import read_vocab
 from bert_tf.data.masking import dynamic_masking_dataset
@@ -235,8 +235,8 @@ def save_pretrained_atomic(model: BertPretrainer, directory: str) -> str:
     parent = os.path.dirname(os.path.abspath(directory))
     os.makedirs(parent, exist_ok=True)
     clean_stale_temps(parent)   # what a killed writer left (owner-tagged temporaries)
-    tmp = tempfile.mkdtemp(prefix=temp_prefix(os.path.basename(os.path.abspath(directory))),
-                           dir=parent)
+    tmp = umask_mode(tempfile.mkdtemp(
+        prefix=temp_prefix(os.path.basename(os.path.abspath(directory))), dir=parent))
     try:
         model.save_pretrained(tmp)
         if os.path.isdir(directory):

@@ -28,7 +28,7 @@ import tempfile
 
 import numpy as np
 
-from bert_tf.atomic import clean_stale_temps, temp_prefix
+from bert_tf.atomic import clean_stale_temps, temp_prefix, umask_mode
 from bert_tf.weights.canonical import WeightsError
 from bert_tf.weights.safetensors_io import read_safetensors, write_safetensors
 
@@ -247,7 +247,8 @@ def publish_directory(write, directory) -> str:
     clean_stale_temps(parent)
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise WeightsError(f"{directory}: exists and is not a directory")
-    staging = tempfile.mkdtemp(dir=parent, prefix=temp_prefix(os.path.basename(directory)))
+    staging = umask_mode(tempfile.mkdtemp(dir=parent,
+                                          prefix=temp_prefix(os.path.basename(directory))))
     old = None
     try:
         write(staging)
