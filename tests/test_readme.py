@@ -28,5 +28,5 @@ def test_cli_lists_every_subcommand():
     help_text = build_parser().format_help()
     # One subcommand per stage of the lifecycle.
     for command in ("vocab", "create-pretraining-data", "pretrain", "finetune", "evaluate", "predict",
-                    "explain", "embed", "search", "export", "convert", "bench", "demo"):
+                    "explain", "embed", "search", "export", "import", "convert", "bench", "demo"):
         assert f"\n    {command} " in help_text or f"\n    {command}\n" in help_text, command

@@ -158,41 +158,86 @@ def inputs_for(name):
     return (squad, ".json"), {"question": QUESTIONS, "context": CONTEXTS}
 
 
+VOCABULARIES = ("uncased", "cased")
+KEYS = [f"{name}-{v}" for v in VOCABULARIES for name in TASKS]
+
+
+def vocabulary_for(v, minilm_vocab):
+    from bert_tf.text.vocabulary import read_vocabulary
+    return (read_vocabulary(minilm_vocab), True) if v == "uncased" else \
+        (cased_vocabulary(all_texts()), False)
+
+
+def build_case(root, key, minilm_vocab):
+    """One (task, vocab) model directory, its predict rows and its plain exports, all written
+    under `root` by the CLI commands a user runs."""
+    name, v = key.rsplit("-", 1)
+    vocabulary, lowercase = vocabulary_for(v, minilm_vocab)
+    task_type, settings, labels = TASKS[name]
+    directory = os.path.join(root, key)
+    if name == "classify_pair":
+        scratch = os.path.join(root, key + "-scratch")
+        os.makedirs(scratch)
+        finetune_pair_classifier(directory, vocabulary, lowercase, scratch)
+    else:
+        write_random_model_dir(directory, task_type, settings, labels, vocabulary, lowercase,
+                               list(TASKS).index(name))
+    (content, suffix), _ = inputs_for(name)
+    data = os.path.join(root, f"{key}-input{suffix}")
+    with open(data, "w", encoding="utf-8") as f:
+        f.write(content)
+    assert bert_tf.cli.main(["predict", "--model", directory, "--data", data,
+                             "--output", os.path.join(root, f"{key}-predict.jsonl")]) == 0
+    assert bert_tf.cli.main(["export", "saved-model", "--model", directory,
+                             "--out", os.path.join(root, "saved_models", key)]) == 0
+    assert bert_tf.cli.main(["export", "tflite", "--model", directory,
+                             "--out", os.path.join(root, f"{key}.tflite"), "--no-verify"]) == 0
+
+
+BUILD_WORKER = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    import test_train_equals_serve as matrix
+    plan = json.load(open(sys.argv[2]))
+    for key in plan["keys"]:
+        matrix.build_case(plan["root"], key, plan["minilm_vocab"])
+""")
+
+
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory, minilm_vocab):
-    """Every (task, vocab) model directory, its predict rows and its plain exports."""
-    from bert_tf.text.vocabulary import read_vocabulary
+    """Every (task, vocab) model directory, its predict rows and its plain exports.
+
+    Building them is mostly single-threaded tracing and conversion, so two worker processes
+    (one per CPU core of the CI machine) build half the cases each; each case is built by the
+    same commands either way."""
     root = tmp_path_factory.mktemp("train_equals_serve")
-    vocabularies = {"uncased": (read_vocabulary(minilm_vocab), True),
-                    "cased": (cased_vocabulary(all_texts()), False)}
+    workers = []
+    for i in range(2):
+        plan = root / f"plan{i}.json"
+        plan.write_text(json.dumps({"root": str(root), "keys": KEYS[i::2],
+                                    "minilm_vocab": minilm_vocab}))
+        log = open(root / f"worker{i}.log", "w")
+        workers.append((subprocess.Popen(
+            [sys.executable, "-c", BUILD_WORKER, os.path.dirname(__file__), str(plan)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=str(root)), log, root / f"worker{i}.log"))
+    for process, log, path in workers:
+        code = process.wait(timeout=900)
+        log.close()
+        assert code == 0, path.read_text()[-3000:]
     cases = {}
-    for v, (vocabulary, lowercase) in vocabularies.items():
-        for seed, (name, (task_type, settings, labels)) in enumerate(TASKS.items()):
-            key = f"{name}-{v}"
-            directory = str(root / key)
-            if name == "classify_pair":
-                finetune_pair_classifier(directory, vocabulary, lowercase,
-                                         str(tmp_path_factory.mktemp(key)))
-            else:
-                write_random_model_dir(directory, task_type, settings, labels, vocabulary,
-                                       lowercase, seed)
-            (content, suffix), texts = inputs_for(name)
-            data = root / f"{key}-input{suffix}"
-            data.write_text(content, encoding="utf-8")
-            predictions = root / f"{key}-predict.jsonl"
-            assert bert_tf.cli.main(["predict", "--model", directory, "--data", str(data),
-                                     "--output", str(predictions)]) == 0
-            rows = [json.loads(line) for line in predictions.read_text().splitlines()]
-            assert bert_tf.cli.main(["export", "saved-model", "--model", directory,
-                                     "--out", str(root / "saved_models" / key)]) == 0
-            lite = str(root / f"{key}.tflite")
-            assert bert_tf.cli.main(["export", "tflite", "--model", directory, "--out", lite,
-                                     "--no-verify"]) == 0
-            loaded = model_dir.FinetunedModel.load(directory)
-            records = (loaded.task.read(str(data), labeled=False))
-            cases[key] = {"dir": directory, "rows": rows, "texts": texts, "task": loaded.task,
-                          "records": records, "tflite": lite,
-                          "version_dir": str(root / "saved_models" / key / "1")}
+    for key in KEYS:
+        name = key.rsplit("-", 1)[0]
+        directory = str(root / key)
+        _, texts = inputs_for(name)
+        data = next(str(p) for p in root.glob(f"{key}-input.*"))
+        rows = [json.loads(line)
+                for line in (root / f"{key}-predict.jsonl").read_text().splitlines()]
+        loaded = model_dir.FinetunedModel.load(directory)
+        cases[key] = {"dir": directory, "rows": rows, "texts": texts, "task": loaded.task,
+                      "records": loaded.task.read(data, labeled=False),
+                      "tflite": str(root / f"{key}.tflite"),
+                      "version_dir": str(root / "saved_models" / key / "1")}
     fresh = run_fresh_process(cases, root)
     for key, outputs in fresh.items():
         cases[key]["fresh"] = outputs
@@ -284,8 +329,6 @@ def decoded_from_ids(case, outputs):
     decoded = task.decode({k: tf.constant(v) for k, v in outputs.items()}, case["state"], texts)
     return decode_strings({k: np.asarray(v) for k, v in decoded.items()})
 
-
-KEYS = [f"{name}-{v}" for v in ("uncased", "cased") for name in TASKS]
 
 
 @pytest.mark.parametrize("key", KEYS)

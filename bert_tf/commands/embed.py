@@ -62,7 +62,7 @@ def run(args) -> int:
 
     from bert_tf.atomic import write_bytes_atomic, write_text_atomic
     from bert_tf.cli import CommandError
-    from bert_tf.commands.predict import _stdin_bytes, decode_lines
+    from bert_tf.commands.stdin_lines import decode_lines, stdin_bytes
     from bert_tf.search import embed_texts
 
     if args.batch_size < 1:
@@ -73,7 +73,7 @@ def run(args) -> int:
     loaded = load_embedding_model(args.model)
     task = loaded.task
     if args.data == "-":
-        lines = decode_lines(_stdin_bytes(), "stdin")
+        lines = decode_lines(stdin_bytes(), "stdin")
         if lines and lines[-1] == "":
             lines.pop()   # the newline that ends the last line
         records = task.records_from_texts(lines)

@@ -44,34 +44,17 @@ def register(subparsers):
     p.set_defaults(run=run)
 
 
-def decode_lines(data: bytes, source: str) -> list:
-    """Input lines from raw bytes; invalid UTF-8 is one error naming `source` and the line."""
-    lines = data.split(b"\n")
-    for number, line in enumerate(lines, 1):
-        try:
-            line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{source} line {number}: not valid UTF-8 (byte "
-                             f"0x{line[e.start]:02x} at column {e.start + 1})") from None
-    return [line.decode("utf-8") for line in lines]
-
-
-def _stdin_bytes() -> bytes:
-    """stdin undecoded (a replaced, text-only stdin is already decoded: encoded back)."""
-    buffer = getattr(sys.stdin, "buffer", None)
-    return buffer.read() if buffer is not None else sys.stdin.read().encode("utf-8")
-
-
 def run(args) -> int:
     import json
 
     from bert_tf.config import write_text_atomic
+    from bert_tf.commands.stdin_lines import decode_lines, stdin_bytes
     from bert_tf.tasks import predict
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.data == "-":
-        rows = predict(args.model, lines=decode_lines(_stdin_bytes(), "stdin"),
+        rows = predict(args.model, lines=decode_lines(stdin_bytes(), "stdin"),
                        batch_size=args.batch_size)
     elif args.format == "lines":
         with open(args.data, "rb") as f:

@@ -50,7 +50,7 @@ def load_encoder(path, config=None, **encoder_kwargs) -> BertEncoder:
     checkpoint are dropped on purpose (logged), since an encoder has no place for them."""
     encoder, heads = read_pretrained(path, config=config, **encoder_kwargs)
     if heads:
-        logger.info("%s: not loading %d pre-training head tensors into an encoder (%s)", path,
+        logger.info("%s: not loading %d head tensors into an encoder (%s)", path,
                     len(heads), ", ".join(sorted(heads)))
     return encoder
 
@@ -64,4 +64,36 @@ def convert_checkpoint(source, output_dir, output_format: str = "huggingface") -
                                     vocab_file=vocab if os.path.isfile(vocab) else None)
 
 
-__all__ = ["read_pretrained", "load_encoder", "convert_checkpoint"]
+POOLER = ("bert/pooler/dense/kernel", "bert/pooler/dense/bias")
+
+
+def task_model_slots(model) -> dict:
+    """Canonical name → Slot for every variable of a task model with a checkpoint-format head:
+    the encoder's (`bert/...`) and its head's under google-research/bert's fine-tuning names
+    (`output_weights`/`output_bias` for a classifier, regressor or token classifier,
+    `cls/squad/...` for span QA)."""
+    from bert_tf.models.classifier import BertClassifier
+    from bert_tf.models.span_labeler import BertSpanLabeler
+    from bert_tf.models.token_classifier import BertTokenClassifier
+    from bert_tf.weights.canonical import CLASSIFIER_HEAD, SPAN_HEAD, dense_head_slots
+    slots = weights.encoder_slots(model.encoder)
+    if isinstance(model, (BertClassifier, BertTokenClassifier)):
+        slots.update(dense_head_slots(model.classifier, CLASSIFIER_HEAD))
+    elif isinstance(model, BertSpanLabeler):
+        slots.update(dense_head_slots(model.span_dense, SPAN_HEAD))
+    else:
+        raise weights.WeightsError(f"a {type(model).__name__} has no task head that checkpoint "
+                                   f"formats carry (classifier, token classifier, span QA)")
+    return slots
+
+
+def uses_pooler(model) -> bool:
+    """Whether the model's outputs read the pooler: a classifier's do; a token classifier's and a
+    span labeler's don't (transformers' BertForTokenClassification / BertForQuestionAnswering
+    have no pooler weights)."""
+    from bert_tf.models.classifier import BertClassifier
+    return isinstance(model, BertClassifier)
+
+
+__all__ = ["read_pretrained", "load_encoder", "convert_checkpoint", "task_model_slots",
+           "uses_pooler", "POOLER"]

@@ -118,7 +118,7 @@ class ClassificationTask:
     def score(self, records, decoded: dict) -> dict:
         return metrics.classification_metrics(np.asarray(records.labels), decoded["label_ids"])
 
-    def report(self, records, decoded: dict, title: str) -> tuple:
+    def report(self, records, decoded: dict, scores: dict, title: str) -> tuple:
         """(the scores, the confusion matrix and per-class precision/recall/F1; charts
         {file name: draw}) for `evaluate --report`."""
         gold, predicted = np.asarray(records.labels), np.asarray(decoded["label_ids"])
@@ -126,7 +126,7 @@ class ClassificationTask:
         matrix, _ = metrics.confusion_matrix(gold, predicted, labels=ids)
         per_class = {self.label_names[i]: scores for i, scores in
                      metrics.per_class_metrics(gold, predicted, labels=ids).items()}
-        report = {"metrics": self.score(records, decoded), "labels": list(self.label_names),
+        report = {"metrics": scores, "labels": list(self.label_names),
                   "confusion_matrix": matrix.tolist(), "per_class": per_class}
         names = list(self.label_names)
         charts = {
@@ -233,9 +233,9 @@ class RegressionTask(ClassificationTask):
         """`bert-tf explain` attributes the predicted score."""
         return "the score", lambda outputs: tf.cast(outputs["logits"], tf.float32)[:, 0]
 
-    def report(self, records, decoded: dict, title: str) -> tuple:
+    def report(self, records, decoded: dict, scores: dict, title: str) -> tuple:
         """(the scores; a predicted-against-gold scatter) for `evaluate --report`."""
-        report = {"metrics": self.score(records, decoded)}
+        report = {"metrics": scores}
         return report, {"predicted_vs_gold.png": plots.scatter_chart(
             np.asarray(records.labels), np.asarray(decoded["score"]),
             f"{title} (pearson {report['metrics']['pearson']:.4f})", "gold score",

@@ -146,12 +146,12 @@ class EmbedTask:
         """None: an embedding marks no spans of its input (`bert-tf explain`)."""
         return None
 
-    def report(self, records: TextPairs, decoded: dict, title: str) -> tuple:
+    def report(self, records: TextPairs, decoded: dict, scores: dict, title: str) -> tuple:
         """(the scores and recall@k for k = 1..10; its curve) for `evaluate --report`."""
         ks = tuple(range(1, 11))
         curve = retrieval_metrics(decoded["embeddings"], len(records), records.positives, ks)
         recall = [curve[f"recall_at_{k}"] for k in ks]
-        report = {"metrics": self.score(records, decoded),
+        report = {"metrics": scores,
                   "recall_at_k": {str(k): r for k, r in zip(ks, recall)}}
         return report, {"recall_at_k.png": plots.line_chart(
             list(ks), recall, f"{title}: {curve['queries']} queries, {curve['candidates']} "

@@ -392,7 +392,7 @@ def evaluate(directory: str, data: str, batch_size: int = 64, report_dir: str | 
         from bert_tf.plots import write_chart
         title = title or f"{os.path.basename(os.path.abspath(directory))} on " \
                          f"{os.path.basename(data)}"
-        report, charts = loaded.task.report(records, decoded, title)
+        report, charts = loaded.task.report(records, decoded, scores, title)
         os.makedirs(report_dir, exist_ok=True)
         model_dir.write_json_atomic(os.path.join(report_dir, "report.json"),
                                     {"model": os.path.abspath(directory),

@@ -214,10 +214,9 @@ class NerTask:
             answer["entity_starts"][:count], answer["entity_ends"][:count],
             answer["entity_labels"][:count])]
 
-    def report(self, records, decoded: dict, title: str) -> tuple:
+    def report(self, records, decoded: dict, scores: dict, title: str) -> tuple:
         """(the scores with per-entity-type precision/recall/F1; a bar chart of them) for
         `evaluate --report`."""
-        scores = self.score(records, decoded)
         types = sorted(scores["per_type"])
         chart = plots.grouped_bars(
             [f"{t} ({scores['per_type'][t]['support']})" for t in types],

@@ -204,10 +204,9 @@ class SquadTask:
         start, end = int(answer["answer_start"]), int(answer["answer_end"])
         return "context", ([(start, end, "answer")] if answer["answer"] and end > start else [])
 
-    def report(self, records: SquadRecords, decoded: dict, title: str) -> tuple:
+    def report(self, records: SquadRecords, decoded: dict, scores: dict, title: str) -> tuple:
         """(the scores and EM/F1 by gold answer length in words; a bar chart of those) for
         `evaluate --report`."""
-        scores = self.score(records, decoded)
         predictions = {e.id: a for e, a in zip(records.examples, self._answers(decoded))}
         by_length = metrics.squad_by_answer_length(records.dataset, predictions,
                                                    version_2=self.version_2)

@@ -74,10 +74,11 @@ def check_output_format(output_format: str) -> str:
 
 
 def split_heads(tensors: dict) -> tuple:
-    """(encoder tensors, pre-training head tensors under `cls/`)."""
+    """(encoder tensors, head tensors: pre-training heads under `cls/` and task heads)."""
+    from bert_tf.weights.canonical import TASK_HEAD_NAMES
     if not isinstance(tensors, CanonicalTensors):
         tensors = CanonicalTensors(tensors)
-    heads = [k for k in tensors if k.startswith("cls/")]
+    heads = [k for k in tensors if k.startswith("cls/") or k in TASK_HEAD_NAMES]
     return tensors.subset([k for k in tensors if not k.startswith("cls/")]), tensors.subset(heads)
 
 

@@ -110,6 +110,20 @@ def pretraining_head_slots(mlm_head, nsp_head) -> dict:
     }
 
 
+# google-research/bert's fine-tuning heads (run_classifier.py, run_squad.py); a token classifier
+# (not in google's code) uses the classifier's names, as TF1 BERT NER code does.
+CLASSIFIER_HEAD = ("output_weights", "output_bias")
+SPAN_HEAD = ("cls/squad/output_weights", "cls/squad/output_bias")
+TASK_HEAD_NAMES = CLASSIFIER_HEAD + SPAN_HEAD
+
+
+def dense_head_slots(dense, names: tuple) -> dict:
+    """A task head's Dense under google's names: its Keras kernel [hidden, n] is stored [n, hidden]
+    (`names` = CLASSIFIER_HEAD or SPAN_HEAD)."""
+    weights_name, bias_name = names
+    return {weights_name: _transposed(dense.kernel), bias_name: _same(dense.bias)}
+
+
 def assign(slots: dict, tensors: dict, source: str, ignore: tuple = ()) -> None:
     """Strictly assigns canonical `tensors` to `slots`.
 

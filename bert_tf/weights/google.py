@@ -33,7 +33,7 @@ import numpy as np
 
 from bert_tf.atomic import staged_directory, write_text_atomic
 from bert_tf.config import BertConfig, ConfigError
-from bert_tf.weights.canonical import Slot, WeightsError, collect, encoder_slots
+from bert_tf.weights.canonical import TASK_HEAD_NAMES, Slot, WeightsError, collect, encoder_slots
 
 logger = logging.getLogger(__name__)
 
@@ -215,15 +215,16 @@ def save_google_checkpoint(encoder, directory: str, heads: dict | None = None,
     """Writes `bert_config.json` + `bert_model.ckpt.*` (+ `vocab.txt`) as google-research/bert does.
 
     `heads`: extra canonical weights, e.g. `canonical.pretraining_head_slots(...)` (name → Slot) or
-    name → array, all under `cls/`. Files are written in a temporary directory first; a new
+    name → array, under `cls/` or a fine-tuning head's names (`output_weights`, `output_bias`). Files are written in a temporary directory first; a new
     directory appears by one rename, an existing one gets each file replaced atomically (weights
     before config).
     """
     directory = os.fspath(directory)
     tensors = collect(encoder_slots(encoder))
     for name, value in (heads or {}).items():
-        if not name.startswith("cls/"):
-            raise WeightsError(f"head weight {name!r} is not under cls/ (google's head scope)")
+        if not name.startswith("cls/") and name not in TASK_HEAD_NAMES:
+            raise WeightsError(f"head weight {name!r} is neither under cls/ (google's head scope) "
+                               f"nor a fine-tuning head ({', '.join(TASK_HEAD_NAMES)})")
         tensors[name] = collect({name: value})[name] if isinstance(value, Slot) else np.asarray(value)
     config_text = json.dumps(google_config_dict(encoder.config), indent=2, sort_keys=True) + "\n"
 

@@ -28,9 +28,16 @@ _TIED = {"cls.predictions.decoder.weight": "bert/embeddings/word_embeddings",
 
 
 # Head tensors whose names follow no rule (google's NSP weights are already [2, hidden] like HF's).
+# The task heads of `BertFor*` map to google-research/bert's fine-tuning names (run_classifier.py's
+# `output_weights` [labels, hidden], run_squad.py's `cls/squad/output_weights` [2, hidden]): both
+# sides store them [out, in], so none is transposed.
 _HEAD_NAMES = {"cls.predictions.bias": "cls/predictions/output_bias",
                "cls.seq_relationship.weight": "cls/seq_relationship/output_weights",
-               "cls.seq_relationship.bias": "cls/seq_relationship/output_bias"}
+               "cls.seq_relationship.bias": "cls/seq_relationship/output_bias",
+               "classifier.weight": "output_weights",
+               "classifier.bias": "output_bias",
+               "qa_outputs.weight": "cls/squad/output_weights",
+               "qa_outputs.bias": "cls/squad/output_bias"}
 _HEAD_NAMES_BY_CANONICAL = {canonical: hf for hf, canonical in _HEAD_NAMES.items()}
 
 
@@ -142,6 +149,137 @@ def load_hf_checkpoint(directory: str):
         raise WeightsError(f"{directory}: no config.json (not a Hugging Face model directory)")
     config = BertConfig.from_json_file(config_path)
     return config, to_canonical(read_hf_tensors(directory), source=directory)
+
+
+# ---------------------------------------------------------------------- tokenizer files
+# What a transformers 5 `BertTokenizer` directory holds: tokenizer.json (the fast tokenizer's
+# whole pipeline, the vocabulary inside; transformers 5 writes no vocab.txt) and/or vocab.txt, and
+# tokenizer_config.json. Only what bert_tf's tokenizer can do exactly is accepted.
+_BERT_TOKENIZER_CLASSES = (None, "BertTokenizer", "BertTokenizerFast")
+_SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+                   "cls_token": "[CLS]", "mask_token": "[MASK]"}
+_NO_LIMIT = 10 ** 6   # transformers' "no model_max_length" is int(1e30)
+
+
+def _read_json_object(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WeightsError(f"{path}: not readable JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _vocabulary_from_tokenizer_json(model: dict, path: str) -> list:
+    vocab = model.get("vocab")
+    if not isinstance(vocab, dict) or not vocab:
+        raise WeightsError(f"{path}: model.vocab is not a token → id map")
+    ids = sorted(vocab.values()) if all(isinstance(v, int) for v in vocab.values()) else None
+    if ids != list(range(len(vocab))):
+        raise WeightsError(f"{path}: model.vocab ids are not 0..{len(vocab) - 1}, each once")
+    tokens = [None] * len(vocab)
+    for token, i in vocab.items():
+        tokens[i] = token
+    return tokens
+
+
+def read_hf_tokenizer(directory: str) -> dict:
+    """{"vocabulary": [tokens], "lowercase": bool, "model_max_length": int | None} of a Hugging
+    Face BERT tokenizer directory: tokenizer.json (what the fast tokenizer runs) when present,
+    else vocab.txt with tokenizer_config.json's do_lower_case. A tokenizer bert_tf cannot
+    reproduce exactly (not WordPiece, strip_accents set apart from lowercasing, Chinese characters
+    not split, another subword prefix) is one error saying what."""
+    from bert_tf.text.vocabulary import read_vocabulary
+    config_path = os.path.join(directory, "tokenizer_config.json")
+    config = _read_json_object(config_path) if os.path.isfile(config_path) else {}
+    tokenizer_class = config.get("tokenizer_class")
+    if tokenizer_class not in _BERT_TOKENIZER_CLASSES:
+        raise WeightsError(f"{config_path}: tokenizer_class {tokenizer_class!r} is not BERT's "
+                           f"WordPiece tokenizer (BertTokenizer)")
+    json_path, vocab_path = (os.path.join(directory, n) for n in ("tokenizer.json", "vocab.txt"))
+    if os.path.isfile(json_path):
+        data = _read_json_object(json_path)
+        model = data.get("model") or {}
+        if model.get("type") != "WordPiece":
+            raise WeightsError(f"{json_path}: a {model.get('type')!r} tokenizer model, not "
+                               f"WordPiece (BERT's)")
+        if model.get("continuing_subword_prefix", "##") != "##":
+            raise WeightsError(f"{json_path}: continuing_subword_prefix "
+                               f"{model.get('continuing_subword_prefix')!r}, not '##'")
+        normalizer = data.get("normalizer") or {}
+        if normalizer.get("type") != "BertNormalizer":
+            raise WeightsError(f"{json_path}: normalizer {normalizer.get('type')!r}, not "
+                               f"BertNormalizer")
+        pre_tokenizer = (data.get("pre_tokenizer") or {}).get("type")
+        if pre_tokenizer != "BertPreTokenizer":
+            raise WeightsError(f"{json_path}: pre_tokenizer {pre_tokenizer!r}, not "
+                               f"BertPreTokenizer")
+        lowercase = normalizer.get("lowercase", True)
+        strip_accents = normalizer.get("strip_accents")
+        chinese = normalizer.get("handle_chinese_chars", True)
+        where = json_path
+        vocabulary = _vocabulary_from_tokenizer_json(model, json_path)
+    elif os.path.isfile(vocab_path):
+        lowercase = config.get("do_lower_case", True)
+        strip_accents = config.get("strip_accents")
+        chinese = config.get("tokenize_chinese_chars", True)
+        where = config_path
+        vocabulary = read_vocabulary(vocab_path)
+    else:
+        raise WeightsError(f"{directory}: no tokenizer.json or vocab.txt (the model's "
+                           f"vocabulary)")
+    if not isinstance(lowercase, bool):
+        raise WeightsError(f"{where}: lowercase / do_lower_case must be true or false, got "
+                           f"{lowercase!r}")
+    if strip_accents is not None and strip_accents != lowercase:
+        raise WeightsError(f"{where}: strip_accents={strip_accents} with lowercase={lowercase}: "
+                           f"bert_tf's tokenizer strips accents exactly when it lowercases")
+    if chinese is not True:
+        raise WeightsError(f"{where}: Chinese characters are not split "
+                           f"(handle_chinese_chars / tokenize_chinese_chars false); bert_tf's "
+                           f"tokenizer always splits them, as BERT's does")
+    for key, default in _SPECIAL_TOKENS.items():
+        token = config.get(key, default)
+        if isinstance(token, dict):
+            token = token.get("content")
+        if token != default:
+            raise WeightsError(f"{config_path}: {key} {token!r}; bert_tf's tokenizer uses "
+                               f"{default!r}")
+    limit = config.get("model_max_length")
+    limit = limit if isinstance(limit, int) and not isinstance(limit, bool) and \
+        0 < limit < _NO_LIMIT else None
+    return {"vocabulary": vocabulary, "lowercase": lowercase, "model_max_length": limit}
+
+
+def write_hf_tokenizer(directory: str, vocabulary, lowercase: bool, max_length: int) -> None:
+    """vocab.txt, tokenizer_config.json and special_tokens_map.json: what
+    `AutoTokenizer.from_pretrained` needs to build the BERT tokenizer bert_tf's tokenizer equals
+    (lowercasing and accent stripping together, Chinese characters split, inputs truncated at
+    `max_length`)."""
+    from bert_tf.text.vocabulary import write_vocabulary
+    write_vocabulary(list(vocabulary), os.path.join(directory, "vocab.txt"))
+    config = {"tokenizer_class": "BertTokenizer", "do_lower_case": bool(lowercase),
+              "strip_accents": None, "tokenize_chinese_chars": True, "do_basic_tokenize": True,
+              "model_max_length": int(max_length), **_SPECIAL_TOKENS}
+    write_text_atomic(os.path.join(directory, "tokenizer_config.json"),
+                      json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(os.path.join(directory, "special_tokens_map.json"),
+                      json.dumps(_SPECIAL_TOKENS, indent=2, sort_keys=True) + "\n")
+
+
+def write_hf_weights(slots: dict, config_data: dict, directory: str, prefix: str = "bert.") -> None:
+    """config.json + model.safetensors of a `BertFor*` model from canonical slots (encoder under
+    `prefix`, heads by their own names), each file atomic."""
+    tensors = {}
+    for name, value in collect(slots).items():
+        hf_name, transpose = canonical_to_hf(name, prefix)
+        tensors[hf_name] = np.transpose(value) if transpose else value
+    with atomic_path(os.path.join(directory, "model.safetensors"), suffix=".safetensors") as tmp:
+        write_safetensors(tmp, tensors)
+    write_text_atomic(os.path.join(directory, "config.json"),
+                      json.dumps(config_data, indent=2, sort_keys=True) + "\n")
 
 
 def save_pretrained(encoder, directory: str, extra_slots: dict | None = None, prefix: str = "") -> str:

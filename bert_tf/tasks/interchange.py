@@ -1,0 +1,242 @@
+"""Fine-tuned models across libraries: a Hugging Face `BertFor*` directory in as a bert_tf model
+directory (`bert-tf import`), and a model directory out as `BertFor*`, a google-research/bert
+fine-tuning checkpoint or a sentence-transformers directory (`bert-tf convert --input DIR`).
+
+The model directory (`model_dir`) is the one contract on our side: an imported model is read by
+predict, evaluate and both exports exactly like a fine-tuned one. Weights move through the
+canonical (google) names of `bert_tf.weights`, strictly: every tensor of the source is used and
+every variable of the model gets one, except the pooler of a token classifier or span labeler,
+which transformers' `BertForTokenClassification` / `BertForQuestionAnswering` do not have (their
+outputs never read it; the imported model keeps a fresh one and the export leaves it out).
+
+What each direction carries:
+    task type        HF architecture (+ problem_type "regression")  ↔  task.json "task"
+    label names      config.json id2label / label2id               ↔  labels.json
+    tokenizer        tokenizer.json or vocab.txt + tokenizer_config  ↔  vocab.txt, "lowercase"
+    sequence length  tokenizer_config model_max_length (capped at   ↔  "max_length"
+                     max_position_embeddings)
+    task settings    (HF has none: bert_tf's defaults; --pair)       →  dropped on export
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from bert_tf.atomic import staged_directory
+from bert_tf.tasks import model_dir
+from bert_tf.weights import WeightsError
+
+logger = logging.getLogger(__name__)
+
+# transformers architecture ↔ bert_tf task (regression is a BertForSequenceClassification whose
+# config says problem_type "regression", or that has one output).
+HF_TASKS = {"BertForSequenceClassification": "classify",
+            "BertForTokenClassification": "ner",
+            "BertForQuestionAnswering": "squad"}
+HF_ARCHITECTURES = {"classify": "BertForSequenceClassification",
+                    "regress": "BertForSequenceClassification",
+                    "ner": "BertForTokenClassification",
+                    "squad": "BertForQuestionAnswering"}
+EXPORT_FORMATS = ("huggingface", "google")
+
+
+class InterchangeError(ValueError):
+    """A model that cannot be moved between formats as asked; the message says what and why."""
+
+
+# ---------------------------------------------------------------------- Hugging Face → bert_tf
+def _hf_architecture(config: dict, source: str) -> str:
+    """The `BertFor*` architecture config.json names; anything else is one error saying what."""
+    model_type, architectures = config.get("model_type"), config.get("architectures") or []
+    architecture = architectures[0] if isinstance(architectures, list) and architectures else None
+    if model_type != "bert":
+        raise InterchangeError(f"{source}: not a BERT model (model_type {model_type!r}, "
+                               f"architecture {architecture!r}); bert_tf imports "
+                               f"{', '.join(HF_TASKS)}")
+    if architecture not in HF_TASKS:
+        hint = (" (an encoder without a task head: use it as `bert-tf finetune --init`)"
+                if architecture in ("BertModel", "BertForPreTraining", "BertForMaskedLM") else "")
+        raise InterchangeError(f"{source}: architecture {architecture!r} is not one bert_tf "
+                               f"imports ({', '.join(HF_TASKS)}){hint}")
+    return architecture
+
+
+def _hf_task(config: dict, head_rows: int, source: str) -> tuple:
+    """(task type, label names) from an HF config.json and the head's output count."""
+    architecture = _hf_architecture(config, source)
+    task_type = HF_TASKS[architecture]
+    problem = config.get("problem_type")
+    if task_type == "squad":
+        if head_rows != 2:
+            raise InterchangeError(f"{source}: qa_outputs has {head_rows} outputs, not 2 "
+                                   f"(start, end)")
+        return task_type, ()
+    if problem == "multi_label_classification":
+        raise InterchangeError(f"{source}: problem_type 'multi_label_classification' (one "
+                               f"sigmoid per label) is not a bert_tf task; classify picks one "
+                               f"label per text")
+    if task_type == "classify" and (problem == "regression" or head_rows == 1):
+        return "regress", ()
+    id2label = config.get("id2label")
+    if id2label is None:
+        labels = tuple(f"LABEL_{i}" for i in range(head_rows))
+        logger.warning("%s: config.json has no id2label; the labels are named %s", source,
+                       ", ".join(labels))
+        return task_type, labels
+    if not isinstance(id2label, dict) or not all(isinstance(v, str) for v in id2label.values()):
+        raise InterchangeError(f"{source}: config.json id2label must map ids to label names")
+    try:
+        ids = sorted(int(k) for k in id2label)
+    except ValueError:
+        raise InterchangeError(f"{source}: config.json id2label has keys that are not ids: "
+                               f"{sorted(id2label)}") from None
+    if ids != list(range(len(id2label))):
+        raise InterchangeError(f"{source}: config.json id2label ids are {ids}, not "
+                               f"0..{len(id2label) - 1}")
+    labels = tuple(id2label[str(i)] if str(i) in id2label else id2label[i] for i in ids)
+    if len(labels) != head_rows:
+        raise InterchangeError(f"{source}: the classifier head has {head_rows} outputs but "
+                               f"id2label names {len(labels)} labels")
+    if len(set(labels)) != len(labels):
+        raise InterchangeError(f"{source}: config.json id2label names a label twice: "
+                               f"{list(labels)}")
+    if task_type == "ner":
+        odd = [t for t in labels if t != "O" and not (t[:2] in ("B-", "I-") and len(t) > 2)]
+        if odd or "O" not in labels:
+            raise InterchangeError(f"{source}: bert_tf's NER reads IOB2 tags ('O', 'B-X', "
+                                   f"'I-X'); id2label has {odd or list(labels)}")
+    return task_type, labels
+
+
+def _head_rows(tensors, source: str) -> int:
+    for name in ("output_weights", "cls/squad/output_weights"):
+        if name in tensors:
+            return int(tensors[name].shape[0])
+    raise InterchangeError(f"{source}: no task head weights (classifier.weight or "
+                           f"qa_outputs.weight) in the checkpoint")
+
+
+def import_huggingface(source: str, out: str, max_length: int | None = None,
+                       pair: bool = False) -> str:
+    """Writes the model directory `out` for the transformers `BertFor*` directory `source`
+    (config.json, model.safetensors / pytorch_model.bin, tokenizer files). `max_length` defaults
+    to the tokenizer's model_max_length, capped at the model's position embeddings; `pair` makes
+    a sequence classifier take sentence pairs (columns text, text_pair). Returns `out`."""
+    from bert_tf.config import BertConfig
+    from bert_tf.models import BertEncoder
+    from bert_tf.models.pretrained import POOLER, task_model_slots, uses_pooler
+    from bert_tf.tasks.registry import make_task
+    from bert_tf.text import BertTokenizer
+    from bert_tf.weights import assign, detect_format
+    from bert_tf.weights.huggingface import (_read_json_object, read_hf_tensors,
+                                             read_hf_tokenizer, to_canonical)
+    source, out = os.fspath(source), os.fspath(out)
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        raise InterchangeError(f"--out {out} exists; choose a new directory")
+    try:
+        if detect_format(source) != "huggingface":
+            raise InterchangeError(f"{source}: not a Hugging Face model directory (config.json "
+                                   f"with model_type, and the weights)")
+        raw_config = _read_json_object(os.path.join(source, "config.json"))
+        _hf_architecture(raw_config, source)
+        tensors = to_canonical(read_hf_tensors(source), source=source)
+        task_type, labels = _hf_task(raw_config, _head_rows(tensors, source), source)
+        config = BertConfig.from_json_file(os.path.join(source, "config.json"))
+        tokenizer_files = read_hf_tokenizer(source)
+    except WeightsError as e:
+        raise InterchangeError(str(e)) from None
+    if pair and task_type not in ("classify", "regress"):
+        raise InterchangeError(f"--pair: a {task_type} model reads no sentence pairs")
+    limit = config.max_position_embeddings
+    if max_length is None:
+        max_length = min(tokenizer_files["model_max_length"] or limit, limit)
+    if not 8 <= max_length <= limit:
+        raise InterchangeError(f"--max-length {max_length}: must be 8..{limit} (the model's "
+                               f"position embeddings)")
+    tokenizer = BertTokenizer(tokenizer_files["vocabulary"],
+                              lowercase=tokenizer_files["lowercase"], sequence_length=max_length)
+    if len(tokenizer_files["vocabulary"]) != config.vocab_size:
+        raise InterchangeError(f"{source}: the tokenizer has {len(tokenizer_files['vocabulary'])}"
+                               f" tokens but the model's vocab_size is {config.vocab_size}")
+    settings = {"text_pair_column": "text_pair"} if pair else {}
+    task = make_task(task_type, tokenizer, labels, settings)
+    model = task.build_model(BertEncoder(config))
+    slots = task_model_slots(model)
+    if not uses_pooler(model) and not any(name in tensors for name in POOLER):
+        for name in POOLER:   # transformers has none here; the outputs never read it
+            del slots[name]
+    try:
+        assign(slots, tensors, source=source)
+    except WeightsError as e:
+        raise InterchangeError(str(e)) from None
+    with staged_directory(out, publish_order=lambda n: (n == model_dir.TASK_FILE, n)) as staging:
+        model_dir.save_model_atomic(model, staging)
+        model_dir.write_labels(staging, task.label_names)
+        model_dir.write_vocab(staging, tokenizer_files["vocabulary"])
+        model_dir.write_task(staging, {
+            "task": task_type, "max_length": max_length, "lowercase": tokenizer_files["lowercase"],
+            "task_settings": task.settings(), "init": os.path.abspath(source),
+            "imported_from": "huggingface"})
+    return out
+
+
+# ---------------------------------------------------------------------- bert_tf → others
+def export_model_dir(directory: str, output: str, output_format: str = "huggingface") -> str:
+    """Writes the fine-tuned model directory `directory` as `output_format`:
+    - huggingface: the matching `BertFor*` (config.json with id2label / label2id and
+      problem_type, model.safetensors, vocab.txt, tokenizer_config.json with do_lower_case and
+      model_max_length = the model's max_length); an embedding model as a sentence-transformers
+      directory;
+    - google: bert_config.json + bert_model.ckpt with the head under google-research/bert's
+      fine-tuning names (run_classifier.py's output_weights / output_bias, run_squad.py's
+      cls/squad/...), and vocab.txt.
+    The directory appears whole (staged, then renamed). Returns `output`."""
+    from bert_tf.models.pretrained import POOLER, task_model_slots, uses_pooler
+    from bert_tf.weights.google import save_google_checkpoint
+    from bert_tf.weights.huggingface import write_hf_tokenizer, write_hf_weights
+    if output_format not in EXPORT_FORMATS:
+        raise InterchangeError(f"--format {output_format}: a fine-tuned model directory converts "
+                               f"to {' or '.join(EXPORT_FORMATS)} (KerasHub presets carry the "
+                               f"encoder only: convert its model.keras)")
+    loaded = model_dir.FinetunedModel.load(directory)
+    task, model = loaded.task, loaded.model
+    vocabulary = list(task.tokenizer.get_vocabulary())
+    max_length = loaded.settings["max_length"]
+    output = os.fspath(output)
+    if loaded.task_type == "embed":
+        if output_format != "huggingface":
+            raise InterchangeError(f"{directory}: an embedding model converts to a "
+                                   f"sentence-transformers directory (--format huggingface)")
+        return model.save_sentence_transformers(output)
+    slots = task_model_slots(model)
+    if output_format == "google":
+        import tempfile
+        heads = {name: slots.pop(name) for name in list(slots) if not name.startswith("bert/")}
+        with tempfile.TemporaryDirectory() as scratch:
+            model_dir.write_vocab(scratch, vocabulary)
+            save_google_checkpoint(model.encoder, output, heads=heads,
+                                   vocab_file=os.path.join(scratch, model_dir.VOCAB_FILE))
+        return output
+    if not uses_pooler(model):
+        for name in POOLER:
+            del slots[name]
+    config = model.encoder.config.to_hf_dict()
+    config["architectures"] = [HF_ARCHITECTURES[loaded.task_type]]
+    labels = list(task.label_names)
+    if loaded.task_type == "regress":
+        config.update(problem_type="regression", id2label={"0": "LABEL_0"},
+                      label2id={"LABEL_0": 0})
+    elif loaded.task_type in ("classify", "ner"):
+        config.update(id2label={str(i): name for i, name in enumerate(labels)},
+                      label2id={name: i for i, name in enumerate(labels)})
+        if loaded.task_type == "classify":
+            config["problem_type"] = "single_label_classification"
+    with staged_directory(output, publish_order=lambda n: (n == "config.json", n)) as staging:
+        write_hf_weights(slots, config, staging)
+        write_hf_tokenizer(staging, vocabulary, task.tokenizer.lowercase, max_length)
+    return output
+
+
+__all__ = ["import_huggingface", "export_model_dir", "InterchangeError", "HF_TASKS",
+           "HF_ARCHITECTURES", "EXPORT_FORMATS"]
