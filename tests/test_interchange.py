@@ -192,14 +192,40 @@ def write_our_model_dir(directory, minilm_vocab, task_type, labels, settings=Non
     return str(directory)
 
 
-def load_quietly(directory, caplog):
-    """The transformers model, failing on any load warning (missing / unused weights)."""
-    config = transformers.AutoConfig.from_pretrained(directory)
-    with caplog.at_level(logging.WARNING, logger="transformers"):
-        model = getattr(transformers, config.architectures[0]).from_pretrained(directory)
-    problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def load_warnings(directory, architecture=None):
+    """(the transformers model, the warnings its from_pretrained logged: the load report of
+    missing / unused / mismatched weights). transformers' loggers do not propagate to the root
+    logger, so the handler sits on its own."""
+    if architecture is None:
+        architecture = transformers.AutoConfig.from_pretrained(directory).architectures[0]
+    handler, hf_logger = _Records(), logging.getLogger("transformers")
+    hf_logger.addHandler(handler)
+    try:
+        model = getattr(transformers, architecture).from_pretrained(directory)
+    finally:
+        hf_logger.removeHandler(handler)
+    return model, handler.messages
+
+
+def load_quietly(directory, caplog=None):
+    model, problems = load_warnings(directory)
     assert not problems, problems
     return model
+
+
+def test_the_warning_check_sees_a_missing_head(minilm_dir):
+    """The control for load_quietly: a checkpoint without the classifier is reported."""
+    _, problems = load_warnings(minilm_dir, "BertForSequenceClassification")
+    assert any("classifier.weight" in p for p in problems), problems
 
 
 def test_exported_classifier_loads_in_transformers_and_answers_like_predict(tmp_path,

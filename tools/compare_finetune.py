@@ -31,6 +31,10 @@ scored after every epoch and the best epoch's model is scored on the test split.
 word-piece (-100 elsewhere); words cut off by `--max-length` are predicted "O"; entity F1 by
 seqeval (conlleval rules) through `bert_tf.metrics` on both sides.
 
+Outputs: OUT/bert_tf is bert_tf's model directory, OUT/torch the PyTorch side's best model saved
+by transformers (config with id2label, model.safetensors, tokenizer files): the pair
+`tools/compare_interchange.py` moves across.
+
 Tokenization: bert_tf uses its in-graph tokenizer, PyTorch uses transformers' BertTokenizerFast on
 the same vocab.txt (checked against the published reference ids first).
 """
@@ -229,7 +233,8 @@ def bert_tf_start(task: str, init: str, label_names, seed: int, n: int, batch_si
     return kernel, bias, order
 
 
-def run_torch(task: str, init: str, paths: dict, args, label_names) -> dict:
+def run_torch(task: str, init: str, paths: dict, args, label_names,
+              save_to: str | None = None) -> dict:
     import torch
     import transformers
     torch.manual_seed(args.seed)
@@ -285,6 +290,14 @@ def run_torch(task: str, init: str, paths: dict, args, label_names) -> dict:
     seconds = time.perf_counter() - started
     model.load_state_dict(best_state)
     test_scores = torch_score(task, model, test[0], test[1], test[2], label_names)
+    if save_to is not None:
+        # The best model as transformers users keep a fine-tuned one (what `bert-tf import`
+        # reads): named labels, the tokenizer truncating at the recipe's length.
+        model.config.id2label = dict(enumerate(label_names))
+        model.config.label2id = {name: i for i, name in enumerate(label_names)}
+        model.save_pretrained(save_to)
+        tokenizer.model_max_length = args.max_length
+        tokenizer.save_pretrained(save_to)
     return {"dev": best, "test": test_scores, "best_step": best_step, "steps": total,
             "seconds": seconds}
 
@@ -321,7 +334,8 @@ def run_seed(args, init: str, out: str, label_names) -> dict:
     if "bert_tf" in sides:
         results["bert_tf"] = run_bert_tf(args.task, init, paths, args, os.path.join(out, "bert_tf"))
     if "torch" in sides:
-        results["torch"] = run_torch(args.task, init, paths, args, label_names)
+        results["torch"] = run_torch(args.task, init, paths, args, label_names,
+                                     save_to=os.path.join(out, "torch"))
     write_json_atomic(done, {"recipe": vars(args), "results": results}, indent=1, default=float)
     return results
 
