@@ -48,8 +48,8 @@ def hf_model_dir(path, minilm_dir, architecture, id2label=None, cased=False, see
     return str(path)
 
 
-def import_dir(source, out, *extra):
-    assert bert_tf.cli.main(["import", "--from", "huggingface", str(source), "--out", str(out),
+def import_dir(source, out, *extra, source_format="huggingface"):
+    assert bert_tf.cli.main(["import", "--from", source_format, str(source), "--out", str(out),
                              *map(str, extra)]) == 0
     return str(out)
 
@@ -168,7 +168,8 @@ def test_regression_and_pair_import(tmp_path, minilm_dir):
 
 
 # ---------------------------------------------------------------------- bert_tf → HF
-def write_our_model_dir(directory, minilm_vocab, task_type, labels, settings=None, seed=0):
+def write_our_model_dir(directory, minilm_vocab, task_type, labels, settings=None, seed=0,
+                        hidden_act="gelu"):
     import keras
 
     from bert_tf import BertConfig, BertEncoder
@@ -182,7 +183,8 @@ def write_our_model_dir(directory, minilm_vocab, task_type, labels, settings=Non
                      settings or {})
     model = task.build_model(BertEncoder(BertConfig(
         vocab_size=len(vocabulary), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64, initializer_range=0.3)))
+        intermediate_size=64, max_position_embeddings=64, initializer_range=0.3,
+        hidden_act=hidden_act)))
     os.makedirs(directory)
     model_dir.save_model_atomic(model, directory)
     model_dir.write_labels(directory, task.label_names)
@@ -335,3 +337,65 @@ def test_bad_sources_get_one_clear_error(tmp_path, minilm_dir, capsys, caplog):
     open(tmp_path / "x" / "keep", "w").close()
     code = bert_tf.cli.main(["import", source, "--out", str(tmp_path / "x")])
     assert code == 2 and "exists; choose a new directory" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- KerasHub
+def keras_hub_classifier(minilm_vocab, num_classes=2):
+    keras_hub = pytest.importorskip("keras_hub")
+    import keras
+
+    from bert_tf.text.vocabulary import read_vocabulary
+    keras.utils.set_random_seed(0)
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=read_vocabulary(minilm_vocab),
+                                               lowercase=True, strip_accents=True)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=32)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=tokenizer.vocabulary_size(), num_layers=2, num_heads=2, hidden_dim=16,
+        intermediate_dim=32, max_sequence_length=64)
+    return keras_hub.models.BertTextClassifier(backbone, num_classes=num_classes,
+                                               preprocessor=preprocessor)
+
+
+def softmax(logits):
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def test_keras_hub_classifier_trained_a_few_steps_imports_with_equal_outputs(tmp_path,
+                                                                            minilm_vocab):
+    classifier = keras_hub_classifier(minilm_vocab, num_classes=3)
+    classifier.fit(x=TEXTS * 4, y=np.array([0, 1, 2, 1] * 4), batch_size=4, epochs=1, verbose=0)
+    preset = str(tmp_path / "preset")
+    classifier.save_to_preset(preset)
+    model = import_dir(preset, tmp_path / "imported", "--labels", "bad,meh,good",
+                       source_format="keras_hub")
+    rows = predict_rows(model, write_jsonl(tmp_path / "texts.jsonl", TEXTS))
+    expected = softmax(np.asarray(classifier.predict(TEXTS, verbose=0), np.float64))
+    for row, p in zip(rows, expected):
+        assert row["label"] == ("bad", "meh", "good")[int(np.argmax(p))]
+        np.testing.assert_allclose([row["probabilities"][n] for n in ("bad", "meh", "good")], p,
+                                   atol=1e-5)
+
+
+def test_our_classifier_as_a_keras_hub_preset(tmp_path, minilm_vocab, capsys):
+    keras_hub = pytest.importorskip("keras_hub")
+    ours = write_our_model_dir(tmp_path / "ours", minilm_vocab, "classify", ("x", "y"),
+                               hidden_act="gelu_tanh")
+    out = str(tmp_path / "preset")
+    assert bert_tf.cli.main(["convert", "--input", ours, "--output", out,
+                             "--format", "keras_hub"]) == 0
+    classifier = keras_hub.models.BertTextClassifier.from_preset(out)
+    rows = predict_rows(ours, write_jsonl(tmp_path / "texts.jsonl", TEXTS))
+    expected = softmax(np.asarray(classifier.predict(TEXTS, verbose=0), np.float64))
+    np.testing.assert_allclose([[r["probabilities"][n] for n in ("x", "y")] for r in rows],
+                               expected, atol=1e-5)
+    # what KerasHub cannot hold: an exact-gelu encoder, a token classifier
+    exact = write_our_model_dir(tmp_path / "exact", minilm_vocab, "classify", ("x", "y"))
+    ner = write_our_model_dir(tmp_path / "ner", minilm_vocab, "ner", tuple(NER_LABELS))
+    for model, message in ((exact, "always uses the tanh approximation of gelu"),
+                           (ner, "KerasHub has no ner model for BERT")):
+        code = bert_tf.cli.main(["convert", "--input", model, "--output", str(tmp_path / "no"),
+                                 "--format", "keras_hub"])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and "Traceback" not in err, err
+        assert not os.path.exists(tmp_path / "no")

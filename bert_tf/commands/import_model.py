@@ -1,15 +1,17 @@
 """`bert-tf import`: a model fine-tuned elsewhere as a bert_tf model directory, which predict,
 evaluate, explain and both exports read like one `bert-tf finetune` wrote."""
 
-FROM_FORMATS = ("huggingface",)
+FROM_FORMATS = ("huggingface", "keras_hub")
 
 
 def register(subparsers):
     p = subparsers.add_parser(
         "import", help="a Hugging Face BertForSequenceClassification / TokenClassification / "
-                       "QuestionAnswering directory as a bert_tf model directory")
-    p.add_argument("source", metavar="SRC", help="the fine-tuned model's directory (config.json, "
-                   "model.safetensors or pytorch_model.bin, tokenizer.json or vocab.txt)")
+                       "QuestionAnswering directory or a KerasHub BertTextClassifier preset as a "
+                       "bert_tf model directory")
+    p.add_argument("source", metavar="SRC", help="the fine-tuned model's directory (transformers: "
+                   "config.json, model.safetensors or pytorch_model.bin, tokenizer.json or "
+                   "vocab.txt; KerasHub: the preset directory save_to_preset wrote)")
     p.add_argument("--from", dest="source_format", choices=FROM_FORMATS, default="huggingface",
                    help="the source's format")
     p.add_argument("--out", required=True, help="the model directory to write (must not exist)")
@@ -19,15 +21,24 @@ def register(subparsers):
     p.add_argument("--pair", action="store_true",
                    help="a sequence classifier over sentence pairs (input columns text, "
                         "text_pair)")
+    p.add_argument("--labels", default=None,
+                   help="comma-separated class names in id order (KerasHub presets keep none; "
+                        "for transformers, instead of id2label)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     import json
 
-    from bert_tf.tasks.interchange import import_huggingface
+    from bert_tf.tasks.interchange import import_huggingface, import_keras_hub
     from bert_tf.tasks.model_dir import FinetunedModel
-    out = import_huggingface(args.source, args.out, max_length=args.max_length, pair=args.pair)
+    labels = None
+    if args.labels is not None:
+        labels = [name.strip() for name in args.labels.split(",")]
+        if not all(labels):
+            raise ValueError(f"--labels {args.labels!r}: an empty label name")
+    read = import_huggingface if args.source_format == "huggingface" else import_keras_hub
+    out = read(args.source, args.out, max_length=args.max_length, pair=args.pair, labels=labels)
     loaded = FinetunedModel.load(out)
     print(json.dumps({"out": out, "task": loaded.task_type, "labels": list(loaded.task.label_names),
                       "max_length": loaded.settings["max_length"],

@@ -1,6 +1,7 @@
-"""Fine-tuned models across libraries: a Hugging Face `BertFor*` directory in as a bert_tf model
-directory (`bert-tf import`), and a model directory out as `BertFor*`, a google-research/bert
-fine-tuning checkpoint or a sentence-transformers directory (`bert-tf convert --input DIR`).
+"""Fine-tuned models across libraries: a Hugging Face `BertFor*` directory or a KerasHub
+`BertTextClassifier` preset in as a bert_tf model directory (`bert-tf import`), and a model
+directory out as `BertFor*`, a google-research/bert fine-tuning checkpoint, a KerasHub
+`BertTextClassifier` preset or a sentence-transformers directory (`bert-tf convert --input DIR`).
 
 The model directory (`model_dir`) is the one contract on our side: an imported model is read by
 predict, evaluate and both exports exactly like a fine-tuned one. Weights move through the
@@ -38,7 +39,7 @@ HF_ARCHITECTURES = {"classify": "BertForSequenceClassification",
                     "regress": "BertForSequenceClassification",
                     "ner": "BertForTokenClassification",
                     "squad": "BertForQuestionAnswering"}
-EXPORT_FORMATS = ("huggingface", "google")
+EXPORT_FORMATS = ("huggingface", "google", "keras_hub")
 
 
 class InterchangeError(ValueError):
@@ -118,22 +119,19 @@ def _head_rows(tensors, source: str) -> int:
 
 
 def import_huggingface(source: str, out: str, max_length: int | None = None,
-                       pair: bool = False) -> str:
+                       pair: bool = False, labels=None) -> str:
     """Writes the model directory `out` for the transformers `BertFor*` directory `source`
     (config.json, model.safetensors / pytorch_model.bin, tokenizer files). `max_length` defaults
     to the tokenizer's model_max_length, capped at the model's position embeddings; `pair` makes
-    a sequence classifier take sentence pairs (columns text, text_pair). Returns `out`."""
+    a sequence classifier take sentence pairs (columns text, text_pair); `labels` renames the
+    classes (instead of id2label). Returns `out`."""
     from bert_tf.config import BertConfig
-    from bert_tf.models import BertEncoder
-    from bert_tf.models.pretrained import POOLER, task_model_slots, uses_pooler
-    from bert_tf.tasks.registry import make_task
-    from bert_tf.text import BertTokenizer
-    from bert_tf.weights import assign, detect_format
+    from bert_tf.weights import detect_format
     from bert_tf.weights.huggingface import (_read_json_object, read_hf_tensors,
                                              read_hf_tokenizer, to_canonical)
     source, out = os.fspath(source), os.fspath(out)
-    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
-        raise InterchangeError(f"--out {out} exists; choose a new directory")
+    _check_out(out)
+    names = None if labels is None else tuple(labels)
     try:
         if detect_format(source) != "huggingface":
             raise InterchangeError(f"{source}: not a Hugging Face model directory (config.json "
@@ -146,21 +144,77 @@ def import_huggingface(source: str, out: str, max_length: int | None = None,
         tokenizer_files = read_hf_tokenizer(source)
     except WeightsError as e:
         raise InterchangeError(str(e)) from None
+    if names is not None:
+        if task_type not in ("classify", "ner"):
+            raise InterchangeError(f"--labels: a {task_type} model has no label names")
+        labels = names
+    return _write_model_dir(out, source, "huggingface", config, tensors, task_type, labels,
+                            tokenizer_files["vocabulary"], tokenizer_files["lowercase"],
+                            max_length or min(tokenizer_files["model_max_length"]
+                                              or config.max_position_embeddings,
+                                              config.max_position_embeddings), pair)
+
+
+def import_keras_hub(source: str, out: str, max_length: int | None = None, pair: bool = False,
+                     labels=None) -> str:
+    """Writes the model directory `out` for a KerasHub `BertTextClassifier` preset directory
+    (`classifier.save_to_preset(dir)`). KerasHub keeps no label names: `labels` names the classes
+    (default LABEL_0, LABEL_1, ... with a warning). `max_length` defaults to the preprocessor's
+    sequence length. Returns `out`."""
+    from bert_tf.weights.keras_hub import load_keras_hub_classifier
+    source, out = os.fspath(source), os.fspath(out)
+    _check_out(out)
+    try:
+        preset = load_keras_hub_classifier(source)
+    except WeightsError as e:
+        raise InterchangeError(str(e)) from None
+    count = preset["num_classes"]
+    if labels is None:
+        labels = tuple(f"LABEL_{i}" for i in range(count))
+        logger.warning("%s: KerasHub presets keep no label names; the labels are named %s "
+                       "(name them with --labels)", source, ", ".join(labels))
+    if preset["strip_accents"] != preset["lowercase"]:
+        logger.warning("%s: the preset's tokenizer has lowercase=%s and strip_accents=%s; bert_tf "
+                       "tokenizes as BERT does (uncased: lowercases and strips accents; cased: "
+                       "neither), so texts with accented letters can get other ids than the "
+                       "preset's preprocessor gives them", source, preset["lowercase"],
+                       preset["strip_accents"])
+    return _write_model_dir(out, source, "keras_hub", preset["config"], preset["tensors"],
+                            "classify" if count > 1 else "regress", labels if count > 1 else (),
+                            preset["vocabulary"], preset["lowercase"],
+                            max_length or preset["sequence_length"], pair)
+
+
+def _check_out(out: str) -> None:
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        raise InterchangeError(f"--out {out} exists; choose a new directory")
+
+
+def _write_model_dir(out, source, source_format, config, tensors, task_type, labels, vocabulary,
+                     lowercase, max_length, pair) -> str:
+    """Builds the task model for the imported parts, assigns the tensors strictly (the pooler of
+    a token classifier / span labeler may be absent) and writes the model directory whole."""
+    from bert_tf.models import BertEncoder
+    from bert_tf.models.pretrained import POOLER, task_model_slots, uses_pooler
+    from bert_tf.tasks.registry import make_task
+    from bert_tf.text import BertTokenizer
+    from bert_tf.weights import assign
     if pair and task_type not in ("classify", "regress"):
         raise InterchangeError(f"--pair: a {task_type} model reads no sentence pairs")
+    labels = tuple(labels)
+    if task_type in ("classify", "ner") and len(labels) != _head_rows(tensors, source):
+        raise InterchangeError(f"{source}: the head has {_head_rows(tensors, source)} outputs "
+                               f"but {len(labels)} label names were given")
     limit = config.max_position_embeddings
-    if max_length is None:
-        max_length = min(tokenizer_files["model_max_length"] or limit, limit)
     if not 8 <= max_length <= limit:
         raise InterchangeError(f"--max-length {max_length}: must be 8..{limit} (the model's "
                                f"position embeddings)")
-    tokenizer = BertTokenizer(tokenizer_files["vocabulary"],
-                              lowercase=tokenizer_files["lowercase"], sequence_length=max_length)
-    if len(tokenizer_files["vocabulary"]) != config.vocab_size:
-        raise InterchangeError(f"{source}: the tokenizer has {len(tokenizer_files['vocabulary'])}"
-                               f" tokens but the model's vocab_size is {config.vocab_size}")
-    settings = {"text_pair_column": "text_pair"} if pair else {}
-    task = make_task(task_type, tokenizer, labels, settings)
+    if len(vocabulary) != config.vocab_size:
+        raise InterchangeError(f"{source}: the tokenizer has {len(vocabulary)} tokens but the "
+                               f"model's vocab_size is {config.vocab_size}")
+    tokenizer = BertTokenizer(vocabulary, lowercase=lowercase, sequence_length=max_length)
+    task = make_task(task_type, tokenizer, labels,
+                     {"text_pair_column": "text_pair"} if pair else {})
     model = task.build_model(BertEncoder(config))
     slots = task_model_slots(model)
     if not uses_pooler(model) and not any(name in tensors for name in POOLER):
@@ -173,11 +227,11 @@ def import_huggingface(source: str, out: str, max_length: int | None = None,
     with staged_directory(out, publish_order=lambda n: (n == model_dir.TASK_FILE, n)) as staging:
         model_dir.save_model_atomic(model, staging)
         model_dir.write_labels(staging, task.label_names)
-        model_dir.write_vocab(staging, tokenizer_files["vocabulary"])
+        model_dir.write_vocab(staging, vocabulary)
         model_dir.write_task(staging, {
-            "task": task_type, "max_length": max_length, "lowercase": tokenizer_files["lowercase"],
+            "task": task_type, "max_length": max_length, "lowercase": lowercase,
             "task_settings": task.settings(), "init": os.path.abspath(source),
-            "imported_from": "huggingface"})
+            "imported_from": source_format})
     return out
 
 
@@ -190,15 +244,17 @@ def export_model_dir(directory: str, output: str, output_format: str = "huggingf
       directory;
     - google: bert_config.json + bert_model.ckpt with the head under google-research/bert's
       fine-tuning names (run_classifier.py's output_weights / output_bias, run_squad.py's
-      cls/squad/...), and vocab.txt.
+      cls/squad/...), and vocab.txt;
+    - keras_hub: a `BertTextClassifier` preset (classifiers and regressors only: KerasHub has no
+      BERT token classifier or QA model; its backbone runs the tanh gelu, so an exact-gelu
+      encoder is refused).
     The directory appears whole (staged, then renamed). Returns `output`."""
     from bert_tf.models.pretrained import POOLER, task_model_slots, uses_pooler
     from bert_tf.weights.google import save_google_checkpoint
     from bert_tf.weights.huggingface import write_hf_tokenizer, write_hf_weights
     if output_format not in EXPORT_FORMATS:
         raise InterchangeError(f"--format {output_format}: a fine-tuned model directory converts "
-                               f"to {' or '.join(EXPORT_FORMATS)} (KerasHub presets carry the "
-                               f"encoder only: convert its model.keras)")
+                               f"to {', '.join(EXPORT_FORMATS)}")
     loaded = model_dir.FinetunedModel.load(directory)
     task, model = loaded.task, loaded.model
     vocabulary = list(task.tokenizer.get_vocabulary())
@@ -210,6 +266,19 @@ def export_model_dir(directory: str, output: str, output_format: str = "huggingf
                                    f"sentence-transformers directory (--format huggingface)")
         return model.save_sentence_transformers(output)
     slots = task_model_slots(model)
+    if output_format == "keras_hub":
+        from bert_tf.weights.keras_hub import save_keras_hub_classifier
+        if loaded.task_type not in ("classify", "regress"):
+            raise InterchangeError(f"{directory}: KerasHub has no {loaded.task_type} model for "
+                                   f"BERT (only BertTextClassifier): convert it to huggingface "
+                                   f"or google")
+        if task.settings().get("text_pair_column"):
+            logger.warning("%s: a pair classifier; KerasHub's preprocessor takes the pair as a "
+                           "(text, text_pair) tuple", directory)
+        heads = {name: slots[name] for name in ("output_weights", "output_bias")}
+        return save_keras_hub_classifier(model.encoder, heads, vocabulary,
+                                         task.tokenizer.lowercase, max_length, output,
+                                         dropout=model.dropout_rate)
     if output_format == "google":
         import tempfile
         heads = {name: slots.pop(name) for name in list(slots) if not name.startswith("bert/")}
@@ -238,5 +307,5 @@ def export_model_dir(directory: str, output: str, output_format: str = "huggingf
     return output
 
 
-__all__ = ["import_huggingface", "export_model_dir", "InterchangeError", "HF_TASKS",
+__all__ = ["import_huggingface", "import_keras_hub", "export_model_dir", "InterchangeError", "HF_TASKS",
            "HF_ARCHITECTURES", "EXPORT_FORMATS"]

@@ -207,5 +207,79 @@ def save_keras_hub_preset(encoder, directory: str) -> str:
     return directory
 
 
-__all__ = ["load_keras_hub_preset", "read_keras_hub_backbone", "from_keras_hub_backbone", "to_keras_hub_backbone",
+# ----------------------------------------------------------------------------- classifiers
+CLASSIFIER = "BertTextClassifier"
+
+
+def read_preset_class(directory: str) -> str | None:
+    """The class name of a KerasHub task preset's task.json (None without one)."""
+    path = os.path.join(os.fspath(directory), "task.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WeightsError(f"{path}: cannot read a KerasHub task config ({e})") from None
+    return data.get("class_name") if isinstance(data, dict) else None
+
+
+def load_keras_hub_classifier(directory: str) -> dict:
+    """A KerasHub `BertTextClassifier` preset (`classifier.save_to_preset(dir)`): its encoder and
+    head as canonical tensors (the head's Dense [hidden, classes] as google's output_weights
+    [classes, hidden]) and what its preprocessor does: {"config", "tensors", "num_classes",
+    "vocabulary", "lowercase", "strip_accents", "sequence_length"}."""
+    directory = os.fspath(directory)
+    class_name = read_preset_class(directory)
+    if class_name != CLASSIFIER:
+        raise WeightsError(f"{directory}: a KerasHub {class_name!r} task preset; bert_tf imports "
+                           f"{CLASSIFIER} presets")
+    keras_hub = _import_keras_hub()
+    try:
+        classifier = keras_hub.models.BertTextClassifier.from_preset(directory)
+    except Exception as e:  # KerasHub raises ValueError/OSError/h5py errors for damaged presets
+        raise WeightsError(f"{directory}: KerasHub could not load the preset: {e}") from None
+    activation = getattr(classifier.activation, "__name__", str(classifier.activation))
+    if activation != "linear":
+        raise WeightsError(f"{directory}: the classifier's activation is {activation!r}; bert_tf "
+                           f"classifiers output logits (activation 'linear')")
+    tensors = keras_hub_to_canonical(classifier.backbone)
+    kernel, bias = (np.asarray(v.numpy()) for v in classifier.output_dense.weights)
+    tensors["output_weights"], tensors["output_bias"] = np.transpose(kernel), bias
+    preprocessor = classifier.preprocessor
+    if preprocessor is None:
+        raise WeightsError(f"{directory}: the preset has no preprocessor (its tokenizer and "
+                           f"sequence length)")
+    tokenizer = preprocessor.tokenizer
+    return {"config": keras_hub_config(classifier.backbone), "tensors": tensors,
+            "num_classes": int(kernel.shape[1]), "vocabulary": list(tokenizer.get_vocabulary()),
+            "lowercase": bool(tokenizer.lowercase), "strip_accents": bool(tokenizer.strip_accents),
+            "sequence_length": int(preprocessor.sequence_length)}
+
+
+def save_keras_hub_classifier(encoder, head_slots: dict, vocabulary, lowercase: bool,
+                              sequence_length: int, directory: str, dropout: float = 0.1) -> str:
+    """Writes a KerasHub `BertTextClassifier` preset (backbone, preprocessor with a BertTokenizer
+    over `vocabulary`, linear head from `head_slots` = the classifier's output_weights /
+    output_bias slots); `keras_hub.models.BertTextClassifier.from_preset(directory)` loads it."""
+    directory = os.fspath(directory)
+    keras_hub = _import_keras_hub()
+    backbone = to_keras_hub_backbone(encoder)
+    head = collect(head_slots)
+    num_classes = int(head["output_weights"].shape[0])
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=list(vocabulary), lowercase=lowercase,
+                                               strip_accents=lowercase)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
+        tokenizer, sequence_length=sequence_length)
+    classifier = keras_hub.models.BertTextClassifier(backbone, num_classes=num_classes,
+                                                     preprocessor=preprocessor, dropout=dropout)
+    classifier.output_dense.set_weights([np.transpose(head["output_weights"]),
+                                         head["output_bias"]])
+    with staged_directory(directory, lambda n: (n == "config.json", n)) as staging:
+        classifier.save_to_preset(staging)
+    return directory
+
+
+__all__ = ["load_keras_hub_classifier", "save_keras_hub_classifier", "read_preset_class",
+           "load_keras_hub_preset", "read_keras_hub_backbone", "from_keras_hub_backbone", "to_keras_hub_backbone",
            "save_keras_hub_preset", "keras_hub_to_canonical", "keras_hub_config"]
