@@ -399,3 +399,79 @@ def test_our_classifier_as_a_keras_hub_preset(tmp_path, minilm_vocab, capsys):
         err = capsys.readouterr().err
         assert code == 2 and message in err and "Traceback" not in err, err
         assert not os.path.exists(tmp_path / "no")
+
+
+# ---------------------------------------------------------------------- Model Garden
+@pytest.mark.parametrize("task_type", ["classify", "ner", "squad"])
+def test_model_garden_task_checkpoint_imports_with_equal_outputs(tmp_path, minilm_vocab,
+                                                                 task_type):
+    """A fine-tuned Model Garden task model (tf_keras), saved as its trainer saves it
+    (`tf.train.Checkpoint(model=...)`), imports with the outputs Model Garden computes."""
+    pytest.importorskip("official.nlp.modeling")
+    import tensorflow as tf
+    from official.nlp.modeling import models as garden_models
+    from official.nlp.modeling import networks as garden_networks
+
+    from bert_tf.tasks.model_dir import FinetunedModel
+    tf.keras.utils.set_random_seed(7)
+    network = garden_networks.BertEncoderV2(
+        vocab_size=30522, hidden_size=16, num_layers=2, num_attention_heads=2, inner_dim=32,
+        max_sequence_length=64, initializer=tf.keras.initializers.TruncatedNormal(stddev=0.3))
+    if task_type == "classify":
+        model, labels = garden_models.BertClassifier(network, num_classes=3), "a,b,c"
+    elif task_type == "ner":
+        model, labels = garden_models.BertTokenClassifier(network, num_classes=5), \
+            ",".join(NER_LABELS)
+    else:
+        model, labels = garden_models.BertSpanLabeler(network), None
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1000, 30000, size=(3, 20)).astype(np.int32)
+    mask = np.ones_like(ids)
+    mask[1, 12:] = 0
+    types = np.zeros_like(ids)
+    types[:, 10:] = 1
+    expected = model({"input_word_ids": ids, "input_mask": mask, "input_type_ids": types})
+    if isinstance(expected, (list, tuple)):     # BertSpanLabeler: [start, end]
+        expected = dict(zip(("start_logits", "end_logits"), expected))
+    if isinstance(expected, dict) and "logits" in expected:   # BertTokenClassifier
+        expected = expected["logits"]
+    tf.train.Checkpoint(model=model).save(str(tmp_path / "mg" / "ckpt"))
+    args = ["--task", task_type, "--vocab", minilm_vocab, "--max-length", 64]
+    imported = import_dir(tmp_path / "mg", tmp_path / "imported", *args,
+                          *(["--labels", labels] if labels else []), source_format="model_garden")
+    got = FinetunedModel.load(imported).model(
+        {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}, training=False)
+    real = mask.astype(bool)
+    if task_type == "squad":
+        for name in ("start_logits", "end_logits"):
+            np.testing.assert_allclose(np.asarray(got[name])[real],
+                                       np.asarray(expected[name])[real], atol=1e-4)
+    elif task_type == "ner":
+        np.testing.assert_allclose(np.asarray(got["logits"])[real],
+                                   np.asarray(expected)[real], atol=1e-4)
+    else:
+        np.testing.assert_allclose(np.asarray(got["logits"]), np.asarray(expected), atol=1e-4)
+
+
+def test_model_garden_heads_bert_does_not_have_are_refused(tmp_path, minilm_vocab, capsys):
+    pytest.importorskip("official.nlp.modeling")
+    import tensorflow as tf
+    from official.nlp.modeling import models as garden_models
+    from official.nlp.modeling import networks as garden_networks
+    network = garden_networks.BertEncoderV2(
+        vocab_size=30522, hidden_size=16, num_layers=1, num_attention_heads=2, inner_dim=32,
+        max_sequence_length=64)
+    # use_encoder_pooler=False: a ClassificationHead with its own inner dense on [CLS]
+    model = garden_models.BertClassifier(network, num_classes=2, use_encoder_pooler=False)
+    ids = np.ones((1, 8), np.int32)
+    model({"input_word_ids": ids, "input_mask": ids, "input_type_ids": 0 * ids})
+    tf.train.Checkpoint(model=model).save(str(tmp_path / "mg" / "ckpt"))
+    for extra, message in ((["--task", "classify", "--vocab", minilm_vocab],
+                            "expected the task head to be one Dense layer"),
+                           (["--vocab", minilm_vocab], "--task is required"),
+                           (["--task", "classify"], "--vocab is required")):
+        code = bert_tf.cli.main(["import", "--from", "model_garden", str(tmp_path / "mg"),
+                                 "--out", str(tmp_path / "x"), *map(str, extra)])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and "Traceback" not in err, err
+        assert not os.path.exists(tmp_path / "x")

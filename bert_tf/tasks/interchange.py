@@ -1,5 +1,6 @@
-"""Fine-tuned models across libraries: a Hugging Face `BertFor*` directory or a KerasHub
-`BertTextClassifier` preset in as a bert_tf model directory (`bert-tf import`), and a model
+"""Fine-tuned models across libraries: a Hugging Face `BertFor*` directory, a KerasHub
+`BertTextClassifier` preset or a Model Garden task checkpoint in as a bert_tf model directory
+(`bert-tf import`), and a model
 directory out as `BertFor*`, a google-research/bert fine-tuning checkpoint, a KerasHub
 `BertTextClassifier` preset or a sentence-transformers directory (`bert-tf convert --input DIR`).
 
@@ -185,6 +186,47 @@ def import_keras_hub(source: str, out: str, max_length: int | None = None, pair:
                             max_length or preset["sequence_length"], pair)
 
 
+def import_model_garden(source: str, out: str, task_type: str, vocab: str,
+                        lowercase: bool = True, max_length: int = 128, pair: bool = False,
+                        labels=None) -> str:
+    """Writes the model directory `out` for a fine-tuned Model Garden checkpoint
+    (`tf.train.Checkpoint(model=BertClassifier / BertTokenClassifier / BertSpanLabeler)`).
+    A checkpoint keeps only weights: the task type, the vocabulary, casing, window length and
+    label names (default LABEL_0, ... with a warning; NER needs them) are given. Returns `out`."""
+    from bert_tf.text.vocabulary import read_vocabulary
+    from bert_tf.weights.canonical import CLASSIFIER_HEAD, SPAN_HEAD
+    from bert_tf.weights.model_garden import load_model_garden_task
+    source, out = os.fspath(source), os.fspath(out)
+    _check_out(out)
+    if task_type not in ("classify", "regress", "ner", "squad"):
+        raise InterchangeError(f"--task {task_type!r}: one of classify, regress, ner, squad")
+    if vocab is None:
+        raise InterchangeError("--vocab is required: a Model Garden checkpoint holds no "
+                               "vocabulary")
+    try:
+        config, tensors = load_model_garden_task(
+            source, SPAN_HEAD if task_type == "squad" else CLASSIFIER_HEAD)
+    except WeightsError as e:
+        raise InterchangeError(str(e)) from None
+    rows = _head_rows(tensors, source)
+    if task_type == "regress" and rows != 1 or task_type == "squad" and rows != 2:
+        raise InterchangeError(f"{source}: the head has {rows} outputs; a {task_type} head has "
+                               f"{1 if task_type == 'regress' else 2}")
+    if task_type in ("regress", "squad"):
+        if labels is not None:
+            raise InterchangeError(f"--labels: a {task_type} model has no label names")
+        labels = ()
+    elif labels is None:
+        if task_type == "ner":
+            raise InterchangeError("--labels is required for a token classifier (its IOB2 tags "
+                                   "in id order)")
+        labels = tuple(f"LABEL_{i}" for i in range(rows))
+        logger.warning("%s: Model Garden checkpoints keep no label names; the labels are named "
+                       "%s (name them with --labels)", source, ", ".join(labels))
+    return _write_model_dir(out, source, "model_garden", config, tensors, task_type, labels,
+                            read_vocabulary(vocab), lowercase, max_length, pair)
+
+
 def _check_out(out: str) -> None:
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise InterchangeError(f"--out {out} exists; choose a new directory")
@@ -307,5 +349,5 @@ def export_model_dir(directory: str, output: str, output_format: str = "huggingf
     return output
 
 
-__all__ = ["import_huggingface", "import_keras_hub", "export_model_dir", "InterchangeError", "HF_TASKS",
+__all__ = ["import_huggingface", "import_keras_hub", "import_model_garden", "export_model_dir", "InterchangeError", "HF_TASKS",
            "HF_ARCHITECTURES", "EXPORT_FORMATS"]

@@ -255,6 +255,33 @@ def load_model_garden_checkpoint(path, config: BertConfig | None = None,
     return config, canonical
 
 
+def load_model_garden_task(path, head: tuple, config: BertConfig | None = None,
+                           hidden_act: str = DEFAULT_HIDDEN_ACT):
+    """(BertConfig, canonical tensors) of a fine-tuned Model Garden task model checkpoint
+    (`tf.train.Checkpoint(model=BertClassifier / BertTokenClassifier / BertSpanLabeler)`): the
+    encoder as for `load_model_garden_checkpoint`, and the task head, whatever the model calls it
+    (`out_proj` of a ClassificationHead, a bare Dense, SpanLabeling's logit Dense), under `head`'s
+    canonical names (`canonical.CLASSIFIER_HEAD` or `SPAN_HEAD`; its kernel [hidden, n] stored
+    [n, hidden]). The head must be one Dense: a ClassificationHead with an inner layer
+    (inner_dim > 0) is not BERT's head and is refused, naming its tensors."""
+    config, canonical = load_model_garden_checkpoint(path, config=config, hidden_act=hidden_act)
+    source = os.fspath(path)
+    extra = sorted(k for k in canonical if not k.startswith(("bert/", "cls/")))
+    kernels = [k for k in extra if k.endswith("/kernel") and np.ndim(canonical[k]) == 2]
+    biases = [k for k in extra if k.endswith("/bias") and np.ndim(canonical[k]) == 1]
+    if len(extra) != 2 or len(kernels) != 1 or len(biases) != 1:
+        raise WeightsError(f"{source}: expected the task head to be one Dense layer (a kernel and "
+                           f"a bias beside the encoder), found {', '.join(extra) or 'none'}")
+    kernel, bias = canonical.pop(kernels[0]), canonical.pop(biases[0])
+    if kernel.shape[0] != config.hidden_size or kernel.shape[1] != bias.shape[0]:
+        raise WeightsError(f"{source}: head {kernels[0]} {kernel.shape} and {biases[0]} "
+                           f"{bias.shape} do not fit a Dense on hidden size {config.hidden_size}")
+    weights_name, bias_name = head
+    canonical[weights_name], canonical[bias_name] = np.transpose(kernel), bias
+    canonical.origin[weights_name], canonical.origin[bias_name] = kernels[0], biases[0]
+    return config, canonical
+
+
 # ----------------------------------------------------------------------------- live networks
 def _activation_name(activation, source: str) -> str:
     """Which bert_tf activation a Model Garden activation callable computes (checked numerically)."""
