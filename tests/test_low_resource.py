@@ -6,7 +6,9 @@ pre-trained encoder fine-tunes to a better sentiment classifier than a random on
 of real reviews."""
 
 import importlib.util
+import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -58,7 +60,6 @@ def test_chinese_vocab_pretraining_leaves_the_plateau_and_beats_a_random_encoder
 
     # Pre-trained beats random: the same fine-tuning (seed, data, schedule) from the encoder above
     # and from a randomly initialized one (the recipe tool's), on a seeded sample of real reviews.
-    from bert_tf.tasks import evaluate
     recipe = _recipe_tool()
     reviews = str(tmp_path / "reviews")
     assert cli(["dataset", "chinese_reviews", "--out", reviews]) == 0
@@ -67,16 +68,24 @@ def test_chinese_vocab_pretraining_leaves_the_plateau_and_beats_a_random_encoder
     test = recipe._limit(os.path.join(reviews, "test.csv"), str(tmp_path / "test.csv"),
                          TEST_REVIEWS)
     random_init = recipe._random_init(config, vocab, str(tmp_path / "random_init"), seed=0)
-    accuracy = {"pretrained": [], "random": []}
-    for seed in SEEDS:
-        for name, init in (("pretrained", os.path.join(out, "pretrained")),
-                           ("random", random_init)):
-            run = str(tmp_path / f"{name}_{seed}")
-            assert cli(["finetune", "classify", "--init", init, "--vocab", vocab, "--train",
-                        train, "--out", run, "--max-length", "64", "--epochs", "2",
-                        "--learning-rate", "2e-4", "--batch-size", "32", "--seed", str(seed),
-                        "--strategy", "one_device", "--no-progress"]) == 0
-            accuracy[name].append(evaluate(run, test)["accuracy"])
+    # The six fine-tunes run in two worker processes, one per CPU core (pre-trained, random):
+    # each is the same CLI command either way.
+    workers = {}
+    for name, init in (("pretrained", os.path.join(out, "pretrained")), ("random", random_init)):
+        jobs = [["finetune", "classify", "--init", init, "--vocab", vocab, "--train", train,
+                 "--out", str(tmp_path / f"{name}_{seed}"), "--max-length", "64", "--epochs",
+                 "2", "--learning-rate", "2e-4", "--batch-size", "32", "--seed", str(seed),
+                 "--strategy", "one_device", "--no-progress"] for seed in SEEDS]
+        result, log = str(tmp_path / f"{name}.json"), tmp_path / f"{name}.log"
+        with open(log, "w") as stderr:   # a file: a full pipe would block the worker
+            workers[name] = (subprocess.Popen(
+                [sys.executable, "-c", FINETUNE_WORKER, json.dumps(jobs), test, result],
+                stdout=subprocess.DEVNULL, stderr=stderr), result, log)
+    accuracy = {}
+    for name, (process, result, log) in workers.items():
+        assert process.wait(timeout=1200) == 0, log.read_text()[-3000:]
+        with open(result, encoding="utf-8") as f:
+            accuracy[name] = json.load(f)
     mean = {name: sum(values) / len(values) for name, values in accuracy.items()}
     print(f"\nsentiment test accuracy on {TEST_REVIEWS} reviews after {TRAIN_REVIEWS} labelled, "
           f"seeds {SEEDS}: pre-trained {accuracy['pretrained']} (mean {mean['pretrained']:.4f}), "
@@ -88,6 +97,19 @@ def test_chinese_vocab_pretraining_leaves_the_plateau_and_beats_a_random_encoder
 TRAIN_REVIEWS, TEST_REVIEWS = 2000, 1000
 SEEDS = (0, 1, 2)
 MARGIN = 0.005
+
+
+FINETUNE_WORKER = """
+import json, sys
+from bert_tf.cli import main
+from bert_tf.tasks import evaluate
+jobs, test, result = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+accuracy = []
+for argv in jobs:
+    assert main(argv) == 0, argv
+    accuracy.append(evaluate(argv[argv.index("--out") + 1], test)["accuracy"])
+json.dump(accuracy, open(result, "w"))
+"""
 
 
 def _recipe_tool():
