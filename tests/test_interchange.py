@@ -333,6 +333,10 @@ def test_bad_sources_get_one_clear_error(tmp_path, minilm_dir, capsys, caplog):
     assert "strips accents exactly when it lowercases" in refused(source)
     json.dump(tokenizer, open(tokenizer_path, "w"))
     assert "must be 8..64" in refused(source, "--max-length", 100)
+    assert "a label is named twice" in refused(source, "--labels", "a,a")
+    tagger = hf_model_dir(tmp_path / "tagger", minilm_dir, "BertForTokenClassification",
+                          ["O", "PER", "LOC"])
+    assert "reads IOB2 tags" in refused(tagger)
     os.makedirs(tmp_path / "x")
     open(tmp_path / "x" / "keep", "w").close()
     code = bert_tf.cli.main(["import", source, "--out", str(tmp_path / "x")])

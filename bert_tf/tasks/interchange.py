@@ -100,14 +100,6 @@ def _hf_task(config: dict, head_rows: int, source: str) -> tuple:
     if len(labels) != head_rows:
         raise InterchangeError(f"{source}: the classifier head has {head_rows} outputs but "
                                f"id2label names {len(labels)} labels")
-    if len(set(labels)) != len(labels):
-        raise InterchangeError(f"{source}: config.json id2label names a label twice: "
-                               f"{list(labels)}")
-    if task_type == "ner":
-        odd = [t for t in labels if t != "O" and not (t[:2] in ("B-", "I-") and len(t) > 2)]
-        if odd or "O" not in labels:
-            raise InterchangeError(f"{source}: bert_tf's NER reads IOB2 tags ('O', 'B-X', "
-                                   f"'I-X'); id2label has {odd or list(labels)}")
     return task_type, labels
 
 
@@ -247,6 +239,13 @@ def _write_model_dir(out, source, source_format, config, tensors, task_type, lab
     if task_type in ("classify", "ner") and len(labels) != _head_rows(tensors, source):
         raise InterchangeError(f"{source}: the head has {_head_rows(tensors, source)} outputs "
                                f"but {len(labels)} label names were given")
+    if len(set(labels)) != len(labels):
+        raise InterchangeError(f"{source}: a label is named twice: {list(labels)}")
+    if task_type == "ner":
+        odd = [t for t in labels if t != "O" and not (t[:2] in ("B-", "I-") and len(t) > 2)]
+        if odd or "O" not in labels:
+            raise InterchangeError(f"{source}: bert_tf's NER reads IOB2 tags ('O', 'B-X', "
+                                   f"'I-X'); the labels have {odd or list(labels)}")
     limit = config.max_position_embeddings
     if not 8 <= max_length <= limit:
         raise InterchangeError(f"--max-length {max_length}: must be 8..{limit} (the model's "
