@@ -324,7 +324,8 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
             selector = FinalModel(options.out)
         trainer = Trainer(model, task.loss, optimizer, strategy, options.out, TrainingOptions(
             total_steps=total_steps, seed=options.seed, checkpoint_every=per_epoch,
-            log_every=max(1, min(50, total_steps // 100)),   # ~100 points on the curves keep_checkpoints=2,
+            log_every=max(1, min(50, total_steps // 100)),   # ~100 points on the curves
+            keep_checkpoints=2,
             loss_scaling=MIXED_PRECISION[options.mixed_precision] == "mixed_float16",
             xla=options.xla, progress=options.progress),
             callbacks=[selector])
