@@ -152,6 +152,20 @@ def test_imported_span_labeler_gives_the_pytorch_models_logits(tmp_path, minilm_
         np.testing.assert_allclose(np.asarray(got[name])[mask], expected[name][mask], atol=1e-4)
 
 
+def test_a_task_models_encoder_loads_without_its_head(tmp_path, minilm_dir, caplog):
+    """`finetune --init` (load_encoder) on a BertForSequenceClassification directory: the
+    encoder's weights, the head left out (logged), not an unused-tensor error."""
+    from bert_tf.models.pretrained import load_encoder
+    source = hf_model_dir(tmp_path / "hf", minilm_dir, "BertForSequenceClassification",
+                          ["a", "b"])
+    with caplog.at_level(logging.INFO, logger="bert_tf"):
+        encoder = load_encoder(source)
+    assert "not loading 2 head tensors" in caplog.text
+    expected = transformers.BertForSequenceClassification.from_pretrained(source).bert.pooler
+    got = encoder.pooler.dense.kernel.numpy()
+    np.testing.assert_array_equal(got, expected.dense.weight.detach().numpy().T)
+
+
 def test_regression_and_pair_import(tmp_path, minilm_dir):
     source = hf_model_dir(tmp_path / "hf", minilm_dir, "BertForSequenceClassification",
                           num_labels=1, problem_type="regression")
@@ -315,6 +329,8 @@ def test_bad_sources_get_one_clear_error(tmp_path, minilm_dir, capsys, caplog):
     json.dump({**config, "id2label": {"0": "a", "1": "b", "2": "c"},
                "label2id": {"a": 0, "b": 1, "c": 2}}, open(config_path, "w"))
     assert "head has 2 outputs but id2label names 3 labels" in refused(source)
+    json.dump({**config, "id2label": {"0": "a", "1": "b", "01": "c"}}, open(config_path, "w"))
+    assert "not 0..2, each once" in refused(source)   # "01" is id 1 a second time
     json.dump({k: v for k, v in config.items() if k not in ("id2label", "label2id")},
               open(config_path, "w"))
     with caplog.at_level(logging.WARNING):

@@ -89,14 +89,14 @@ def _hf_task(config: dict, head_rows: int, source: str) -> tuple:
     if not isinstance(id2label, dict) or not all(isinstance(v, str) for v in id2label.values()):
         raise InterchangeError(f"{source}: config.json id2label must map ids to label names")
     try:
-        ids = sorted(int(k) for k in id2label)
+        by_id = {int(k): v for k, v in id2label.items()}
     except ValueError:
         raise InterchangeError(f"{source}: config.json id2label has keys that are not ids: "
                                f"{sorted(id2label)}") from None
-    if ids != list(range(len(id2label))):
-        raise InterchangeError(f"{source}: config.json id2label ids are {ids}, not "
-                               f"0..{len(id2label) - 1}")
-    labels = tuple(id2label[str(i)] if str(i) in id2label else id2label[i] for i in ids)
+    if sorted(by_id) != list(range(len(id2label))):
+        raise InterchangeError(f"{source}: config.json id2label ids are {sorted(id2label)}, not "
+                               f"0..{len(id2label) - 1}, each once")
+    labels = tuple(by_id[i] for i in range(len(by_id)))
     if len(labels) != head_rows:
         raise InterchangeError(f"{source}: the classifier head has {head_rows} outputs but "
                                f"id2label names {len(labels)} labels")
@@ -104,7 +104,8 @@ def _hf_task(config: dict, head_rows: int, source: str) -> tuple:
 
 
 def _head_rows(tensors, source: str) -> int:
-    for name in ("output_weights", "cls/squad/output_weights"):
+    from bert_tf.weights.canonical import CLASSIFIER_HEAD, SPAN_HEAD
+    for name in (CLASSIFIER_HEAD[0], SPAN_HEAD[0]):
         if name in tensors:
             return int(tensors[name].shape[0])
     raise InterchangeError(f"{source}: no task head weights (classifier.weight or "
@@ -118,10 +119,9 @@ def import_huggingface(source: str, out: str, max_length: int | None = None,
     to the tokenizer's model_max_length, capped at the model's position embeddings; `pair` makes
     a sequence classifier take sentence pairs (columns text, text_pair); `labels` renames the
     classes (instead of id2label). Returns `out`."""
-    from bert_tf.config import BertConfig
     from bert_tf.weights import detect_format
-    from bert_tf.weights.huggingface import (_read_json_object, read_hf_tensors,
-                                             read_hf_tokenizer, to_canonical)
+    from bert_tf.weights.canonical import read_json
+    from bert_tf.weights.huggingface import load_hf_checkpoint, read_hf_tokenizer
     source, out = os.fspath(source), os.fspath(out)
     _check_out(out)
     names = None if labels is None else tuple(labels)
@@ -129,11 +129,10 @@ def import_huggingface(source: str, out: str, max_length: int | None = None,
         if detect_format(source) != "huggingface":
             raise InterchangeError(f"{source}: not a Hugging Face model directory (config.json "
                                    f"with model_type, and the weights)")
-        raw_config = _read_json_object(os.path.join(source, "config.json"))
-        _hf_architecture(raw_config, source)
-        tensors = to_canonical(read_hf_tensors(source), source=source)
+        raw_config = read_json(os.path.join(source, "config.json"), "the model's config", dict)
+        _hf_architecture(raw_config, source)   # before the (slow) weights, and before a
+        config, tensors = load_hf_checkpoint(source)  # RoBERTa config's own error
         task_type, labels = _hf_task(raw_config, _head_rows(tensors, source), source)
-        config = BertConfig.from_json_file(os.path.join(source, "config.json"))
         tokenizer_files = read_hf_tokenizer(source)
     except WeightsError as e:
         raise InterchangeError(str(e)) from None
@@ -291,6 +290,7 @@ def export_model_dir(directory: str, output: str, output_format: str = "huggingf
       encoder is refused).
     The directory appears whole (staged, then renamed). Returns `output`."""
     from bert_tf.models.pretrained import POOLER, task_model_slots, uses_pooler
+    from bert_tf.weights.canonical import CLASSIFIER_HEAD, TASK_HEAD_NAMES
     from bert_tf.weights.google import save_google_checkpoint
     from bert_tf.weights.huggingface import write_hf_tokenizer, write_hf_weights
     if output_format not in EXPORT_FORMATS:
@@ -316,13 +316,13 @@ def export_model_dir(directory: str, output: str, output_format: str = "huggingf
         if task.settings().get("text_pair_column"):
             logger.warning("%s: a pair classifier; KerasHub's preprocessor takes the pair as a "
                            "(text, text_pair) tuple", directory)
-        heads = {name: slots[name] for name in ("output_weights", "output_bias")}
+        heads = {name: slots[name] for name in CLASSIFIER_HEAD}
         return save_keras_hub_classifier(model.encoder, heads, vocabulary,
                                          task.tokenizer.lowercase, max_length, output,
                                          dropout=model.dropout_rate)
     if output_format == "google":
         import tempfile
-        heads = {name: slots.pop(name) for name in list(slots) if not name.startswith("bert/")}
+        heads = {name: slots.pop(name) for name in list(slots) if name in TASK_HEAD_NAMES}
         with tempfile.TemporaryDirectory() as scratch:
             model_dir.write_vocab(scratch, vocabulary)
             save_google_checkpoint(model.encoder, output, heads=heads,
@@ -348,5 +348,5 @@ def export_model_dir(directory: str, output: str, output_format: str = "huggingf
     return output
 
 
-__all__ = ["import_huggingface", "import_keras_hub", "import_model_garden", "export_model_dir", "InterchangeError", "HF_TASKS",
-           "HF_ARCHITECTURES", "EXPORT_FORMATS"]
+__all__ = ["import_huggingface", "import_keras_hub", "import_model_garden", "export_model_dir",
+           "InterchangeError", "HF_TASKS", "HF_ARCHITECTURES", "EXPORT_FORMATS"]

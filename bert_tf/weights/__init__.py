@@ -79,7 +79,7 @@ def split_heads(tensors: dict) -> tuple:
     if not isinstance(tensors, CanonicalTensors):
         tensors = CanonicalTensors(tensors)
     heads = [k for k in tensors if k.startswith("cls/") or k in TASK_HEAD_NAMES]
-    return tensors.subset([k for k in tensors if not k.startswith("cls/")]), tensors.subset(heads)
+    return tensors.subset([k for k in tensors if k not in heads]), tensors.subset(heads)
 
 
 def write_checkpoint(encoder, output_dir, output_format: str = "huggingface",

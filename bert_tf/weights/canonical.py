@@ -9,6 +9,7 @@ Loading is then one strict assignment: every variable must get exactly one tenso
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Callable
 
 import numpy as np
@@ -16,6 +17,22 @@ import numpy as np
 
 class WeightsError(ValueError):
     """A checkpoint that does not fit the model (missing, unused or mis-shaped tensors, bad files)."""
+
+
+def read_json(path: str, what: str, expect: type | None = None):
+    """A checkpoint's JSON file (`what` it holds, for the error); `expect` the type the value
+    must have (dict for a config). A missing, undecodable or mistyped file is one WeightsError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: missing ({what})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WeightsError(f"{path}: not valid JSON ({e})") from None
+    if expect is not None and not isinstance(value, expect):
+        kind = "object" if expect is dict else expect.__name__
+        raise WeightsError(f"{path}: expected a JSON {kind} ({what}), got {type(value).__name__}")
+    return value
 
 
 @dataclasses.dataclass

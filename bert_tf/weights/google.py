@@ -215,9 +215,9 @@ def save_google_checkpoint(encoder, directory: str, heads: dict | None = None,
     """Writes `bert_config.json` + `bert_model.ckpt.*` (+ `vocab.txt`) as google-research/bert does.
 
     `heads`: extra canonical weights, e.g. `canonical.pretraining_head_slots(...)` (name → Slot) or
-    name → array, under `cls/` or a fine-tuning head's names (`output_weights`, `output_bias`). Files are written in a temporary directory first; a new
-    directory appears by one rename, an existing one gets each file replaced atomically (weights
-    before config).
+    name → array, under `cls/` or a fine-tuning head's names (`output_weights`, `output_bias`).
+    Files are written in a temporary directory first; a new directory appears by one rename, an
+    existing one gets each file replaced atomically (weights before config).
     """
     directory = os.fspath(directory)
     tensors = collect(encoder_slots(encoder))

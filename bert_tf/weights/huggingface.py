@@ -18,7 +18,8 @@ import numpy as np
 
 from bert_tf.atomic import atomic_path, write_text_atomic
 from bert_tf.config import BertConfig
-from bert_tf.weights.canonical import CanonicalTensors, WeightsError, collect, encoder_slots
+from bert_tf.weights.canonical import (CanonicalTensors, WeightsError, collect, encoder_slots,
+                                       read_json)
 from bert_tf.weights.safetensors_io import read_safetensors, read_sharded_index, write_safetensors
 
 # Tensors HF stores that are not parameters, or are tied copies of parameters (verified on load).
@@ -161,17 +162,6 @@ _SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PA
 _NO_LIMIT = 10 ** 6   # transformers' "no model_max_length" is int(1e30)
 
 
-def _read_json_object(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise WeightsError(f"{path}: not readable JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise WeightsError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
 def _vocabulary_from_tokenizer_json(model: dict, path: str) -> list:
     vocab = model.get("vocab")
     if not isinstance(vocab, dict) or not vocab:
@@ -193,14 +183,15 @@ def read_hf_tokenizer(directory: str) -> dict:
     not split, another subword prefix) is one error saying what."""
     from bert_tf.text.vocabulary import read_vocabulary
     config_path = os.path.join(directory, "tokenizer_config.json")
-    config = _read_json_object(config_path) if os.path.isfile(config_path) else {}
+    config = read_json(config_path, "the tokenizer's settings", dict) \
+        if os.path.isfile(config_path) else {}
     tokenizer_class = config.get("tokenizer_class")
     if tokenizer_class not in _BERT_TOKENIZER_CLASSES:
         raise WeightsError(f"{config_path}: tokenizer_class {tokenizer_class!r} is not BERT's "
                            f"WordPiece tokenizer (BertTokenizer)")
     json_path, vocab_path = (os.path.join(directory, n) for n in ("tokenizer.json", "vocab.txt"))
     if os.path.isfile(json_path):
-        data = _read_json_object(json_path)
+        data = read_json(json_path, "the fast tokenizer", dict)
         model = data.get("model") or {}
         if model.get("type") != "WordPiece":
             raise WeightsError(f"{json_path}: a {model.get('type')!r} tokenizer model, not "
@@ -270,8 +261,10 @@ def write_hf_tokenizer(directory: str, vocabulary, lowercase: bool, max_length: 
 
 
 def write_hf_weights(slots: dict, config_data: dict, directory: str, prefix: str = "bert.") -> None:
-    """config.json + model.safetensors of a `BertFor*` model from canonical slots (encoder under
-    `prefix`, heads by their own names), each file atomic."""
+    """config.json + model.safetensors of a `BertModel` / `BertFor*` model from canonical slots
+    (encoder under `prefix`, heads by their own names). Each file is written under a temporary
+    name and renamed into place, weights before config: a reader (or a crash) never sees a
+    half-written file, and other files in the directory stay."""
     tensors = {}
     for name, value in collect(slots).items():
         hf_name, transpose = canonical_to_hf(name, prefix)
@@ -292,18 +285,9 @@ def save_pretrained(encoder, directory: str, extra_slots: dict | None = None, pr
     slots = encoder_slots(encoder)
     if extra_slots:
         slots.update(extra_slots)
-    tensors = {}
-    for name, value in collect(slots).items():
-        hf_name, transpose = canonical_to_hf(name, prefix)
-        tensors[hf_name] = np.transpose(value) if transpose else value
     os.makedirs(directory, exist_ok=True)
-    # Each file is written under a temporary name and renamed into place: a reader (or a crash)
-    # never sees a half-written config or weights file, and other files in the directory stay.
     config_data = encoder.config.to_hf_dict()
     if extra_slots:  # the architecture transformers should instantiate for a checkpoint with heads
         config_data["architectures"] = ["BertForPreTraining"]
-    write_text_atomic(os.path.join(directory, "config.json"),
-                      json.dumps(config_data, indent=2, sort_keys=True) + "\n")
-    with atomic_path(os.path.join(directory, "model.safetensors"), suffix=".safetensors") as tmp:
-        write_safetensors(tmp, tensors)
+    write_hf_weights(slots, config_data, directory, prefix)
     return directory

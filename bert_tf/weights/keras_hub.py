@@ -37,7 +37,8 @@ import numpy as np
 
 from bert_tf.atomic import staged_directory
 from bert_tf.config import BertConfig
-from bert_tf.weights.canonical import CanonicalTensors, WeightsError, assign, collect, encoder_slots
+from bert_tf.weights.canonical import (CanonicalTensors, WeightsError, assign, collect,
+                                       encoder_slots, read_json)
 
 logger = logging.getLogger(__name__)
 
@@ -216,12 +217,7 @@ def read_preset_class(directory: str) -> str | None:
     path = os.path.join(os.fspath(directory), "task.json")
     if not os.path.isfile(path):
         return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise WeightsError(f"{path}: cannot read a KerasHub task config ({e})") from None
-    return data.get("class_name") if isinstance(data, dict) else None
+    return read_json(path, "a KerasHub task config", dict).get("class_name")
 
 
 def load_keras_hub_classifier(directory: str) -> dict:

@@ -29,7 +29,7 @@ import tempfile
 import numpy as np
 
 from bert_tf.atomic import clean_stale_temps, temp_prefix, umask_mode
-from bert_tf.weights.canonical import WeightsError
+from bert_tf.weights.canonical import WeightsError, read_json
 from bert_tf.weights.safetensors_io import read_safetensors, write_safetensors
 
 MODULES_FILE = "modules.json"
@@ -77,16 +77,6 @@ def is_sentence_transformers_dir(path) -> bool:
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, MODULES_FILE))
 
 
-def _read_json(path: str, what: str):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise WeightsError(f"{path}: missing ({what})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise WeightsError(f"{path}: not valid JSON ({e})") from None
-
-
 def _inside(directory: str, relative, where: str) -> str:
     """directory/relative, refusing paths that leave the directory (a hostile modules.json)."""
     if not isinstance(relative, str):
@@ -120,7 +110,7 @@ def _pooling_mode(config: dict, path: str) -> str:
 
 def _read_projection(folder: str) -> Projection:
     config_path = os.path.join(folder, "config.json")
-    config = _read_json(config_path, "a Dense module's config")
+    config = read_json(config_path, "a Dense module's config")
     activation = config.get("activation_function", "torch.nn.modules.activation.Tanh")
     if activation not in _ACTIVATIONS:
         raise WeightsError(f"{config_path}: activation_function {activation!r} is not supported "
@@ -152,7 +142,7 @@ def read_pipeline(directory) -> SentencePipeline:
     than one Transformer, one Pooling, at most one Dense and a final Normalize are errors."""
     directory = os.fspath(directory)
     modules_path = os.path.join(directory, MODULES_FILE)
-    modules = _read_json(modules_path, "the sentence-transformers pipeline")
+    modules = read_json(modules_path, "the sentence-transformers pipeline")
     if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
         raise WeightsError(f"{modules_path}: expected a JSON list of module objects")
     kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
@@ -167,12 +157,12 @@ def read_pipeline(directory) -> SentencePipeline:
     if pipeline.encoder_path == ".":
         pipeline.encoder_path = ""
     pooling_path = os.path.join(folders[1], "config.json")
-    pipeline.pooling = _pooling_mode(_read_json(pooling_path, "the Pooling config"), pooling_path)
+    pipeline.pooling = _pooling_mode(read_json(pooling_path, "the Pooling config"), pooling_path)
     if "Dense" in kinds:
         pipeline.projection = _read_projection(folders[kinds.index("Dense")])
     st_config = os.path.join(folders[0], "sentence_bert_config.json")
     if os.path.isfile(st_config):
-        settings = _read_json(st_config, "sentence_bert_config")
+        settings = read_json(st_config, "sentence_bert_config")
         length = settings.get("max_seq_length")
         if length is not None and (not isinstance(length, int) or isinstance(length, bool)
                                    or length < 2):
