@@ -13,8 +13,8 @@ import sys
 
 # Subcommand modules under bert_tf.commands, in the order `--help` lists them.
 COMMAND_MODULES = ("demo", "vocab", "dataset", "create_pretraining_data", "pretrain", "finetune",
-                   "evaluate", "predict", "explain", "embed", "search", "export", "import_model",
-                   "convert", "bench")
+                   "distill", "evaluate", "predict", "explain", "embed", "search", "export",
+                   "import_model", "convert", "bench")
 
 
 class CommandError(Exception):

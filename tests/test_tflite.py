@@ -71,3 +71,55 @@ def test_bad_arguments_are_clear_errors(tiny, tmp_path):
         convert_tflite(tiny["model"], tmp_path / "x.tflite", quantize="int8",
                        sequence_length=SEQUENCE_LENGTH)
     assert not list(tmp_path.iterdir())
+
+
+def test_length_signatures_share_the_weights_and_answer_as_keras(tiny, tmp_path):
+    """--lengths: one file, a signature per length over one copy of the weights; each input run
+    at the shortest length that holds it answers as Keras does at the full length."""
+    single = convert_tflite(tiny["model"], tmp_path / "one.tflite", sequence_length=SEQUENCE_LENGTH,
+                            tokenizer=tiny["tokenizer"], labels=["rotten", "fresh"])
+    path = convert_tflite(tiny["model"], tmp_path / "m.tflite", sequence_length=SEQUENCE_LENGTH,
+                          tokenizer=tiny["tokenizer"], labels=["rotten", "fresh"],
+                          lengths=(12, 20))
+    lite = interpreter(path)
+    assert set(lite.get_signature_list()) == {
+        "serve_ids", "serve_ids_12", "serve_ids_20", "serving_default", "serving_default_12",
+        "serving_default_20", "measure"}
+    assert lite.get_signature_runner("serve_ids_12").get_input_details()["input_ids"][
+        "shape"].tolist() == [1, 12]
+    import os
+    assert os.path.getsize(path) < 1.15 * os.path.getsize(single)   # not three copies
+    report = verify_tflite(path, tiny["model"], tiny["tokenizer"], tiny["texts"], tiny["gold"])
+    assert report["length_signatures"] == [12, 20, SEQUENCE_LENGTH]
+    assert set(report["lengths_used"]) == {12, 20, SEQUENCE_LENGTH}, report["lengths_used"]
+    assert report["lengths_label_agreement"] == 1.0 and report["lengths_max_abs_diff"] <= 1e-4
+    # measure: the positions a text needs (its packed pieces), capped at the full length
+    measure = lite.get_signature_runner("measure")
+    for text in tiny["texts"][:20]:
+        pieces = tiny["tokenizer"](np.array([text]))["attention_mask"].numpy().sum()
+        assert measure(text=np.array([text.encode()], dtype=object))["length"][0] == pieces
+
+
+def test_int8_calibrates_every_length_signature(tiny, tmp_path):
+    calibration = [t for t, _ in datasets.rotten_tomatoes("dev")[:30]]
+    path = convert_tflite(tiny["model"], tmp_path / "int8.tflite", quantize="int8",
+                          sequence_length=SEQUENCE_LENGTH, tokenizer=tiny["tokenizer"],
+                          representative_data=calibration, labels=["rotten", "fresh"],
+                          lengths=(16,))
+    report = verify_tflite(path, tiny["model"], tiny["tokenizer"], tiny["texts"][:100],
+                           tiny["gold"][:100])
+    assert report["length_signatures"] == [16, SEQUENCE_LENGTH]
+    assert report["lengths_label_agreement"] >= 0.8, report
+
+
+def test_bad_lengths_are_clear_errors(tiny, tmp_path, capsys):
+    for lengths, message in (((2,), "outside \\[3, 32\\]"), ((64,), "outside \\[3, 32\\]"),
+                             (("16",), "integers")):
+        with pytest.raises(ExportError, match=message):
+            convert_tflite(tiny["model"], tmp_path / "x.tflite", sequence_length=SEQUENCE_LENGTH,
+                           lengths=lengths)
+    assert not list(tmp_path.iterdir())
+    import bert_tf.cli
+    assert bert_tf.cli.main(["export", "tflite", "--model", str(tmp_path / "none"), "--out",
+                             str(tmp_path / "x.tflite"), "--lengths", "16,abc"]) == 2
+    assert "--lengths takes comma-separated integers" in capsys.readouterr().err

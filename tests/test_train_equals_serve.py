@@ -5,11 +5,12 @@ The matrix: tasks {single-text classification, sentence-pair classification, reg
 SQuAD 1.1, SQuAD 2.0, sentence embeddings} × paths {`bert-tf predict`, the SavedModel's `serving_default` in a fresh
 process with only tensorflow + tensorflow_text, `serve_ids` and `serve_examples` there (the task's
 own windows in, its decoder on the outputs), gRPC (loopback PredictionService), TFLite float32
-(the tokenizer inside where the task's serving path fits TFLite, else the task's windows around
-`serve_ids`)} × {uncased vocab (the real bert-base-uncased one), cased vocab}. Every model is
+with length signatures (the tokenizer inside where the task's serving path fits TFLite, else the
+task's windows around `serve_ids`; each input or window at the shortest of 8/16/32 positions that
+holds it)} × {uncased vocab (the real bert-base-uncased one), cased vocab}. Every model is
 exported with the plain commands (`bert-tf export saved-model --model DIR --out OUT`,
-`bert-tf export tflite --model DIR --out FILE --no-verify`), and the inputs include texts longer
-than the sequence length and QA contexts spanning several windows. Each path's answers are
+`bert-tf export tflite --model DIR --out FILE --lengths 8,16 --no-verify`), and the inputs
+include texts longer than the sequence length and QA contexts spanning several windows. Each path's answers are
 turned into predict's rows by the task (`task.rows`) and must equal predict's: labels, entity
 spans, answers and character offsets exactly, scores within 1e-5 (TFLite 1e-4).
 
@@ -191,7 +192,8 @@ def build_case(root, key, minilm_vocab):
     assert bert_tf.cli.main(["export", "saved-model", "--model", directory,
                              "--out", os.path.join(root, "saved_models", key)]) == 0
     assert bert_tf.cli.main(["export", "tflite", "--model", directory,
-                             "--out", os.path.join(root, f"{key}.tflite"), "--no-verify"]) == 0
+                             "--out", os.path.join(root, f"{key}.tflite"), "--lengths", "8,16",
+                             "--no-verify"]) == 0
 
 
 BUILD_WORKER = textwrap.dedent("""
@@ -354,7 +356,10 @@ def test_every_path_answers_what_predict_answers(matrix, key):
     # TFLite float32
     lite = TFLiteTaskRunner(case["tflite"], task)
     assert (lite.text_runner is not None) == task.lite_serving
+    assert lite.lengths == (8, 16, SEQUENCE_LENGTH)
     assert_rows_equal(task.rows(records, lite(case["texts"])), expected, 1e-4, f"{key} TFLite")
+    # The inputs (or windows) ran at more than one length: short ones did not pay for 32.
+    assert len(lite.lengths_used) >= 2 and SEQUENCE_LENGTH in lite.lengths_used, lite.lengths_used
 
 
 def test_inputs_exercise_windows_and_truncation(matrix):

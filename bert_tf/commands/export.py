@@ -46,6 +46,10 @@ def register(subparsers):
                         "tokenizer and the task's decoding inside (serving_default takes text)")
     t.add_argument("--sequence-length", type=int, default=None,
                    help="fixed sequence length (default: the model's max length from task.json)")
+    t.add_argument("--lengths", default=None, metavar="L1,L2,...",
+                   help="also add signatures for these shorter sequence lengths (e.g. 16,32,64) "
+                        "to the same file; a runner (bert_tf.export.TFLiteTaskRunner) runs each "
+                        "input at the shortest that fits, instead of padding to the full length")
     t.add_argument("--vocab", default=None, help="vocab.txt (for a bare .keras)")
     t.add_argument("--dataset", default=None,
                    help="calibration/verification data (default: the task's dataset)")
@@ -80,6 +84,18 @@ def run_saved_model(args) -> int:
     return 0 if not outside else 1
 
 
+def parse_lengths(text):
+    """--lengths "16,32,64" → (16, 32, 64); one clear error for anything else."""
+    from bert_tf.export.errors import ExportError
+    if text is None:
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ExportError(f"--lengths takes comma-separated integers like 16,32,64, got "
+                          f"{text!r}") from None
+
+
 def run_tflite(args) -> int:
     from bert_tf.export.tflite_tool import convert_and_verify
     report = convert_and_verify(args.model, args.out, quantize=args.quantize,
@@ -88,6 +104,7 @@ def run_tflite(args) -> int:
                                 sequence_length=args.sequence_length, vocab=args.vocab,
                                 dataset=args.dataset, verify_examples=args.verify_examples,
                                 verify=not args.no_verify,
-                                keep_unverified=args.keep_unverified)
+                                keep_unverified=args.keep_unverified,
+                                lengths=parse_lengths(args.lengths))
     print(f"wrote {report['path']}")
     return 0

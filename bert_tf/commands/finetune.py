@@ -24,6 +24,11 @@ def _common(p):
     p.add_argument("--cased", action="store_true", help="cased vocabulary: no lowercasing")
     p.add_argument("--max-length", type=int, default=None, help="tokens per sequence "
                    "(default 128; 384 for squad)")
+    training_arguments(p)
+
+
+def training_arguments(p):
+    """The trainer's options, shared with `bert-tf distill`."""
     p.add_argument("--epochs", type=float, default=2.0)
     p.add_argument("--batch-size", type=int, default=32, help="global batch size")
     p.add_argument("--learning-rate", type=float, default=5e-5)

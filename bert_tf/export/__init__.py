@@ -6,7 +6,7 @@ from bert_tf.export.servability import servability_report
 from bert_tf.export.errors import ExportError
 
 __all__ = ["export_saved_model", "next_version", "servability_report", "convert_tflite",
-           "verify_tflite", "ExportError"]
+           "verify_tflite", "TFLiteTaskRunner", "ExportError"]
 
 
 def __getattr__(name):
@@ -14,6 +14,9 @@ def __getattr__(name):
     if name == "convert_tflite":
         from bert_tf.export.tflite import convert_tflite
         return convert_tflite
+    if name == "TFLiteTaskRunner":
+        from bert_tf.export.tflite_runner import TFLiteTaskRunner
+        return TFLiteTaskRunner
     if name == "verify_tflite":
         from bert_tf.export.tflite_verify import verify_tflite
         return verify_tflite

@@ -11,6 +11,18 @@ Windowed tasks (NER, SQuAD) need ragged tokenization and a variable window count
 fixed shapes cannot hold: their TFLite model is `serve_ids` (one window), and
 `bert_tf.export.tflite_runner.TFLiteTaskRunner` runs the task's windows and decoder around it.
 
+Length signatures (`lengths`, e.g. 16/32/64 for a max length of 128): BERT's cost grows with the
+positions it runs, and a fixed [1, N] input makes a 12-piece sentence pay for N. The same file
+then also holds, for each shorter length L,
+    serve_ids_L         ids [1, L] -> raw model outputs
+    serving_default_L   (with the tokenizer) text [1] -> answers, packed to L positions
+    measure             (with the tokenizer) text [1] -> length int32 [1]: the positions the
+                        text needs (its [CLS]/[SEP]-packed pieces, at most N)
+all over the same weights (one copy: the converter shares their buffers). A caller measures, then
+runs the shortest signature whose L fits (`TFLiteTaskRunner` does): the answer is the full-length
+one (padding is masked), computed on L positions. Every L-signature is planned once; nothing is
+resized at run time.
+
 Why it looks the way it does:
 * Fixed shapes ([1, N]): TFLite plans memory once, and on-device callers feed one text at a time.
 * Quantization-friendly attention mask: the Keras model adds BERT's -10000 to masked attention
@@ -73,37 +85,78 @@ def lite_task(task, sequence_length: int):
                                               tflite_compatible=True))
 
 
+def length_signature(name: str, length: int, full_length: int) -> str:
+    """The signature name of `name` ("serve_ids" / "serving_default") at `length` positions: the
+    plain name at the model's full length, `name_<length>` for the shorter ones."""
+    return name if length == full_length else f"{name}_{length}"
+
+
+def check_lengths(lengths, sequence_length: int) -> tuple:
+    """The sorted signature lengths: the given ones below `sequence_length`, plus it (the longest
+    always equals the model's length, so a long text is cut exactly as `bert-tf predict` cuts it)."""
+    values = set()
+    for length in lengths or ():
+        if isinstance(length, bool) or not isinstance(length, (int, np.integer)):
+            raise ExportError(f"lengths must be integers, got {length!r}")
+        if not 3 <= int(length) <= sequence_length:
+            raise ExportError(f"length {length} is outside [3, {sequence_length}] (the model's "
+                              f"sequence length {sequence_length} is the longest signature)")
+        values.add(int(length))
+    return tuple(sorted(values | {int(sequence_length)}))
+
+
 class TFLiteModule(tf.Module):
-    def __init__(self, model, sequence_length, task=None):
+    def __init__(self, model, sequence_length, task=None, lengths=()):
         super().__init__(name="bert_tflite")
         # Held outside the object graph: tracking the Keras model would also save its optimizer
         # (twice the weights again); the functions only need the variables tracked below.
         self._untracked = types.SimpleNamespace(model=model, task=task)
         # Keras 3 variables wrap tf.Variables: the converter must see the inner ones to freeze them.
         self.model_variables = [v.value for v in model.variables]
-        ids_spec = {name: tf.TensorSpec([1, sequence_length], tf.int32, name=name)
-                    for name in ID_NAMES}
+        self.sequence_length = int(sequence_length)
+        self.lengths = check_lengths(lengths, self.sequence_length)
         config = model.encoder.config
-        self.serve_ids = tf.function(
-            lambda features: lite_forward(self._untracked.model, out_of_table(
-                features, config.vocab_size, config.type_vocab_size)),
-            input_signature=[ids_spec])
+
+        def serve_ids(features):
+            return lite_forward(self._untracked.model, out_of_table(
+                features, config.vocab_size, config.type_vocab_size))
+
+        self._functions = {}
+        for length in self.lengths:
+            ids_spec = {name: tf.TensorSpec([1, length], tf.int32, name=name) for name in ID_NAMES}
+            self._functions[length_signature("serve_ids", length, self.sequence_length)] = \
+                tf.function(serve_ids, input_signature=[ids_spec])
+        self.serve_ids = self._functions["serve_ids"]
         self.tokenizer = None
         if task is not None:
-            self._untracked.task = lite_task(task, sequence_length)
+            tasks = {length: lite_task(task, length) for length in self.lengths}
+            self._untracked.task = tasks[self.sequence_length]
             self.tokenizer = self._untracked.task.tokenizer
-            names = task.serving_input_names
-            self.serving_default = tf.function(
-                self._serve_text, input_signature=[tf.TensorSpec([1], tf.string, name=n) for n in names])
+            specs = [tf.TensorSpec([1], tf.string, name=n) for n in task.serving_input_names]
+            for length, lite in tasks.items():
+                self._functions[length_signature("serving_default", length,
+                                                 self.sequence_length)] = tf.function(
+                    self._text_function(lite), input_signature=specs)
+            if len(self.lengths) > 1:
+                self._functions["measure"] = tf.function(self._measure, input_signature=specs)
+            self.serving_default = self._functions["serving_default"]
 
     def signatures(self) -> dict:
-        out = {"serve_ids": self.serve_ids.get_concrete_function()}
-        if self.tokenizer is not None:
-            out["serving_default"] = self.serving_default.get_concrete_function()
-        return out
+        return {name: function.get_concrete_function()
+                for name, function in self._functions.items()}
 
-    def _serve_text(self, *texts):
+    def _text_function(self, task):
+        def serve_text(*texts):
+            return self._serve_text(task, *texts)
+        return serve_text
+
+    def _measure(self, *texts):
+        """The positions the input needs: its packed length at the full sequence length."""
         task = self._untracked.task
+        features, _ = task.serving_features(dict(zip(task.serving_input_names, texts)))
+        return {"length": tf.reduce_sum(tf.cast(features["attention_mask"], tf.int32), axis=1)}
+
+    def _serve_text(self, task, *texts):
         texts = dict(zip(task.serving_input_names, texts))
         features, state = task.serving_features(texts)
         outputs = task.decode(lite_forward(self._untracked.model, features), state, texts)
@@ -142,28 +195,37 @@ def _converter(saved_model_dir, signature_keys, quantize, with_tokenizer, repres
     return converter
 
 
-def representative_dataset(tokenizer, texts, sequence_length, with_tokenizer, task=None):
-    """A calibration generator over real task texts, one example per step, per signature."""
+def representative_dataset(tokenizer, texts, sequence_length, with_tokenizer, task=None,
+                           lengths=()):
+    """A calibration generator over real task texts, one example per step, per signature (every
+    length signature sees every text, packed to its length)."""
     from bert_tf.text import BertTokenizer
-    exact = BertTokenizer(tokenizer.get_vocabulary(), lowercase=tokenizer.lowercase,
-                          sequence_length=sequence_length)
+    lengths = check_lengths(lengths, sequence_length)
+    exact = {length: BertTokenizer(tokenizer.get_vocabulary(), lowercase=tokenizer.lowercase,
+                                   sequence_length=length) for length in lengths}
     texts = list(texts)
 
     def generate():
         for text in texts:
             segments = text if isinstance(text, tuple) else (text,)
-            features = exact(tuple(tf.constant([s]) for s in segments) if len(segments) == 2
-                             else tf.constant([segments[0]]))
-            yield "serve_ids", {k: np.asarray(features[k], np.int32) for k in ID_NAMES}
+            for length in lengths:
+                features = exact[length](tuple(tf.constant([s]) for s in segments)
+                                         if len(segments) == 2 else tf.constant([segments[0]]))
+                yield (length_signature("serve_ids", length, sequence_length),
+                       {k: np.asarray(features[k], np.int32) for k in ID_NAMES})
             if with_tokenizer:
                 names = task.serving_input_names
-                yield "serving_default", {n: tf.constant([s]) for n, s in zip(names, segments)}
+                inputs = {n: tf.constant([s]) for n, s in zip(names, segments)}
+                for length in lengths:
+                    yield length_signature("serving_default", length, sequence_length), inputs
+                if len(lengths) > 1:
+                    yield "measure", inputs
     return generate
 
 
 def convert_tflite(model, out_path, quantize="none", sequence_length=None, tokenizer=None,
                    representative_data=None, labels=None, pair=None, task=None,
-                   with_tokenizer=None) -> str:
+                   with_tokenizer=None, lengths=()) -> str:
     """Converts a bert_tf task model to `out_path` (.tflite); returns the path.
 
     model: a Keras task model, or a fine-tuned model directory / `FinetunedModel` (its task,
@@ -173,6 +235,8 @@ def convert_tflite(model, out_path, quantize="none", sequence_length=None, token
     TFLite representative-dataset callable). tokenizer/labels/pair: the task of a bare Keras model.
     with_tokenizer: put the tokenizer and the task's decoding inside (`serving_default` takes
     text); default: whenever a tokenizer is known and the task's serving path fits TFLite.
+    lengths: shorter sequence lengths to add as signatures of their own (see the module
+    docstring); the file's runner picks the shortest that fits each input.
     """
     from bert_tf.export.saved_model import resolve_source
     if quantize not in QUANTIZATIONS:
@@ -200,10 +264,11 @@ def convert_tflite(model, out_path, quantize="none", sequence_length=None, token
         if task is None:
             raise ExportError("representative texts need a tokenizer to become ids")
         representative_data = representative_dataset(task.tokenizer, representative_data,
-                                                     sequence_length, with_tokenizer, task)
+                                                     sequence_length, with_tokenizer, task,
+                                                     lengths)
     out_path = os.path.abspath(os.fspath(out_path))
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    module = TFLiteModule(model, sequence_length, task if with_tokenizer else None)
+    module = TFLiteModule(model, sequence_length, task if with_tokenizer else None, lengths)
     signatures = module.signatures()
     clean_stale_temps(os.path.dirname(out_path))
     workdir = tempfile.mkdtemp(prefix=temp_prefix("tflite"), dir=os.path.dirname(out_path))

@@ -13,7 +13,7 @@ from bert_tf.export.tflite_verify import format_report, verify_tflite
 
 def convert_and_verify(model, out, quantize="none", with_tokenizer=None, sequence_length=None,
                        vocab=None, dataset=None, calibration_examples=300, verify_examples=None,
-                       verify=True, keep_unverified=False, log=print) -> dict:
+                       verify=True, keep_unverified=False, log=print, lengths=()) -> dict:
     """Converts the model at `model` (a fine-tuned model directory, or a .keras file + vocab) to
     `out`; with `verify`, runs it against Keras on the dataset's test split (all of it unless
     `verify_examples`). with_tokenizer: None (default) puts the tokenizer and the task's decoding
@@ -36,7 +36,7 @@ def convert_and_verify(model, out, quantize="none", with_tokenizer=None, sequenc
     with atomic_path(path, suffix=".tflite") as staged:
         convert_tflite(source.model, staged, quantize=quantize, sequence_length=sequence_length,
                        task=task, representative_data=calibration,
-                       with_tokenizer=with_tokenizer)
+                       with_tokenizer=with_tokenizer, lengths=lengths)
         if verify:
             try:
                 report.update(_verify(staged, source, task, dataset, verify_examples))

@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf.export.serving_module import ID_NAMES
-from bert_tf.export.tflite import interpreter
+from bert_tf.export.tflite import interpreter, length_signature
+from bert_tf.export.tflite_runner import pick_length, signature_lengths
 
 
 def _compared(out) -> np.ndarray:
@@ -90,7 +91,37 @@ def verify_tflite(tflite_path, model, tokenizer, texts, gold_labels=None, progre
     if "serving_default" in lite.get_signature_list():
         report.update(_verify_text_signature(lite, texts, features, pairs, lite_pred,
                                             lite_logits))
+    if signature_lengths(lite.get_signature_list()):
+        report.update(_verify_lengths(lite, features, keras_logits, sequence_length))
     return report
+
+
+def _verify_lengths(lite, features, keras_logits, sequence_length) -> dict:
+    """Each example on the shortest length signature that holds its tokens, against Keras at
+    the full length: the largest difference over its real positions, whether every argmax
+    agrees, and the mean batch-1 latency (the saving the signatures exist for)."""
+    lengths = signature_lengths(lite.get_signature_list()) + (sequence_length,)
+    runners = {length: lite.get_signature_runner(length_signature("serve_ids", length,
+                                                                  sequence_length))
+               for length in lengths}
+    diff, agree, seconds, used = 0.0, 0, 0.0, {}
+    n = len(features["input_ids"])
+    for i in range(n):
+        needed = int(features["attention_mask"][i].sum())
+        length = pick_length(needed, lengths)
+        used[length] = used.get(length, 0) + 1
+        inputs = {k: features[k][i:i + 1, :length] for k in ID_NAMES}
+        start = time.perf_counter()
+        out = runners[length](**inputs)
+        seconds += time.perf_counter() - start
+        lite_value, keras_value = _compared(out)[0], keras_logits[i]
+        if lite_value.shape != keras_value.shape:      # per position: its real positions
+            lite_value, keras_value = lite_value[:needed], keras_value[:needed]
+        diff = max(diff, float(np.max(np.abs(lite_value - keras_value))))
+        agree += int(np.array_equal(lite_value.argmax(-1), keras_value.argmax(-1)))
+    return {"length_signatures": list(lengths), "lengths_used": used,
+            "lengths_max_abs_diff": diff, "lengths_label_agreement": agree / max(1, n),
+            "lengths_latency_ms": 1000.0 * seconds / max(1, n)}
 
 
 def _verify_text_signature(lite, texts, exact_features, pairs, lite_pred, lite_values) -> dict:
@@ -135,4 +166,12 @@ def format_report(report: dict, title: str = "") -> str:
     if "tokenizer_id_mismatches" in report:
         lines.append(f"  in-model tokenizer ids  {report['tokenizer_id_mismatches']} of "
                      f"{report['examples']} rows differ from the exact tokenizer")
+    if "length_signatures" in report:
+        used = ", ".join(f"{k}: {v}" for k, v in sorted(report["lengths_used"].items()))
+        lines.append(f"  length signatures       {report['length_signatures']} (inputs per "
+                     f"length: {used})")
+        lines.append(f"    max abs diff / labels {report['lengths_max_abs_diff']:.3g} / "
+                     f"{100 * report['lengths_label_agreement']:.2f}% agree with Keras")
+        lines.append(f"    latency per example   {report['lengths_latency_ms']:.2f} ms (batch 1, "
+                     f"shortest signature that fits)")
     return "\n".join(lines)

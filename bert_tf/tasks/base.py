@@ -87,3 +87,20 @@ def masked_mean_cross_entropy(labels, logits):
     safe = tf.where(labels == IGNORE_INDEX, 0, labels)
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(safe, tf.cast(logits, tf.float32))
     return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+
+
+def soft_cross_entropy(teacher_logits, student_logits, temperature: float, weights=None):
+    """Hinton et al.'s distillation loss: T² · KL(softmax(teacher/T) ‖ softmax(student/T)) over the
+    last axis, averaged over the positions with weight 1 (all when `weights` is None).
+
+    teacher_logits, student_logits: float [..., classes]; weights: float [...] (0/1). The T²
+    factor keeps its gradients on the scale of the hard-label loss whatever the temperature."""
+    t = tf.cast(temperature, tf.float32)
+    teacher = tf.nn.softmax(tf.cast(teacher_logits, tf.float32) / t, axis=-1)
+    log_student = tf.nn.log_softmax(tf.cast(student_logits, tf.float32) / t, axis=-1)
+    log_teacher = tf.math.log(tf.maximum(teacher, 1e-30))
+    kl = tf.reduce_sum(teacher * (log_teacher - log_student), axis=-1)          # [...]
+    if weights is None:
+        return t * t * tf.reduce_mean(kl)
+    weights = tf.cast(weights, tf.float32)
+    return t * t * tf.reduce_sum(kl * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)

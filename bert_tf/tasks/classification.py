@@ -13,7 +13,8 @@ import tensorflow as tf
 
 from bert_tf import metrics, plots
 from bert_tf.data.classification import ClassificationData, read_classification
-from bert_tf.tasks.base import INPUT_NAMES, TaskDataError, TaskFeatures, tokenize_texts
+from bert_tf.tasks.base import (INPUT_NAMES, TaskDataError, TaskFeatures, soft_cross_entropy,
+                                tokenize_texts)
 
 
 class ClassificationTask:
@@ -79,6 +80,21 @@ class ClassificationTask:
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
         correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
         return {"loss": loss, "accuracy": tf.reduce_mean(correct)}
+
+    # ------------------------------------------------------------------ distillation
+    #: the outputs a student learns from its teacher (`bert-tf distill`), kept as
+    #: targets "teacher_<name>"
+    distilled_outputs = ("logits",)
+
+    @staticmethod
+    def distillation_loss(outputs, targets, temperature: float):
+        """The teacher's class distribution at temperature T (`soft_cross_entropy`)."""
+        return soft_cross_entropy(targets["teacher_logits"], outputs["logits"], temperature)
+
+    @staticmethod
+    def pseudo_labels(teacher_outputs: dict):
+        """Hard labels for unlabeled texts: the teacher's argmax, int32 [n]."""
+        return np.argmax(teacher_outputs["logits"], axis=-1).astype(np.int32)
 
     # ------------------------------------------------------------------ inference (graph)
     @property
@@ -220,6 +236,17 @@ class RegressionTask(ClassificationTask):
         scores = tf.cast(outputs["logits"], tf.float32)[:, 0]            # [b]
         labels = tf.cast(targets["labels"], tf.float32)                  # [b]
         return {"loss": tf.reduce_mean(tf.square(scores - labels))}
+
+    @staticmethod
+    def distillation_loss(outputs, targets, temperature: float):
+        """A score has no distribution to soften: the squared distance to the teacher's score
+        (the temperature does not apply)."""
+        scores = tf.cast(outputs["logits"], tf.float32)[:, 0]
+        return tf.reduce_mean(tf.square(scores - tf.cast(targets["teacher_logits"], tf.float32)[:, 0]))
+
+    @staticmethod
+    def pseudo_labels(teacher_outputs: dict):
+        return np.asarray(teacher_outputs["logits"], np.float32)[:, 0]
 
     def decode(self, outputs: dict, state: dict, texts: dict) -> dict:
         """logits [b, 1] → score [b]."""

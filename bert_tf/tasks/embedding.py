@@ -88,6 +88,10 @@ class EmbedTask:
         from bert_tf.models import BertSentenceEncoder
         return BertSentenceEncoder(encoder, pooling=self.pooling, normalize=True)
 
+    # Distillation (`bert-tf distill`) learns a task head's outputs; an embedding model has none.
+    distilled_outputs = ()
+    distillation_loss = pseudo_labels = None
+
     def loss(self, outputs, targets) -> dict:
         """In-batch negatives over a batch of b examples of k texts each.
 

@@ -75,6 +75,14 @@ class FinetuneOptions:
     progress: bool = True
     task_settings: dict = dataclasses.field(default_factory=dict)
     overwrite: bool = False         # delete the run already in `out` (only a run's files) first
+    # Distillation (`bert-tf distill`, `bert_tf.tasks.distillation`): with a teacher, the task,
+    # labels, vocabulary and casing are the teacher's; `init` (or `student_layers` of the
+    # teacher's layers) is the student.
+    teacher: str | None = None      # a fine-tuned output directory
+    student_layers: int | None = None
+    temperature: float = 2.0
+    alpha: float = 0.5              # weight of the teacher's loss; 1 - alpha on the labels
+    unlabeled: str | None = None    # texts the teacher labels (classify/regress)
 
     def validate(self) -> None:
         if self.max_length < 8:
@@ -101,7 +109,9 @@ class FinetuneOptions:
                                 f"{self.dropout_seed}")
         if self.eval_every is not None and self.eval_every < 1:
             raise FinetuneError(f"--eval-every must be at least 1 step, got {self.eval_every}")
-        for name in ("train", "eval"):
+        if self.teacher is None and (self.init is None or self.task is None):
+            raise FinetuneError("fine-tuning needs a task and --init")
+        for name in ("train", "eval", "unlabeled"):
             path = getattr(self, name)
             if path is not None and not os.path.isfile(path):
                 raise FinetuneError(f"--{name} {path}: " + ("is a directory, expected a file"
@@ -126,10 +136,12 @@ RUN_FILES = (run_record.RECORD_FILE, model_dir.MODEL_FILE, model_dir.LABELS_FILE
              "tensorboard", ".worker-scratch", CURVES_FILE)
 
 
-def finetune_record(options: "FinetuneOptions", task, vocab_path: str) -> dict:
-    """The run record (see `bert_tf.training.run_record`) of `options` with its built `task`."""
+def finetune_record(options: "FinetuneOptions", task, vocab_path: str,
+                    distillation=None) -> dict:
+    """The run record (see `bert_tf.training.run_record`) of `options` with its built `task`
+    (a distillation run's record has the `DISTILL_KEYS` too)."""
     defines = {
-        "task": options.task, "init": os.path.abspath(options.init),
+        "task": task.name, "init": os.path.abspath(options.init) if options.init else None,
         "train_sha256": run_record.file_sha256(options.train),
         "eval_sha256": run_record.file_sha256(options.eval) if options.eval else None,
         "vocab_sha256": run_record.file_sha256(vocab_path),
@@ -144,7 +156,12 @@ def finetune_record(options: "FinetuneOptions", task, vocab_path: str) -> dict:
     assert set(defines) == set(RECORD_KEYS)
     files = {"train": os.path.abspath(options.train), "vocab": os.path.abspath(vocab_path),
              "eval": os.path.abspath(options.eval) if options.eval else None}
-    return run_record.make_record("finetune", defines, files)
+    if distillation is None:
+        return run_record.make_record("finetune", defines, files)
+    files.update(teacher=os.path.abspath(options.teacher),
+                 unlabeled=os.path.abspath(options.unlabeled) if options.unlabeled else None)
+    return run_record.make_record("distill", {**defines, **distillation.record(options.unlabeled)},
+                                  files)
 
 
 @dataclasses.dataclass
@@ -264,24 +281,44 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
     from bert_tf.models.pretrained import load_encoder
 
     options.validate()
-    cls = task_class(options.task)
-    vocab_path = find_vocab(options.init, options.vocab)
-    vocabulary = read_vocabulary(vocab_path)
-    tokenizer = BertTokenizer(vocabulary, lowercase=options.lowercase,
-                              sequence_length=options.max_length)
-    labels = cls.read_labels(options.train, **options.task_settings)
-    task = cls(tokenizer, labels, **options.task_settings)
+    distillation = None
+    if options.teacher is not None:
+        from bert_tf.tasks.distillation import DISTILL_KEYS, Distillation
+        distillation = Distillation.prepare(options)
+        task = distillation.task(options.max_length)
+        tokenizer, vocab_path = task.tokenizer, distillation.vocab_path
+        vocabulary = tokenizer.get_vocabulary()
+        if options.init is not None:
+            distillation.check_student_vocab(options.init, find_vocab(options.init, options.vocab))
+        options = dataclasses.replace(options, lowercase=tokenizer.lowercase, task=task.name,
+                                      task_settings=task.settings())
+    else:
+        cls = task_class(options.task)
+        vocab_path = find_vocab(options.init, options.vocab)
+        vocabulary = read_vocabulary(vocab_path)
+        tokenizer = BertTokenizer(vocabulary, lowercase=options.lowercase,
+                                  sequence_length=options.max_length)
+        labels = cls.read_labels(options.train, **options.task_settings)
+        task = cls(tokenizer, labels, **options.task_settings)
     # Before any work: a rerun into OUT must be the same run (or --overwrite).
-    record = finetune_record(options, task, vocab_path)
-    state, _ = run_record.inspect_output(options.out, record, RUN_FILES, options.overwrite,
-                                         RECORD_KEYS)
+    record = finetune_record(options, task, vocab_path, distillation)
+    state, _ = run_record.inspect_output(
+        options.out, record, RUN_FILES, options.overwrite,
+        RECORD_KEYS if distillation is None else {**RECORD_KEYS, **DISTILL_KEYS})
     if state == "resume" and os.path.exists(os.path.join(options.out, model_dir.TASK_FILE)):
         logger.info("%s: this run is already complete (task.json); nothing to do", options.out)
         return completed_result(options.out)
     if state == "resume":   # a damaged checkpoint state file: an error before anything is written
         read_checkpoint_state(os.path.join(options.out, "checkpoints"))
-    train_records = task.read(options.train)
+    if distillation is None:
+        train_records = task.read(options.train)
+    else:
+        from bert_tf.tasks.distillation import read_training_records
+        train_records = read_training_records(task, options.train, options.teacher, task.name)
     train_features = task.encode(train_records, training=True)
+    if distillation is not None:   # the teacher's answers as targets, computed once
+        train_features = distillation.training_features(task, train_features, options.unlabeled,
+                                                        options.eval_batch_size)
     eval_records = None
     if options.eval is not None:
         eval_records = task.read(options.eval)
@@ -298,12 +335,14 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
         keras.utils.set_random_seed(options.seed)  # head initialization and dropout
         strategy = create_strategy(options.strategy)
         with strategy.scope():
-            model = task.build_model(load_encoder(options.init))
+            model = task.build_model(load_encoder(options.init)) if distillation is None else \
+                distillation.build_student(task, options.init)
             if options.dropout_seed is not None:
                 reseed_dropout(model, options.dropout_seed)
             if options.freeze_encoder:
                 model.encoder.trainable = False
         _check_fits_model(model.encoder.config, options, vocab_path, len(vocabulary))
+        loss = task.loss if distillation is None else distillation.loss(task)
         # Nothing is written before this point.
         if state == "overwrite":
             run_record.clear_run(options.out, RUN_FILES)
@@ -322,7 +361,7 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
                                       jit_compile=options.xla)
         else:
             selector = FinalModel(options.out)
-        trainer = Trainer(model, task.loss, optimizer, strategy, options.out, TrainingOptions(
+        trainer = Trainer(model, loss, optimizer, strategy, options.out, TrainingOptions(
             total_steps=total_steps, seed=options.seed, checkpoint_every=per_epoch,
             log_every=max(1, min(50, total_steps // 100)),   # ~100 points on the curves
             keep_checkpoints=2,
@@ -353,22 +392,25 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
         model_dir.write_task(options.out, {
             "task": options.task, "max_length": options.max_length, "lowercase": options.lowercase,
             "task_settings": task.settings(), "metric": task.metric, "metrics": best_metrics,
-            "best_step": best_step, "steps": result.step, "init": os.path.abspath(options.init),
+            "best_step": best_step, "steps": result.step,
+            "init": os.path.abspath(options.init) if options.init else None,
             "hyperparameters": {k: getattr(options, k) for k in (
                 "epochs", "batch_size", "learning_rate", "warmup", "weight_decay", "seed",
-                "dropout_seed", "strategy", "mixed_precision", "freeze_encoder", "xla")}})
+                "dropout_seed", "strategy", "mixed_precision", "freeze_encoder", "xla")},
+            **({} if distillation is None else {"distillation": distillation.summary()})})
     return FinetuneResult(options.out, best_step, best_metrics, history, seconds, result.step,
                           result.interrupted)
 
 
 def _check_fits_model(config, options: FinetuneOptions, vocab_path: str, vocab_size: int):
+    source = f"--init {options.init}" if options.init else f"--teacher {options.teacher}"
     if options.max_length > config.max_position_embeddings:
         raise FinetuneError(f"--max-length {options.max_length} exceeds the "
-                            f"{config.max_position_embeddings} positions of the model at --init "
-                            f"{options.init} (max_position_embeddings)")
+                            f"{config.max_position_embeddings} positions of the model at "
+                            f"{source} (max_position_embeddings)")
     if vocab_size != config.vocab_size:
         raise FinetuneError(f"--vocab {vocab_path} has {vocab_size} tokens but the model at "
-                            f"--init {options.init} has vocab_size {config.vocab_size}")
+                            f"{source} has vocab_size {config.vocab_size}")
 
 
 def evaluate(directory: str, data: str, batch_size: int = 64, report_dir: str | None = None,

@@ -27,7 +27,8 @@ import tensorflow as tf
 from bert_tf import metrics, plots
 from bert_tf.data.conll import DOCSTART, read_conll, tag_vocabulary
 from bert_tf.tasks import ner_graph
-from bert_tf.tasks.base import IGNORE_INDEX, TaskDataError, TaskFeatures, masked_mean_cross_entropy
+from bert_tf.tasks.base import (IGNORE_INDEX, TaskDataError, TaskFeatures,
+                                masked_mean_cross_entropy, soft_cross_entropy)
 
 #: texts per call of the traced windowing function while encoding a file
 ENCODE_BATCH = 512
@@ -176,6 +177,19 @@ class NerTask:
     @staticmethod
     def loss(outputs, targets) -> dict:
         return {"loss": masked_mean_cross_entropy(targets["labels"], outputs["logits"])}
+
+    # ------------------------------------------------------------------ distillation
+    distilled_outputs = ("logits",)
+
+    @staticmethod
+    def distillation_loss(outputs, targets, temperature: float):
+        """The teacher's tag distribution on the positions the hard loss scores (each word's
+        first piece; not continuation pieces, special tokens or padding)."""
+        weights = tf.cast(targets["labels"], tf.int32) != IGNORE_INDEX                # [b, s]
+        return soft_cross_entropy(targets["teacher_logits"], outputs["logits"], temperature,
+                                  weights)
+
+    pseudo_labels = None   # windows of unlabeled text carry no word-start positions to label
 
     # ------------------------------------------------------------------ outputs (host)
     @staticmethod

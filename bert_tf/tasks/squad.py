@@ -27,7 +27,7 @@ from bert_tf import metrics, plots
 from bert_tf.data import squad_features
 from bert_tf.data.squad import SquadExample, SquadFormatError, load_squad_json, parse_squad
 from bert_tf.tasks import squad_graph
-from bert_tf.tasks.base import TaskDataError, TaskFeatures
+from bert_tf.tasks.base import TaskDataError, TaskFeatures, soft_cross_entropy
 
 
 @dataclasses.dataclass
@@ -140,6 +140,18 @@ class SquadTask:
                 tf.cast(positions, tf.int32), tf.cast(outputs[name], tf.float32)))
         return {"loss": 0.5 * (ce("start_logits", targets["start_positions"])
                                + ce("end_logits", targets["end_positions"]))}
+
+    # ------------------------------------------------------------------ distillation
+    distilled_outputs = ("start_logits", "end_logits")
+
+    @staticmethod
+    def distillation_loss(outputs, targets, temperature: float):
+        """The teacher's start and end distributions over each window's positions, averaged as
+        the hard loss averages them."""
+        return 0.5 * sum(soft_cross_entropy(targets[f"teacher_{name}"], outputs[name], temperature)
+                         for name in ("start_logits", "end_logits"))
+
+    pseudo_labels = None   # a question without an answer span has no hard target to give
 
     # ------------------------------------------------------------------ inference (graph)
     serving_input_names = ("question", "context")

@@ -32,6 +32,9 @@ def files(tmp_path_factory):
     one_label = str(root / "one_label.csv")
     with open(one_label, "w", encoding="utf-8") as f:
         f.write("text,label\n" + "".join(f"review {i},negative\n" for i in range(8)))
+    empty = str(root / "empty.csv")
+    with open(empty, "w", encoding="utf-8") as f:
+        f.write("text,label\n")
     a_file = str(root / "a_file")
     with open(a_file, "w") as f:
         f.write("not a directory")
@@ -50,13 +53,21 @@ def files(tmp_path_factory):
     return {"INIT": init, "TRAIN": write_tiny_classification(root / "train.csv"), "PAIRS": pairs,
             "CLASSIFIER": classifier,
             "BIG_VOCAB": big_vocab, "SMALL_VOCAB": small_vocab, "ONE_LABEL": one_label,
-            "A_FILE": a_file, "A_DIR": str(root),
+            "A_FILE": a_file, "A_DIR": str(root), "EMPTY": empty,
+            "TEACHER_TRAIN": write_tiny_classification(root / "teacher_train.csv",
+                                                       labels=("negative", "positive")),
             "CONFIG": os.path.join(init, "config.json"), "VOCAB": os.path.join(init, "vocab.txt")}
 
 
 def finetune(*extra):
     return ["finetune", "classify", "--init", "INIT", "--train", "TRAIN", "--out", "OUT",
             "--max-length", 16, "--batch-size", 8, "--epochs", 1, "--strategy", "one_device",
+            "--no-progress", *extra]
+
+
+def distill(*extra):
+    return ["distill", "--teacher", "CLASSIFIER", "--student-layers", 1, "--train", "TEACHER_TRAIN",
+            "--out", "OUT", "--batch-size", 8, "--epochs", 1, "--strategy", "one_device",
             "--no-progress", *extra]
 
 
@@ -95,6 +106,20 @@ CASES = [
      ["--vocab", "small_vocab.txt", "18 tokens", "vocab_size 21"]),
     ("finetune classify on a file with one label", finetune("--train", "ONE_LABEL"), None,
      ["one_label.csv", "1 distinct label", "at least 2", "finetune regress"]),
+    ("distill --temperature 0", distill("--temperature", 0), None,
+     ["--temperature", "positive"]),
+    ("distill --temperature nan", distill("--temperature", "nan"), None, ["--temperature"]),
+    ("distill --alpha 1.5", distill("--alpha", 1.5), None, ["--alpha", "[0, 1]"]),
+    ("distill --student-layers as many as the teacher's", distill("--student-layers", 2), None,
+     ["--student-layers", "2 layers", "2-layer teacher"]),
+    ("distill --teacher that is no model directory", distill("--teacher", "A_DIR"), None,
+     ["--teacher", "task.json"]),
+    ("distill --train of another task", distill("--train", "PAIRS"), None,
+     ["--train", "pairs.csv", "'classify' teacher"]),
+    ("distill --train with labels the teacher does not know", distill("--train", "TRAIN"),
+     None, ["--train", "train.csv", "'neg'", "known labels"]),
+    ("distill --unlabeled that is empty", distill("--unlabeled", "EMPTY"), None,
+     ["--unlabeled", "empty.csv", "no records"]),
     ("pretrain --learning-rate nan", pretrain("--learning-rate", "nan"), None,
      ["--learning-rate", "nan"]),
     ("pretrain --weight-decay -1", pretrain("--weight-decay", -1), None, ["--weight-decay"]),

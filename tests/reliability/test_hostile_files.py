@@ -155,7 +155,10 @@ def model_commands(world, given, out):
     return {"predict": ["predict", "--model", given],
             "export saved-model": ["export", "saved-model", "--model", given, "--out", out],
             "export tflite": ["export", "tflite", "--model", given, "--out",
-                              os.path.join(out, "m.tflite"), "--no-verify"]}
+                              os.path.join(out, "m.tflite"), "--no-verify"],
+            "distill --teacher": ["distill", "--teacher", given, "--student-layers", 1,
+                                  "--train", world["train"], "--out", out, "--epochs", "1",
+                                  "--no-progress"]}
 
 
 def bare_commands(world, given, out):

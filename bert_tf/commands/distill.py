@@ -1,0 +1,71 @@
+"""`bert-tf distill`: a smaller student fine-tuned on a fine-tuned teacher's answers."""
+
+from __future__ import annotations
+
+
+def register(subparsers):
+    from bert_tf.commands.finetune import training_arguments
+    p = subparsers.add_parser(
+        "distill", help="distil a fine-tuned model (classify, regress, ner, squad) into a smaller "
+        "student that writes an ordinary fine-tuned output directory")
+    p.add_argument("--teacher", required=True,
+                   help="the teacher: a fine-tuned output directory (its task, labels, vocabulary "
+                        "and casing are the student's)")
+    student = p.add_mutually_exclusive_group(required=True)
+    student.add_argument("--student-layers", type=int, default=None,
+                         help="the student is K of the teacher's layers (every L/K-th, ending "
+                              "with the top one), its embeddings, pooler and head copied")
+    student.add_argument("--student-init", default=None,
+                         help="or a smaller pre-trained encoder (any checkpoint format) with the "
+                              "teacher's vocabulary")
+    p.add_argument("--train", required=True, help="labeled training file (the teacher's format)")
+    p.add_argument("--unlabeled", default=None,
+                   help="more texts (same format, labels not read) that the teacher labels for "
+                        "the student (classify, regress)")
+    p.add_argument("--eval", default=None, help="eval file: scored every epoch, best model kept")
+    p.add_argument("--out", required=True, help="output directory (as `bert-tf finetune` writes)")
+    p.add_argument("--temperature", type=float, default=2.0,
+                   help="softmax temperature of the teacher's and the student's distributions")
+    p.add_argument("--alpha", type=float, default=0.5,
+                   help="weight of the teacher's loss (the labels' loss gets 1 - alpha)")
+    p.add_argument("--max-length", type=int, default=None,
+                   help="tokens per sequence (default: the teacher's)")
+    training_arguments(p)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import json
+    import logging
+    import os
+    import sys
+
+    from bert_tf.tasks import FinetuneOptions, finetune
+    from bert_tf.tasks.model_dir import TASK_FILE, ModelDirError, check_task_record, read_json
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    max_length = args.max_length
+    if max_length is None:
+        path = os.path.join(args.teacher, TASK_FILE)
+        try:
+            max_length = check_task_record(read_json(path), path)["max_length"]
+        except ModelDirError as e:
+            raise ModelDirError(f"--teacher: {e}") from None
+    result = finetune(FinetuneOptions(
+        task=None, init=args.student_init, train=args.train, eval=args.eval, out=args.out,
+        max_length=max_length, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, warmup=args.warmup, weight_decay=args.weight_decay,
+        seed=args.seed, dropout_seed=args.dropout_seed, strategy=args.strategy,
+        mixed_precision=args.mixed_precision, freeze_encoder=args.freeze_encoder, xla=args.xla,
+        eval_every=args.eval_every, progress=not args.no_progress, overwrite=args.overwrite,
+        teacher=args.teacher, student_layers=args.student_layers,
+        temperature=args.temperature, alpha=args.alpha, unlabeled=args.unlabeled))
+    if result.interrupted:
+        print(f"stopped by SIGTERM at step {result.steps}; saved a checkpoint in "
+              f"{os.path.join(result.out, 'checkpoints')}; rerun the same command to resume",
+              file=sys.stderr)
+        return 143
+    print(json.dumps({"out": result.out, "steps": result.steps, "best_step": result.best_step,
+                      "metrics": result.metrics, "train_seconds": round(result.train_seconds, 1)},
+                     default=float))
+    return 0

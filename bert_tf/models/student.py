@@ -1,0 +1,84 @@
+"""A smaller student that starts from its teacher's own layers (DistilBERT, BERT-PKD "skip").
+
+The student keeps the teacher's width (hidden size, heads, intermediate size, vocabulary,
+positions) and takes K of its L transformer layers: layer j of the student is the teacher's layer
+`student_layer_map(L, K)[j]`; the embeddings, the pooler and the task head are copied as they are.
+Every tensor moves under its canonical (google-research/bert) name, through the same strict
+assignment that loads checkpoints, so a student is complete or not built at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from bert_tf import weights
+from bert_tf.models.encoder import BertEncoder
+
+_LAYER = re.compile(r"^bert/encoder/layer_(\d+)/")
+
+
+def student_layer_map(teacher_layers: int, student_layers: int) -> tuple:
+    """Which teacher layer each student layer starts from: every (L/K)-th, ending with the top
+    layer (PKD-skip; 6 → 3 gives (1, 3, 5), 6 → 2 gives (2, 5), 12 → 6 gives (1, 3, ..., 11)).
+
+    The top layer is kept because the copied head was trained on its outputs."""
+    if isinstance(student_layers, bool) or not isinstance(student_layers, int) or \
+            student_layers < 1:
+        raise ValueError(f"the student needs at least 1 layer, got {student_layers!r}")
+    if student_layers >= teacher_layers:
+        raise ValueError(f"a student of {student_layers} layers is not smaller than its "
+                         f"{teacher_layers}-layer teacher")
+    return tuple(round((j + 1) * teacher_layers / student_layers) - 1
+                 for j in range(student_layers))
+
+
+def student_config(teacher_config, student_layers: int):
+    """The teacher's config with `student_layers` transformer layers."""
+    student_layer_map(teacher_config.num_hidden_layers, student_layers)   # checks the count
+    return dataclasses.replace(teacher_config, num_hidden_layers=student_layers)
+
+
+def student_encoder(teacher_encoder: BertEncoder, student_layers: int) -> BertEncoder:
+    """A fresh `BertEncoder` of `student_layers` layers (weights not yet copied: see
+    `copy_teacher_weights`, which needs the task model built on it)."""
+    # In the global dtype policy (mixed precision is the student's run's choice).
+    return BertEncoder(student_config(teacher_encoder.config, student_layers))
+
+
+def _renamed(tensors: dict, layer_map: tuple) -> dict:
+    """Canonical tensors with layer j ← layer layer_map[j]; the other layers' dropped."""
+    out = {}
+    for name, value in tensors.items():
+        match = _LAYER.match(name)
+        if match is None:
+            out[name] = value
+            continue
+        for j, i in enumerate(layer_map):
+            if int(match.group(1)) == i:
+                out[_LAYER.sub(f"bert/encoder/layer_{j}/", name)] = value
+    return out
+
+
+def copy_teacher_weights(teacher, student, layer_map: tuple) -> None:
+    """Assigns every variable of the task model `student` from the task model `teacher`: student
+    layer j ← teacher layer layer_map[j], all else (embeddings, pooler, head) by name."""
+    from bert_tf.models.pretrained import task_model_slots
+    tensors = _renamed(weights.collect(task_model_slots(teacher)), layer_map)
+    weights.assign(task_model_slots(student), tensors, "the teacher's layers")
+
+
+def truncated_encoder(encoder: BertEncoder, student_layers: int) -> BertEncoder:
+    """A pre-trained encoder cut to `student_layers` of its layers (`student_layer_map`),
+    embeddings and pooler kept: the DistilBERT-style start of a student that has no fine-tuned
+    teacher to copy from (and the control a distilled student is compared with)."""
+    layer_map = student_layer_map(encoder.config.num_hidden_layers, student_layers)
+    student = student_encoder(encoder, student_layers)
+    weights.assign(weights.encoder_slots(student),
+                   _renamed(weights.collect(weights.encoder_slots(encoder)), layer_map),
+                   "the encoder's layers")
+    return student
+
+
+__all__ = ["student_layer_map", "student_config", "student_encoder", "copy_teacher_weights",
+           "truncated_encoder"]
