@@ -41,6 +41,29 @@ def test_ratio_is_oriented_so_that_above_one_means_bert_tf_is_better():
     assert "2.20x  vs fast" in results.format_table(rows)
 
 
+def test_tiny_p3_runs_each_quantization_fixed_and_with_length_signatures(tmp_path):
+    from bert_tf.benchmarks import run_suite
+    from bert_tf.benchmarks.sizes import TINY
+    result = run_suite(str(tmp_path), measures=("P3",), sizes="tiny", threads=2,
+                       log=lambda line: None)
+    assert not result.errors
+    rows = json.loads(open(result.json_path, encoding="utf-8").read())["rows"]
+    ours = {r["impl"]: r for r in rows if r["role"] == "ours"}
+    expected = {f"tflite {v} {layout}" for v in TINY.p3_variants
+                for layout in ("fixed", "lengths")} - {"tflite float32 fixed"}
+    assert set(ours) == expected
+    for impl, row in ours.items():
+        used = row["extra"]["lengths_used"]
+        if impl.endswith("fixed"):
+            assert used == {"128": TINY.p3_accuracy_sentences}
+        else:   # real Rotten Tomatoes snippets are short: most run below 128 positions
+            assert sum(used.values()) == TINY.p3_accuracy_sentences and "128" not in used
+        # float32 with length signatures answers exactly as fixed-128 (padding is masked)
+        if impl == "tflite float32 lengths":
+            assert row["extra"]["accuracy_delta_points"] == 0.0
+    assert all(r["impl"] == "tflite float32 fixed-128" for r in rows if r["role"] == "peer")
+
+
 @pytest.mark.slow
 def test_tiny_suite_runs_every_implementation_and_writes_outputs(tmp_path):
     from bert_tf.benchmarks import run_suite

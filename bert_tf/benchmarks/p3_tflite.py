@@ -1,17 +1,24 @@
-"""P3 TFLite: the sentiment classifier converted four ways, run at batch 1 on real sentence lengths.
+"""P3 TFLite: the sentiment classifier as shipped on a device, batch 1 on real sentence lengths.
 
-Variants (TFLiteConverter on a [1, None] int32 `input_ids` signature -> `probabilities` [1, 2]):
+Each quantization is converted twice by `bert_tf.export.convert_tflite` (the exporter users run):
+  fixed     one [1, 128] signature: every sentence pays for 128 positions
+  lengths   the same file with signatures for 16/32/64 positions too; each sentence runs at the
+            shortest that holds it (what `TFLiteTaskRunner` does)
+Quantizations:
   float32       no optimization
   float16       weights stored as float16 (dequantized to float32 at load on CPU)
   dynamic_int8  weights int8, activations quantized on the fly (Optimize.DEFAULT)
-  full_int8     weights and activations int8, calibrated on real training snippets; ops with no
-                int8 kernel stay float (TFLITE_BUILTINS_INT8 + TFLITE_BUILTINS)
-Each sentence is tokenized beforehand (bert_tf tokenizer, unpadded: its real length); timing covers
-resize + invoke + read-out, i.e. the model at that length. Accuracy is over the test split, and the
-delta is against float32 TFLite.
+  full_int8     weights and activations int8, calibrated on real training snippets (every length
+                signature sees them); ops with no int8 kernel stay float
+The baseline of every row is float32 fixed-128, what a model converted without these options
+costs. Sentences are tokenized beforehand (exact tokenizer, padded to 128) so the timing is the
+model alone; accuracy is over the test split, its delta against float32 fixed-128.
 """
 
 from __future__ import annotations
+
+import os
+import tempfile
 
 import numpy as np
 
@@ -20,111 +27,100 @@ from bert_tf.benchmarks.sentiment import sentences
 from bert_tf.benchmarks.timing import BenchmarkError, alternate
 
 VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8")
+QUANTIZE = {"float32": "none", "float16": "float16", "dynamic_int8": "dynamic",
+            "full_int8": "int8"}
+SEQUENCE_LENGTH = 128
+LENGTHS = (16, 32, 64)
+ID_NAMES = ("input_ids", "token_type_ids", "attention_mask")
 
 
-def unpadded_ids(tokenizer, texts) -> list:
-    """Each text -> int32 [1, its length] ids ([CLS] ... [SEP], no padding)."""
+def padded_features(tokenizer, texts) -> tuple:
+    """({name: int32 [n, 128]}, real lengths [n]) of the texts, packed by the exact tokenizer."""
     import tensorflow as tf
-    features = tf.function(tokenizer)(tf.constant(texts))
-    ids = features["input_ids"].numpy()
-    lengths = features["attention_mask"].numpy().sum(axis=1)
-    return [ids[i:i + 1, :n].astype(np.int32) for i, n in enumerate(lengths)]
+    features = tf.function(tokenizer)(tf.constant(list(texts)))
+    arrays = {k: np.asarray(features[k], np.int32) for k in ID_NAMES}
+    return arrays, arrays["attention_mask"].sum(axis=1)
 
 
-def convert(classifier, variant: str, calibration_ids=()) -> bytes:
-    import tensorflow as tf
-
+def convert(classifier, tokenizer, variant: str, folder: str, lengths=(), calibration=()) -> str:
+    """The classifier converted by `convert_tflite` → the .tflite path."""
+    from bert_tf.export.tflite import convert_tflite
     if variant not in VARIANTS:
         raise BenchmarkError(f"unknown TFLite variant {variant!r}; choose from {VARIANTS}")
-
-    class Probabilities(tf.Module):
-        def __init__(self):
-            super().__init__()
-            # Track the variables' tf.Variables so the converter sees them frozen (Keras 3 trap).
-            self.weights = [v.value for v in classifier.variables]
-
-        @tf.function(input_signature=[tf.TensorSpec([1, None], tf.int32, name="input_ids")])
-        def __call__(self, input_ids):
-            features = {"input_ids": input_ids, "token_type_ids": tf.zeros_like(input_ids),
-                        "attention_mask": tf.ones_like(input_ids)}
-            logits = classifier(features, training=False)["logits"]        # [1, 2]
-            return {"probabilities": tf.nn.softmax(logits, axis=-1)}
-
-    module = Probabilities()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [module.__call__.get_concrete_function()], module)
-    if variant != "float32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if variant == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    if variant == "full_int8":
-        if not calibration_ids:
-            raise BenchmarkError("full_int8 needs calibration sentences")
-        converter.representative_dataset = lambda: ([ids] for ids in calibration_ids)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                                               tf.lite.OpsSet.TFLITE_BUILTINS]
-    return converter.convert()
+    if variant == "full_int8" and not calibration:
+        raise BenchmarkError("full_int8 needs calibration sentences")
+    path = os.path.join(folder, f"{variant}_{'lengths' if lengths else 'fixed'}.tflite")
+    return convert_tflite(classifier, path, quantize=QUANTIZE[variant],
+                          sequence_length=SEQUENCE_LENGTH, tokenizer=tokenizer,
+                          labels=["rotten", "fresh"], with_tokenizer=False, lengths=lengths,
+                          representative_data=list(calibration) if variant == "full_int8"
+                          else None)
 
 
 class BatchOneRunner:
-    """A LiteRT interpreter resized to each sentence's length; call(ids [1, n]) -> probs [2]."""
+    """call(i) → logits [2] of sentence i: its padded [1, 128] row on `serve_ids`, or with length
+    signatures its first L positions on the shortest `serve_ids_L` that holds it."""
 
-    def __init__(self, model: bytes, threads: int):
+    def __init__(self, path: str, features: dict, lengths: np.ndarray, threads: int):
         from ai_edge_litert.interpreter import Interpreter
-        self.interpreter = Interpreter(model_content=model, num_threads=threads)
-        self.input = self.interpreter.get_input_details()[0]["index"]
-        self.output = self.interpreter.get_output_details()[0]["index"]
-        self.length = None
+        from bert_tf.export.tflite import length_signature
+        from bert_tf.export.tflite_runner import pick_length, signature_lengths
+        interpreter = Interpreter(model_path=path, num_threads=threads)
+        available = signature_lengths(interpreter.get_signature_list()) + (SEQUENCE_LENGTH,)
+        self.runners = {n: interpreter.get_signature_runner(
+            length_signature("serve_ids", n, SEQUENCE_LENGTH)) for n in available}
+        # Each sentence's inputs, cut to the length it runs at, prepared once.
+        self.inputs = []
+        for i, needed in enumerate(lengths):
+            n = pick_length(int(needed), available)
+            self.inputs.append((n, {k: features[k][i:i + 1, :n] for k in ID_NAMES}))
+        self.lengths_used = {}
+        for n, _ in self.inputs:
+            self.lengths_used[n] = self.lengths_used.get(n, 0) + 1
 
-    def __call__(self, ids):
-        if ids.shape[1] != self.length:
-            self.interpreter.resize_tensor_input(self.input, ids.shape, strict=True)
-            self.interpreter.allocate_tensors()
-            self.length = ids.shape[1]
-        self.interpreter.set_tensor(self.input, ids)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output)[0]
+    def __call__(self, i: int):
+        n, inputs = self.inputs[i]
+        return self.runners[n](**inputs)["logits"][0]
 
 
 def run(model, sizes, threads: int, log) -> list:
-    calibration = unpadded_ids(model.tokenizer, sentences("train", sizes.p3_calibration_sentences)[0])
+    calibration = sentences("train", sizes.p3_calibration_sentences)[0]
     test_texts, test_labels = sentences("test", sizes.p3_accuracy_sentences)
-    test_ids = unpadded_ids(model.tokenizer, test_texts)
-    latency_ids = test_ids[:sizes.p3_latency_sentences]
+    features, lengths = padded_features(model.tokenizer, test_texts)
+    latency = range(min(sizes.p3_latency_sentences, len(test_texts)))
 
     runners, accuracy, sizes_mb = {}, {}, {}
-    for variant in sizes.p3_variants:
-        flatbuffer = convert(model.classifier, variant, calibration)
-        runner = BatchOneRunner(flatbuffer, threads)
-        predictions = np.array([int(np.argmax(runner(ids))) for ids in test_ids])
-        accuracy[variant] = float(np.mean(predictions == test_labels))
-        sizes_mb[variant] = len(flatbuffer) / 2 ** 20
-        runners[variant] = runner
-        log(f"P3 {variant}: {sizes_mb[variant]:.1f} MiB, accuracy {accuracy[variant]:.4f} "
-            f"on {len(test_ids)} test snippets")
-
-    mean_length = float(np.mean([ids.shape[1] for ids in latency_ids]))
-    cases = {v: ((lambda r=r: [r(ids) for ids in latency_ids]), len(latency_ids))
-             for v, r in runners.items()}
-    timings = alternate(cases, sizes.warmups, sizes.repeats)
-    reference = "float32"
+    with tempfile.TemporaryDirectory(prefix="bert_tf_p3_") as folder:
+        for variant in sizes.p3_variants:
+            for layout, extra in (("fixed", ()), ("lengths", LENGTHS)):
+                key = f"{variant} {layout}"
+                path = convert(model.classifier, model.tokenizer, variant, folder, extra,
+                               calibration)
+                runner = BatchOneRunner(path, features, lengths, threads)
+                predictions = np.array([int(np.argmax(runner(i))) for i in range(len(lengths))])
+                accuracy[key] = float(np.mean(predictions == test_labels))
+                sizes_mb[key] = os.path.getsize(path) / 2 ** 20
+                runners[key] = runner
+                log(f"P3 {key}: {sizes_mb[key]:.1f} MiB, accuracy {accuracy[key]:.4f} on "
+                    f"{len(test_texts)} test snippets; lengths used {runner.lengths_used}")
+        mean_length = float(np.mean([lengths[i] for i in latency]))
+        cases = {k: ((lambda r=r: [r(i) for i in latency]), len(latency))
+                 for k, r in runners.items()}
+        timings = alternate(cases, sizes.warmups, sizes.repeats)
+    reference = "float32 fixed"
     rows = []
-    for variant, timing in timings.items():
-        extra = {"accuracy": accuracy[variant], "mib": sizes_mb[variant],
-                 "mean_tokens": mean_length}
+    for key, timing in timings.items():
+        extra = {"accuracy": accuracy[key], "mib": sizes_mb[key], "mean_tokens": mean_length,
+                 "lengths_used": {str(n): c for n, c in sorted(runners[key].lengths_used.items())}}
         if reference in accuracy:
-            extra["accuracy_delta_points"] = 100.0 * (accuracy[variant] - accuracy[reference])
-        if variant == reference:
+            extra["accuracy_delta_points"] = 100.0 * (accuracy[key] - accuracy[reference])
+        if key == reference:
             continue
-        case = f"b1 {variant}/fp32"
-        rows.append(Row("P3", case, f"tflite {variant}", "ours", "ms", timing.latencies_ms(),
+        case = f"b1 {key.replace(' ', '/')}/fp32-128"
+        rows.append(Row("P3", case, f"tflite {key}", "ours", "ms", timing.latencies_ms(),
                         higher_is_better=False, extra=extra))
         if reference in timings:
-            rows.append(Row("P3", case, "tflite float32", "peer", "ms",
+            rows.append(Row("P3", case, "tflite float32 fixed-128", "peer", "ms",
                             timings[reference].latencies_ms(), higher_is_better=False,
                             extra={"accuracy": accuracy[reference]}))
-    if reference in timings and len(timings) == 1:
-        rows.append(Row("P3", "b1 float32", "tflite float32", "info", "ms",
-                        timings[reference].latencies_ms(), higher_is_better=False,
-                        extra={"accuracy": accuracy[reference]}))
     return rows
