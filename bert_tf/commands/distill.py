@@ -31,7 +31,9 @@ def register(subparsers):
     p.add_argument("--max-length", type=int, default=None,
                    help="tokens per sequence (default: the teacher's)")
     training_arguments(p)
-    p.set_defaults(run=run)
+    # A student learns longer from soft targets than from labels: 4 epochs closed most of the
+    # gap to the teacher on Rotten Tomatoes where 2 left 1.7 points (docs/results.md).
+    p.set_defaults(run=run, epochs=4.0)
 
 
 def run(args) -> int:
