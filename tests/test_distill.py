@@ -208,6 +208,35 @@ def test_ner_students_learn_the_teachers_tags(data, tmp_path):
     assert cli("evaluate", "--model", out, "--data", data["ner_train"]) == 0
 
 
+def test_a_regressor_distils_with_unlabeled_texts(data, tmp_path):
+    """Regression: the student learns the teacher's score (squared distance, no temperature);
+    unlabeled texts take the teacher's score as their label."""
+    from bert_tf.tasks import FinetuneOptions
+    from bert_tf.tasks.distillation import Distillation
+    texts = [t for t, _ in datasets.rotten_tomatoes("train")[:40]]
+    train = tmp_path / "scores.csv"
+    classification.write_classification(train, [(t, str(i % 5 / 4)) for i, t in
+                                                 enumerate(texts)])
+    unlabeled = tmp_path / "more.csv"
+    classification.write_classification(unlabeled, [(t, "0") for t in texts[:8]])
+    teacher = tmp_path / "teacher"
+    assert cli("finetune", "regress", "--init", data["init"], "--train", train, "--out", teacher,
+               "--max-length", 32, *TRAINING) == 0
+    out = tmp_path / "student"
+    assert cli("distill", "--teacher", teacher, "--student-layers", 2, "--train", train,
+               "--unlabeled", unlabeled, "--out", out, *TRAINING) == 0
+    assert json.loads((out / "task.json").read_text())["task"] == "regress"
+    options = FinetuneOptions(task=None, init=None, train=str(train), out=str(tmp_path / "o"),
+                              teacher=str(teacher), student_layers=2, unlabeled=str(unlabeled))
+    distillation = Distillation.prepare(options)
+    task = distillation.task(32)
+    features = distillation.training_features(
+        task, task.encode(task.read(str(train)), training=True), str(unlabeled), 16)
+    scores = features.targets["teacher_logits"][:, 0]
+    np.testing.assert_allclose(features.targets["labels"][40:], scores[40:], rtol=1e-6)
+    np.testing.assert_allclose(features.targets["labels"][:40], [i % 5 / 4 for i in range(40)])
+
+
 @pytest.mark.parametrize("case", ["other_task", "too_many_layers", "vocab", "unlabeled_ner",
                                   "empty_unlabeled", "alpha", "both_students", "not_a_teacher"])
 def test_bad_distillation_input_is_one_clear_error(data, tmp_path, capsys, case):
