@@ -41,13 +41,51 @@ def test_ratio_is_oriented_so_that_above_one_means_bert_tf_is_better():
     assert "2.20x  vs fast" in results.format_table(rows)
 
 
-def test_tiny_p3_runs_each_quantization_fixed_and_with_length_signatures(tmp_path):
+def tiny_teacher_and_student(folder, vocab) -> tuple:
+    """A 4-layer tiny Rotten Tomatoes classifier and its 2-layer distilled student."""
+    import shutil
+    import keras
+    import bert_tf.cli
+    from bert_tf.config import BertConfig
+    from bert_tf.data import classification, datasets
+    from bert_tf.models import BertEncoder
+    init = os.path.join(folder, "init")
+    keras.utils.set_random_seed(0)
+    BertEncoder(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=4,
+                           num_attention_heads=2, intermediate_size=64,
+                           max_position_embeddings=128)).save_pretrained(init)
+    shutil.copy(vocab, os.path.join(init, "vocab.txt"))
+    train = os.path.join(folder, "train.csv")
+    classification.write_classification(train, [
+        (t, datasets.ROTTEN_TOMATOES_LABELS[y]) for t, y in datasets.rotten_tomatoes("train")[:32]])
+    teacher, student = os.path.join(folder, "teacher"), os.path.join(folder, "student")
+    common = ["--train", train, "--epochs", "1", "--batch-size", "8", "--no-progress",
+              "--strategy", "one_device"]
+    assert bert_tf.cli.main(["finetune", "classify", "--init", init, "--out", teacher,
+                             "--max-length", "64", *common]) == 0
+    assert bert_tf.cli.main(["distill", "--teacher", teacher, "--student-layers", "2",
+                             "--out", student, *common]) == 0
+    return teacher, student
+
+
+def test_tiny_p3_runs_each_quantization_fixed_and_with_length_signatures(tmp_path, minilm_vocab):
     from bert_tf.benchmarks import run_suite
     from bert_tf.benchmarks.sizes import TINY
-    result = run_suite(str(tmp_path), measures=("P3",), sizes="tiny", threads=2,
-                       log=lambda line: None)
+    models = tiny_teacher_and_student(str(tmp_path / "models"), minilm_vocab)
+    result = run_suite(str(tmp_path / "bench"), measures=("P3",), sizes="tiny", threads=2,
+                       log=lambda line: None, p3_models=models)
     assert not result.errors
     rows = json.loads(open(result.json_path, encoding="utf-8").read())["rows"]
+    # The shipped student against the teacher's float32 fixed-128.
+    shipped = {r["impl"]: r for r in rows if "shipped" in r["case"]}
+    assert set(shipped) == {"tflite student dynamic_int8 lengths", "tflite student full_int8 "
+                            "lengths", "tflite teacher float32 fixed-128"}
+    for impl in ("tflite student dynamic_int8 lengths", "tflite student full_int8 lengths"):
+        extra = shipped[impl]["extra"]
+        assert sum(extra["lengths_used"].values()) == TINY.p3_accuracy_sentences
+        assert set(extra["lengths_used"]) <= {"16", "32", "64"}   # the student's max is 64
+        assert "accuracy_delta_points" in extra
+    rows = [r for r in rows if "shipped" not in r["case"]]
     ours = {r["impl"]: r for r in rows if r["role"] == "ours"}
     expected = {f"tflite {v} {layout}" for v in TINY.p3_variants
                 for layout in ("fixed", "lengths")} - {"tflite float32 fixed"}

@@ -13,6 +13,11 @@ Quantizations:
 The baseline of every row is float32 fixed-128, what a model converted without these options
 costs. Sentences are tokenized beforehand (exact tokenizer, padded to 128) so the timing is the
 model alone; accuracy is over the test split, its delta against float32 fixed-128.
+
+With `models` (a fine-tuned teacher directory and its distilled student, `bert-tf bench
+--p3-teacher T --p3-student S`), P3 also compares what we ship on a device against what a user
+would convert without us: the student with length signatures, dynamic-range and int8, against the
+teacher's float32 fixed-128 model, each on the Rotten Tomatoes test split with its own tokenizer.
 """
 
 from __future__ import annotations
@@ -66,9 +71,11 @@ class BatchOneRunner:
         from bert_tf.export.tflite import length_signature
         from bert_tf.export.tflite_runner import pick_length, signature_lengths
         interpreter = Interpreter(model_path=path, num_threads=threads)
-        available = signature_lengths(interpreter.get_signature_list()) + (SEQUENCE_LENGTH,)
+        full = int(interpreter.get_signature_runner("serve_ids").get_input_details()[
+            "input_ids"]["shape"][1])   # the features must be packed to this length
+        available = signature_lengths(interpreter.get_signature_list()) + (full,)
         self.runners = {n: interpreter.get_signature_runner(
-            length_signature("serve_ids", n, SEQUENCE_LENGTH)) for n in available}
+            length_signature("serve_ids", n, full)) for n in available}
         # Each sentence's inputs, cut to the length it runs at, prepared once.
         self.inputs = []
         for i, needed in enumerate(lengths):
@@ -81,6 +88,68 @@ class BatchOneRunner:
     def __call__(self, i: int):
         n, inputs = self.inputs[i]
         return self.runners[n](**inputs)["logits"][0]
+
+
+def run_models(models: tuple, sizes, threads: int, log) -> list:
+    """The shipped-model rows: (teacher dir, student dir) → student dynamic/int8 with length
+    signatures vs the teacher's float32 fixed-128 (see the module docstring)."""
+    from bert_tf.data.datasets import ROTTEN_TOMATOES_LABELS
+    from bert_tf.export.tflite import convert_tflite
+    from bert_tf.tasks.model_dir import FinetunedModel
+    from bert_tf.text import BertTokenizer
+    teacher_dir, student_dir = models
+    calibration = sentences("train", sizes.p3_calibration_sentences)[0]
+    texts, labels = sentences("test", sizes.p3_accuracy_sentences)
+    latency = range(min(sizes.p3_latency_sentences, len(texts)))
+    plans = {"teacher float32 fixed-128": (teacher_dir, "none", SEQUENCE_LENGTH, ()),
+             "student dynamic_int8 lengths": (student_dir, "dynamic", None, LENGTHS),
+             "student full_int8 lengths": (student_dir, "int8", None, LENGTHS)}
+    runners, accuracy, sizes_mb = {}, {}, {}
+    with tempfile.TemporaryDirectory(prefix="bert_tf_p3_") as folder:
+        for key, (directory, quantize, length, lengths) in plans.items():
+            loaded = FinetunedModel.load(directory)
+            if loaded.task_type != "classify" or set(loaded.task.label_names) != {"fresh",
+                                                                                  "rotten"}:
+                raise BenchmarkError(f"{directory}: P3 compares Rotten Tomatoes sentiment "
+                                     f"classifiers (fresh/rotten), got a {loaded.task_type} model "
+                                     f"with labels {list(loaded.task.label_names)}")
+            length = length or loaded.settings["max_length"]
+            lengths = tuple(n for n in lengths if n < length)
+            path = convert_tflite(loaded, os.path.join(folder, key.replace(" ", "_") + ".tflite"),
+                                  quantize=quantize, sequence_length=length, lengths=lengths,
+                                  with_tokenizer=False, representative_data=list(calibration)
+                                  if quantize == "int8" else None)
+            tokenizer = BertTokenizer(loaded.tokenizer.get_vocabulary(),
+                                      lowercase=loaded.tokenizer.lowercase,
+                                      sequence_length=length)
+            features, real = padded_features(tokenizer, texts)
+            runner = BatchOneRunner(path, features, real, threads)
+            gold = np.array([loaded.task.label_names.index(ROTTEN_TOMATOES_LABELS[y])
+                             for y in labels])
+            predictions = np.array([int(np.argmax(runner(i))) for i in range(len(texts))])
+            accuracy[key] = float(np.mean(predictions == gold))
+            sizes_mb[key] = os.path.getsize(path) / 2 ** 20
+            runners[key] = runner
+            log(f"P3 {key}: {sizes_mb[key]:.1f} MiB, accuracy {accuracy[key]:.4f}; lengths "
+                f"used {runner.lengths_used}")
+        timings = alternate({k: ((lambda r=r: [r(i) for i in latency]), len(latency))
+                             for k, r in runners.items()}, sizes.warmups, sizes.repeats)
+    reference = "teacher float32 fixed-128"
+    rows = []
+    for key in plans:
+        if key == reference:
+            continue
+        case = f"b1 shipped {key.split(' ', 1)[1].replace(' ', '/')}/teacher-fp32-128"
+        rows.append(Row("P3", case, f"tflite {key}", "ours", "ms", timings[key].latencies_ms(),
+                        higher_is_better=False, extra={
+                            "accuracy": accuracy[key], "mib": sizes_mb[key],
+                            "accuracy_delta_points": 100.0 * (accuracy[key] - accuracy[reference]),
+                            "lengths_used": {str(n): c for n, c in
+                                             sorted(runners[key].lengths_used.items())}}))
+        rows.append(Row("P3", case, f"tflite {reference}", "peer", "ms",
+                        timings[reference].latencies_ms(), higher_is_better=False,
+                        extra={"accuracy": accuracy[reference], "mib": sizes_mb[reference]}))
+    return rows
 
 
 def run(model, sizes, threads: int, log) -> list:

@@ -38,7 +38,10 @@ class SuiteResult:
 
 
 def run_suite(out_dir: str, measures=MEASURES, sizes="full", threads: int = 2,
-              log=print) -> SuiteResult:
+              log=print, p3_models: tuple | None = None) -> SuiteResult:
+    """p3_models: (teacher dir, distilled student dir) of a Rotten Tomatoes classifier: P3 then
+    also compares the student as shipped (length signatures, int8) with the teacher's float32
+    fixed-128 TFLite."""
     unknown = [m for m in measures if m not in MEASURES]
     if unknown or not measures:
         raise BenchmarkError(f"unknown measure(s) {unknown}; choose from {MEASURES}")
@@ -66,6 +69,9 @@ def run_suite(out_dir: str, measures=MEASURES, sizes="full", threads: int = 2,
                     log(f"sentiment model: {'MiniLM-L6 real weights' if size.real_weights else 'tiny random'}"
                         f", probe training accuracy {sentiment_model.probe_accuracy:.4f}")
                 rows.extend(_run_measure(measure, size, sentiment_model, threads, work_dir, log))
+                if measure == "P3" and p3_models:
+                    from bert_tf.benchmarks import p3_tflite
+                    rows.extend(p3_tflite.run_models(p3_models, size, threads, log))
             except Exception as error:  # one measure failing must not lose the others' numbers
                 errors[measure] = f"{type(error).__name__}: {error}"
                 log(f"{measure} FAILED: {errors[measure]}\n{traceback.format_exc()}")
