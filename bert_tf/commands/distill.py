@@ -37,11 +37,10 @@ def register(subparsers):
 
 
 def run(args) -> int:
-    import json
     import logging
     import os
-    import sys
 
+    from bert_tf.commands.finetune import report
     from bert_tf.tasks import FinetuneOptions, finetune
     from bert_tf.tasks.model_dir import TASK_FILE, ModelDirError, check_task_record, read_json
 
@@ -62,12 +61,4 @@ def run(args) -> int:
         eval_every=args.eval_every, progress=not args.no_progress, overwrite=args.overwrite,
         teacher=args.teacher, student_layers=args.student_layers,
         temperature=args.temperature, alpha=args.alpha, unlabeled=args.unlabeled))
-    if result.interrupted:
-        print(f"stopped by SIGTERM at step {result.steps}; saved a checkpoint in "
-              f"{os.path.join(result.out, 'checkpoints')}; rerun the same command to resume",
-              file=sys.stderr)
-        return 143
-    print(json.dumps({"out": result.out, "steps": result.steps, "best_step": result.best_step,
-                      "metrics": result.metrics, "train_seconds": round(result.train_seconds, 1)},
-                     default=float))
-    return 0
+    return report(result)

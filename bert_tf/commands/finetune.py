@@ -122,10 +122,7 @@ def init_pooling(init: str) -> str:
 
 
 def run(args) -> int:
-    import json
     import logging
-    import os
-    import sys
 
     from bert_tf.tasks import FinetuneOptions, finetune
 
@@ -140,6 +137,14 @@ def run(args) -> int:
         freeze_encoder=args.freeze_encoder,
         xla=args.xla, eval_every=args.eval_every, progress=not args.no_progress,
         task_settings=task_settings(args), overwrite=args.overwrite))
+    return report(result)
+
+
+def report(result) -> int:
+    """A finished run's summary line on stdout (exit 0), or where a SIGTERM left it (exit 143)."""
+    import json
+    import os
+    import sys
     if result.interrupted:
         # No task.json was written: the directory is a resumable run, not a finished model.
         print(f"stopped by SIGTERM at step {result.steps}; saved a checkpoint in "
