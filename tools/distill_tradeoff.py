@@ -4,7 +4,7 @@ pre-trained encoder fine-tuned on the labels alone — test metric over several 
 and (with --speed) raw-text SavedModel throughput and TFLite dynamic-int8 batch-1 latency.
 
     python tools/distill_tradeoff.py --teacher T --init PRETRAINED --data DIR --out OUT \
-        [--layers 3,2] [--seeds 0,1,2] [--epochs 2] [--speed]
+        [--layers 3,2] [--seeds 0,1,2] [--epochs 4] [--speed]
 
 DIR holds train/dev/test files of the teacher's task (e.g. `bert-tf dataset rotten_tomatoes`).
 Every run is an ordinary output directory under OUT; rerunning skips the finished ones.
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--layers", default="3,2")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--epochs", type=float, default=4.0)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--alpha", type=float, default=0.5)
