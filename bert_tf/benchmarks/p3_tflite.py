@@ -68,14 +68,10 @@ class BatchOneRunner:
 
     def __init__(self, path: str, features: dict, lengths: np.ndarray, threads: int):
         from ai_edge_litert.interpreter import Interpreter
-        from bert_tf.export.tflite import length_signature
-        from bert_tf.export.tflite_runner import pick_length, signature_lengths
-        interpreter = Interpreter(model_path=path, num_threads=threads)
-        full = int(interpreter.get_signature_runner("serve_ids").get_input_details()[
-            "input_ids"]["shape"][1])   # the features must be packed to this length
-        available = signature_lengths(interpreter.get_signature_list()) + (full,)
-        self.runners = {n: interpreter.get_signature_runner(
-            length_signature("serve_ids", n, full)) for n in available}
+        from bert_tf.export.tflite_runner import length_runners, pick_length
+        # (the features must be packed to the file's full length, the last of `available`)
+        self.runners = length_runners(Interpreter(model_path=path, num_threads=threads))
+        available = tuple(self.runners)
         # Each sentence's inputs, cut to the length it runs at, prepared once.
         self.inputs = []
         for i, needed in enumerate(lengths):

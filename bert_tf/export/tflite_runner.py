@@ -36,6 +36,15 @@ def signature_lengths(signatures) -> tuple:
     return tuple(sorted(int(m.group(1)) for m in map(_LENGTH.match, signatures) if m))
 
 
+def length_runners(lite, name: str = "serve_ids") -> dict:
+    """length → signature runner of `name` at every length the file holds (the full length's
+    under the plain name), each made once."""
+    full = int(lite.get_signature_runner("serve_ids").get_input_details()["input_ids"]["shape"][1])
+    lengths = signature_lengths(lite.get_signature_list()) + (full,)
+    return {length: lite.get_signature_runner(length_signature(name, length, full))
+            for length in lengths}
+
+
 def pick_length(needed: int, lengths: tuple) -> int:
     """The shortest of `lengths` (sorted, the last the full length) holding `needed` positions."""
     for length in lengths:
@@ -58,7 +67,8 @@ class TFLiteTaskRunner:
         signatures = self.lite.get_signature_list()
         self.ids_runner = self.lite.get_signature_runner("serve_ids")
         self.sequence_length = int(self.ids_runner.get_input_details()["input_ids"]["shape"][1])
-        self.lengths = signature_lengths(signatures) + (self.sequence_length,)
+        self.ids_runners = length_runners(self.lite)
+        self.lengths = tuple(self.ids_runners)
         self.lengths_used = {}
         tokenizer = task.tokenizer
         if tokenizer.sequence_length != self.sequence_length:
@@ -66,8 +76,9 @@ class TFLiteTaskRunner:
                 tokenizer.get_vocabulary(), lowercase=tokenizer.lowercase,
                 sequence_length=self.sequence_length))
         self.task = task
-        self.text_runner = (self.lite.get_signature_runner("serving_default")
-                            if "serving_default" in signatures else None)
+        self.text_runners = (length_runners(self.lite, "serving_default")
+                             if "serving_default" in signatures else None)
+        self.text_runner = self.text_runners[self.sequence_length] if self.text_runners else None
         self.measure = (self.lite.get_signature_runner("measure")
                         if "measure" in signatures else None)
         # The model's raw outputs (logits, embeddings, ...): serve_ids returns exactly those.
@@ -77,10 +88,9 @@ class TFLiteTaskRunner:
                            if len(detail["shape"]) > 1 and detail["shape"][1] ==
                            self.sequence_length}
 
-    def _signature(self, name: str, length: int):
+    def _signature(self, runners: dict, length: int):
         self.lengths_used[length] = self.lengths_used.get(length, 0) + 1
-        return self.lite.get_signature_runner(length_signature(name, length,
-                                                               self.sequence_length))
+        return runners[length]
 
     def run_ids(self, features: dict) -> dict:
         """[W, N] id features → the model's outputs [W, ...], one window per TFLite call (each at
@@ -92,7 +102,7 @@ class TFLiteTaskRunner:
             length = pick_length(needed, self.lengths)
             window = {name: np.asarray(features[name][i:i + 1, :length], np.int32)
                       for name in ID_NAMES}
-            for name, value in self._signature("serve_ids", length)(**window).items():
+            for name, value in self._signature(self.ids_runners, length)(**window).items():
                 if name in self.positional and length < self.sequence_length:
                     pad = [(0, 0)] * value.ndim
                     pad[1] = (0, self.sequence_length - length)
@@ -116,7 +126,7 @@ class TFLiteTaskRunner:
                 length = self.sequence_length
                 if self.measure is not None:
                     length = pick_length(int(self.measure(**inputs)["length"][0]), self.lengths)
-                outputs = self._signature("serving_default", length)(**inputs)
+                outputs = self._signature(self.text_runners, length)(**inputs)
                 # The .tflite's own outputs; string outputs (label names) are not in it, so the
                 # task's decoder adds them from the model's raw outputs (which the text signature
                 # returns under serve_ids' names), as it does in the SavedModel.

@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf.export.serving_module import ID_NAMES
-from bert_tf.export.tflite import interpreter, length_signature
-from bert_tf.export.tflite_runner import pick_length, signature_lengths
+from bert_tf.export.tflite import interpreter
+from bert_tf.export.tflite_runner import length_runners, pick_length, signature_lengths
 
 
 def _compared(out) -> np.ndarray:
@@ -92,18 +92,16 @@ def verify_tflite(tflite_path, model, tokenizer, texts, gold_labels=None, progre
         report.update(_verify_text_signature(lite, texts, features, pairs, lite_pred,
                                             lite_logits))
     if signature_lengths(lite.get_signature_list()):
-        report.update(_verify_lengths(lite, features, keras_logits, sequence_length))
+        report.update(_verify_lengths(lite, features, keras_logits))
     return report
 
 
-def _verify_lengths(lite, features, keras_logits, sequence_length) -> dict:
+def _verify_lengths(lite, features, keras_logits) -> dict:
     """Each example on the shortest length signature that holds its tokens, against Keras at
     the full length: the largest difference over its real positions, whether every argmax
     agrees, and the mean batch-1 latency (the saving the signatures exist for)."""
-    lengths = signature_lengths(lite.get_signature_list()) + (sequence_length,)
-    runners = {length: lite.get_signature_runner(length_signature("serve_ids", length,
-                                                                  sequence_length))
-               for length in lengths}
+    runners = length_runners(lite)
+    lengths = tuple(runners)
     diff, agree, seconds, used = 0.0, 0, 0.0, {}
     n = len(features["input_ids"])
     for i in range(n):
