@@ -68,6 +68,7 @@ def tiny_teacher_and_student(folder, vocab) -> tuple:
     return teacher, student
 
 
+@pytest.mark.slow
 def test_tiny_p3_runs_each_quantization_fixed_and_with_length_signatures(tmp_path, minilm_vocab):
     from bert_tf.benchmarks import run_suite
     from bert_tf.benchmarks.sizes import TINY
@@ -102,7 +103,6 @@ def test_tiny_p3_runs_each_quantization_fixed_and_with_length_signatures(tmp_pat
     assert all(r["impl"] == "tflite float32 fixed-128" for r in rows if r["role"] == "peer")
 
 
-@pytest.mark.slow
 def test_tiny_suite_runs_every_implementation_and_writes_outputs(tmp_path):
     from bert_tf.benchmarks import run_suite
     from bert_tf.benchmarks.sizes import TINY
@@ -113,7 +113,7 @@ def test_tiny_suite_runs_every_implementation_and_writes_outputs(tmp_path):
     assert not result.errors
     data = json.loads(open(result.json_path, encoding="utf-8").read())
     impls = {(r["measure"], r["impl"]) for r in data["rows"]}
-    for name in ("bert_tf xla", "keras_hub xla", "model_garden xla", "hf torch"):
+    for name in ("bert_tf xla", "keras_hub xla", "model_garden xla", "hf torch", "onnxruntime"):
         assert ("P2", name) in impls
     assert ("P5", "hf BertTokenizerFast") in impls
     assert {("P6", "bert_tf export"), ("P6", "sentence-transformers")} <= impls
@@ -134,6 +134,51 @@ def test_tiny_suite_runs_every_implementation_and_writes_outputs(tmp_path):
     assert open(result.table_path, encoding="utf-8").read().strip() == result.table.strip()
     assert data["environment"]["threads"]["requested"] == 2
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
+
+
+@pytest.mark.slow
+def test_tiny_p1_checks_every_path_against_float32_keras(tmp_path):
+    """P1's peers answer the same labels as the float32 Keras classifier: HF torch and the ONNX
+    Runtime session over torch.onnx's export of the same weights, beside bert_tf's exports."""
+    from bert_tf.benchmarks import run_suite
+    from bert_tf.benchmarks.sizes import TINY
+
+    result = run_suite(str(tmp_path), measures=("P1",), sizes="tiny", threads=2,
+                       log=lambda *_: None)
+    assert not result.errors
+    data = json.loads(open(result.json_path, encoding="utf-8").read())
+    p1 = {r["impl"]: r for r in data["rows"] if r["measure"] == "P1"}
+    assert {"hf torch", "onnxruntime", "keras_hub xla", "bert_tf export"} <= set(p1)
+    for name in ("hf torch", "onnxruntime", "bert_tf export", "bert_tf export --xla"):
+        assert p1[name]["extra"]["labels_identical"] == 1.0, name
+        assert p1[name]["extra"]["checked"] == TINY.p1_check_sentences
+    ratios = {r["ours"]: r["best_peer"] for r in data["ratios"] if r["measure"] == "P1"}
+    assert set(ratios) == {n for n in p1 if n.startswith("bert_tf")}
+
+
+@pytest.mark.slow
+def test_tiny_p7_fine_tunes_both_sides_and_scores_them(tmp_path):
+    """P7 runs `finetune` and the PyTorch loop on the same splits (tiny encoder, 1 epoch) and
+    reports seconds per epoch with each side's test metric and the gap between them."""
+    from bert_tf.benchmarks import run_suite
+
+    result = run_suite(str(tmp_path), measures=("P7",), sizes="tiny", threads=2,
+                       log=lambda *_: None)
+    assert not result.errors
+    data = json.loads(open(result.json_path, encoding="utf-8").read())
+    rows = {(r["case"], r["impl"]): r for r in data["rows"] if r["measure"] == "P7"}
+    assert set(rows) == {(f"{task}, 1 epoch", side) for task in ("sentiment", "ner")
+                         for side in ("bert_tf finetune", "torch dynamic padding")}
+    for (case, side), row in rows.items():
+        metric = "accuracy" if case.startswith("sentiment") else "f1"
+        assert 0.0 <= row["extra"][metric] <= 1.0 and row["median"] > 0
+        other = rows[(case, "torch dynamic padding" if side == "bert_tf finetune"
+                      else "bert_tf finetune")]
+        assert row["extra"][f"{metric}_vs_other_points"] == pytest.approx(
+            100 * (row["extra"][metric] - other["extra"][metric]))
+    sentiment = rows[("sentiment, 1 epoch", "bert_tf finetune")]["extra"]
+    assert sentiment["steps"] == 1                     # 32 examples, batch 32, 1 epoch
+    assert {r["ours"] for r in data["ratios"] if r["measure"] == "P7"} == {"bert_tf finetune"}
 
 
 @pytest.mark.slow

@@ -226,6 +226,7 @@ def masked_occurrences(batches, vocab_words, word):
     return whole, partial
 
 
+@pytest.mark.slow
 def test_both_paths_mask_known_words_whole(zh, tmp_path):
     """Through the file APIs: 中华人民共和国 and 北京 are masked whole or not at all, in the static
     records and in the dynamic batches; without whole-word masking they are masked in part."""

@@ -24,6 +24,7 @@ def run_cli(*argv):
                           text=True, cwd=ROOT, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_tensorflow_start_up_logs_are_hidden_unless_verbose(tmp_path):
     # `convert` of a missing checkpoint imports TensorFlow (through the models), then fails fast.
     argv = ("convert", "--input", str(tmp_path / "missing"), "--output", str(tmp_path / "out"))

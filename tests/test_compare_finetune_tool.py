@@ -27,7 +27,8 @@ def _result(test, dev):
 def _args(**changes):
     args = dict(task="sentiment", max_length=64, epochs=1.0, batch_size=32, learning_rate=5e-5,
                 warmup=0.1, seed=1, seeds="0,1", train_limit=4000, sides="bert_tf,torch",
-                out="x", progress=False, xla=False, paired=False, dropout_seed=None)
+                out="x", progress=False, xla=False, paired=False, dropout_seed=None,
+                torch_dynamic_padding=False)
     args.update(changes)
     return types.SimpleNamespace(**args)
 
@@ -60,7 +61,7 @@ def test_a_file_from_before_the_xla_paired_and_dropout_seed_flags_ran_without_th
         tool, tmp_path, capsys):
     saved = {"bert_tf": _result(0.8, 0.8), "torch": _result(0.8, 0.8)}
     recipe = vars(_args())
-    del recipe["xla"], recipe["paired"], recipe["dropout_seed"]
+    del recipe["xla"], recipe["paired"], recipe["dropout_seed"], recipe["torch_dynamic_padding"]
     (tmp_path / "results.json").write_text(json.dumps({"recipe": recipe, "results": saved}))
     assert tool.run_seed(_args(), "unused", str(tmp_path), None) == saved
     with pytest.raises(SystemExit, match="different recipe"):
@@ -69,9 +70,11 @@ def test_a_file_from_before_the_xla_paired_and_dropout_seed_flags_ran_without_th
         tool.run_seed(_args(paired=True), "unused", str(tmp_path), None)
     with pytest.raises(SystemExit, match="different recipe"):
         tool.run_seed(_args(dropout_seed=1), "unused", str(tmp_path), None)
+    with pytest.raises(SystemExit, match="different recipe"):
+        tool.run_seed(_args(torch_dynamic_padding=True), "unused", str(tmp_path), None)
 
 
-def test_without_dropout_bert_tf_trains_exactly_like_the_pytorch_reference(tool, tmp_path):
+def test_without_dropout_bert_tf_trains_exactly_like_the_pytorch_reference(tmp_path):
     """The recipe on both sides is the same computation: with dropout off, the same initial weights
     (encoder and head) and the same batches, bert_tf's Trainer (AdamWeightDecay, warmup/linear
     decay, global-norm clipping, masked token loss) and the tool's PyTorch loop (HF
@@ -84,6 +87,7 @@ def test_without_dropout_bert_tf_trains_exactly_like_the_pytorch_reference(tool,
     import torch
     import transformers
 
+    from bert_tf.benchmarks.torch_finetune import BertAdamW, lr_schedule
     from bert_tf.config import BertConfig
     from bert_tf.models import BertEncoder, BertTokenClassifier
     from bert_tf.tasks.base import IGNORE_INDEX
@@ -107,8 +111,7 @@ def test_without_dropout_bert_tf_trains_exactly_like_the_pytorch_reference(tool,
         theirs.classifier.weight.copy_(torch.from_numpy(head.kernel.numpy().T))
         theirs.classifier.bias.copy_(torch.from_numpy(head.bias.numpy()))
     theirs.train()
-    reference_optimizer = tool.BertAdamW(theirs.named_parameters(),
-                                         tool.lr_schedule(lr, total, warmup))
+    reference_optimizer = BertAdamW(theirs.named_parameters(), lr_schedule(lr, total, warmup))
 
     rng = np.random.default_rng(0)
     ids = rng.integers(5, 200, size=(steps, 4, 12)).astype(np.int32)
@@ -145,6 +148,7 @@ def test_without_dropout_bert_tf_trains_exactly_like_the_pytorch_reference(tool,
     assert np.abs(head.kernel.numpy() - initial).max() > 100 * 1e-6   # the steps did move it
 
 
+@pytest.mark.slow
 def test_paired_pytorch_starts_where_bert_tf_finetune_starts(tool, tmp_path, minilm_vocab,
                                                              monkeypatch):
     """`--paired`: the head and the batch order the tool gives PyTorch are those bert_tf's

@@ -21,6 +21,7 @@ def demo(minilm_dir, tmp_path_factory):
     return run_demo(DemoOptions.quick(out=str(out)), log=lambda *a: None)
 
 
+@pytest.mark.slow
 def test_quick_demo_runs_the_whole_pipeline(demo):
     assert demo["training"]["steps"] >= 1
     assert 0.0 <= demo["accuracy"] <= 1.0 and demo["eval_examples"] == 128
@@ -34,6 +35,7 @@ def test_quick_demo_runs_the_whole_pipeline(demo):
     assert "Test accuracy" in report and "TFLite" in report and "MiB" in report
 
 
+@pytest.mark.slow
 def test_fine_tuned_minilm_saved_model_in_a_fresh_process_without_bert_tf(demo, tmp_path):
     script = textwrap.dedent(f"""
         import json, sys

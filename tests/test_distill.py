@@ -77,6 +77,7 @@ def test_student_layer_map_takes_every_kth_layer_ending_with_the_top():
         student_layer_map(4, 0)
 
 
+@pytest.mark.slow
 def test_a_student_is_its_teachers_layers(data):
     """Every student tensor is the teacher's: layer j ← teacher layer map[j]; embeddings, pooler and
     head by name. A 1-layer student of a teacher whose other layers are identity-like is checked
@@ -128,6 +129,7 @@ def test_soft_cross_entropy_is_scaled_kl():
     assert float(soft_cross_entropy(teacher, teacher, t)) == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_distill_writes_a_model_directory_that_evaluate_and_predict_read(data, tmp_path, capsys):
     out = tmp_path / "student"
     assert cli("distill", "--teacher", data["teacher"], "--student-layers", 2, "--train",
@@ -153,6 +155,7 @@ def test_distill_writes_a_model_directory_that_evaluate_and_predict_read(data, t
     assert "--temperature" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_with_alpha_1_the_labels_do_not_matter(data, tmp_path):
     """alpha = 1 trains on the teacher's distribution alone: the same texts with every label
     flipped give the same student, weight for weight."""
@@ -197,6 +200,7 @@ def test_unlabeled_texts_take_the_teachers_labels(data, tmp_path):
     np.testing.assert_allclose(teacher_logits[:4], predicted, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_ner_students_learn_the_teachers_tags(data, tmp_path):
     out = tmp_path / "ner_student"
     assert cli("distill", "--teacher", data["ner_teacher"], "--student-layers", 2, "--train",
@@ -208,6 +212,7 @@ def test_ner_students_learn_the_teachers_tags(data, tmp_path):
     assert cli("evaluate", "--model", out, "--data", data["ner_train"]) == 0
 
 
+@pytest.mark.slow
 def test_a_regressor_distils_with_unlabeled_texts(data, tmp_path):
     """Regression: the student learns the teacher's score (squared distance, no temperature);
     unlabeled texts take the teacher's score as their label."""

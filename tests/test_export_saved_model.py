@@ -225,6 +225,7 @@ def test_auto_bucket_is_exact_without_xla_and_eight_with_it():
             resolve_bucket(bad, jit_compile=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trim_bucket,group_size,jit_compile,pack",
                          [(0, 0, False, "auto"), (16, 0, False, "auto"), (4, 2, True, "auto"),
                           (1, 8, False, False), (4, 2, True, False)])
@@ -292,6 +293,7 @@ def test_versions_increment_and_interrupted_export_leaves_nothing(tiny, tmp_path
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_token_classifier_and_span_labeler_serve_entities_and_answers(tiny, tmp_path):
     from bert_tf.models import BertSpanLabeler, BertTokenClassifier
     from tests.harness import random_batch

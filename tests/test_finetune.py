@@ -56,6 +56,7 @@ def sentiment_files(folder, n_train=48, n_dev=24):
     return train, dev
 
 
+@pytest.mark.slow
 def test_classify_writes_the_documented_output_dir(tmp_path, tiny_init, capsys, monkeypatch):
     train, dev = sentiment_files(tmp_path)
     out = tmp_path / "out"
@@ -112,6 +113,7 @@ def test_freeze_encoder_trains_only_the_head(tmp_path, tiny_init):
     assert not np.allclose(head, fresh)  # ...which training moved
 
 
+@pytest.mark.slow
 def test_dropout_seed_changes_only_the_dropout_masks(tmp_path, tiny_init, capsys):
     """--dropout-seed reseeds dropout alone: repeated, a run is the same; another dropout seed
     trains other weights from the same head and batches (the data order and head come from
@@ -139,6 +141,7 @@ def test_dropout_seed_changes_only_the_dropout_masks(tmp_path, tiny_init, capsys
     assert any(not np.allclose(x, y) for x, y in zip(a, b))
 
 
+@pytest.mark.slow
 def test_xla_fine_tuning_matches_the_default_path(tmp_path, tiny_init):
     """`--xla` compiles the same computation: with the same seed (same batches and, HashDropout
     being counter-based, the same dropout masks) the eval history and the trained model agree with
@@ -195,6 +198,7 @@ def test_classifier_learns_a_learnable_task(tmp_path, tiny_init):
     assert result.metrics["accuracy"] >= 0.9, result.history
 
 
+@pytest.mark.slow
 def test_sigterm_stops_with_143_and_the_rerun_resumes_to_the_uninterrupted_result(
         tmp_path, tiny_init, capsys, monkeypatch):
     """SIGTERM mid-run: exit 143 with a resume hint and no task.json (not a finished model);
@@ -246,6 +250,7 @@ def test_sigterm_stops_with_143_and_the_rerun_resumes_to_the_uninterrupted_resul
         np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-6, err_msg=x.path)
 
 
+@pytest.mark.slow
 def test_ner_end_to_end(tmp_path, tiny_init, capsys):
     train, dev = tmp_path / "train.conll", tmp_path / "dev.conll"
     conll.write_conll(train, datasets.wnut_ner("train")[:32])
@@ -265,6 +270,7 @@ def test_ner_end_to_end(tmp_path, tiny_init, capsys):
     assert all(len(r["tags"]) == len(r["tokens"]) and set(r["tags"]) <= set(labels) for r in rows)
 
 
+@pytest.mark.slow
 def test_squad_end_to_end_on_the_fixture(tmp_path, tiny_init, capsys):
     """The fixture (5 questions) is far too small to learn from: this checks that a span run
     completes, windows long contexts, and decodes valid spans of the right context."""

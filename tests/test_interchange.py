@@ -17,8 +17,6 @@ import bert_tf.cli
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-pytestmark = pytest.mark.slow
-
 TEXTS = ["Hello, my dog is cute", "A truly awful, tedious film.", "Anna Schmidt lives in Berlin .",
          "the Weather Service in Paris says rain will come to London on Tuesday"]
 # NER inputs are words (CoNLL tokens): punctuation stands alone, as transformers' pre-tokenizer
@@ -108,6 +106,7 @@ def torch_logits(directory, texts, pairs=None):
 
 
 # ---------------------------------------------------------------------- HF → bert_tf
+@pytest.mark.slow
 @pytest.mark.parametrize("cased", [False, True], ids=["uncased", "cased"])
 def test_imported_classifier_predicts_what_the_transformers_pipeline_answers(tmp_path, minilm_dir,
                                                                            cased):
@@ -122,6 +121,7 @@ def test_imported_classifier_predicts_what_the_transformers_pipeline_answers(tmp
     assert_classifications_equal(rows, pipeline_classes(source, TEXTS))
 
 
+@pytest.mark.slow
 def test_imported_token_classifier_finds_the_pipelines_entities(tmp_path, minilm_dir):
     source = hf_model_dir(tmp_path / "hf", minilm_dir, "BertForTokenClassification", NER_LABELS,
                           seed=3)
@@ -166,6 +166,7 @@ def test_a_task_models_encoder_loads_without_its_head(tmp_path, minilm_dir, capl
     np.testing.assert_array_equal(got, expected.dense.weight.detach().numpy().T)
 
 
+@pytest.mark.slow
 def test_regression_and_pair_import(tmp_path, minilm_dir):
     source = hf_model_dir(tmp_path / "hf", minilm_dir, "BertForSequenceClassification",
                           num_labels=1, problem_type="regression")
@@ -244,6 +245,7 @@ def test_the_warning_check_sees_a_missing_head(minilm_dir):
     assert any("classifier.weight" in p for p in problems), problems
 
 
+@pytest.mark.slow
 def test_exported_classifier_loads_in_transformers_and_answers_like_predict(tmp_path,
                                                                            minilm_vocab, caplog):
     ours = write_our_model_dir(tmp_path / "ours", minilm_vocab, "classify", ("no", "maybe", "yes"))
@@ -262,6 +264,7 @@ def test_exported_classifier_loads_in_transformers_and_answers_like_predict(tmp_
     assert predict_rows(again, str(tmp_path / "texts.jsonl")) == rows
 
 
+@pytest.mark.slow
 def test_exported_token_classifier_and_span_labeler_load_without_a_pooler(tmp_path, minilm_vocab,
                                                                          caplog):
     ours = write_our_model_dir(tmp_path / "ner", minilm_vocab, "ner", tuple(NER_LABELS), seed=2)
@@ -381,6 +384,7 @@ def softmax(logits):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+@pytest.mark.slow
 def test_keras_hub_classifier_trained_a_few_steps_imports_with_equal_outputs(tmp_path,
                                                                             minilm_vocab):
     classifier = keras_hub_classifier(minilm_vocab, num_classes=3)
@@ -397,6 +401,7 @@ def test_keras_hub_classifier_trained_a_few_steps_imports_with_equal_outputs(tmp
                                    atol=1e-5)
 
 
+@pytest.mark.slow
 def test_our_classifier_as_a_keras_hub_preset(tmp_path, minilm_vocab, capsys):
     keras_hub = pytest.importorskip("keras_hub")
     ours = write_our_model_dir(tmp_path / "ours", minilm_vocab, "classify", ("x", "y"),
@@ -422,6 +427,7 @@ def test_our_classifier_as_a_keras_hub_preset(tmp_path, minilm_vocab, capsys):
 
 
 # ---------------------------------------------------------------------- Model Garden
+@pytest.mark.slow
 @pytest.mark.parametrize("task_type", ["classify", "ner", "squad"])
 def test_model_garden_task_checkpoint_imports_with_equal_outputs(tmp_path, minilm_vocab,
                                                                  task_type):

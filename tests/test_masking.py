@@ -71,6 +71,7 @@ def test_whole_word_masking_with_buckets(token_documents):
         assert longest <= width and (width == 32 or longest > {64: 32, 128: 64}[width])
 
 
+@pytest.mark.slow
 def test_same_seed_same_batches(token_documents):
     docs, words = token_documents
 

@@ -222,6 +222,7 @@ class NerServer(tf.Module):
         return self.task.decode(fake_model(inputs), state, {"text": text})
 
 
+@pytest.mark.slow
 def test_serving_path_traces_saves_loads_and_takes_empty_batches(tokenizer, tmp_path):
     task = NerTask(tokenizer, LABELS, stride=3)
     texts = ["John lives in New York", "", "Zoë   München ☃ 東京 john in york paris the city zzz"]
@@ -377,6 +378,7 @@ def test_logits_that_do_not_fit_the_windows_or_labels_are_clear_errors(tokenizer
                                   LABELS)
 
 
+@pytest.mark.slow
 def test_a_real_tagger_serves_the_tags_of_its_training_windows(tokenizer):
     """A tiny BertTokenClassifier behind the serving path (one tf.function, [None] strings): each
     served word tag is the model's argmax on the encode() window that max_context marks."""

@@ -186,6 +186,7 @@ def test_multi_worker_two_local_workers(tmp_path):
     assert worst <= 1e-5, f"2 workers differ from 1 device by {worst}"
 
 
+@pytest.mark.slow
 def test_text_or_records_settings_are_checked(records_and_config, tmp_path):
     from bert_tf.training.trainer import TrainingError
     _, records, config, text, vocab = records_and_config
@@ -213,6 +214,7 @@ def test_text_or_records_settings_are_checked(records_and_config, tmp_path):
     assert int(tf.reduce_sum(batch["masked_lm_weights"])) > 0
 
 
+@pytest.mark.slow
 def test_mlm_probe_reports_the_unigram_baseline_and_warns_on_collapse(records_and_config, tmp_path,
                                                                         caplog):
     """The probe's numbers are recomputed here from the model's own logits; a model whose MLM

@@ -214,6 +214,7 @@ def finetuned(tmp_path_factory):
     return {"root": root, "init": init, "train": train, "dev": dev, "out": out, "argv": argv}
 
 
+@pytest.mark.slow
 def test_finetune_embed_learns_retrieval_and_writes_a_model_dir(finetuned, capsys):
     from bert_tf.tasks.model_dir import FinetunedModel
     history = json.load(open(os.path.join(finetuned["out"], "eval_history.json")))["history"]
@@ -235,6 +236,7 @@ def test_finetune_embed_learns_retrieval_and_writes_a_model_dir(finetuned, capsy
         task["metrics"]
 
 
+@pytest.mark.slow
 def test_embed_cli_writes_unit_vectors_that_the_saved_model_serves(finetuned, tmp_path, capsys):
     texts = ["good movie", "", "   ", "bad plot " * 20000, "naïve café 東京", "the plot"]
     data = tmp_path / "texts.txt"
@@ -286,6 +288,7 @@ def test_embed_cli_writes_unit_vectors_that_the_saved_model_serves(finetuned, tm
     assert "not UTF-8" in errors and "no texts" in errors and ".npy or .jsonl" in errors
 
 
+@pytest.mark.slow
 def test_search_ranks_by_cosine_and_caches_vectors_beside_the_corpus(finetuned, tmp_path,
                                                                      capsys):
     from bert_tf.tasks.model_dir import FinetunedModel
@@ -337,6 +340,7 @@ def test_search_ranks_by_cosine_and_caches_vectors_beside_the_corpus(finetuned, 
     assert "corpus is empty" in errors and "is empty" in errors and "-k" in errors
 
 
+@pytest.mark.slow
 def test_tflite_with_tokenizer_gives_the_keras_vectors(finetuned, tmp_path):
     from bert_tf.export.tflite_runner import TFLiteTaskRunner
     from bert_tf.export.tflite_tool import convert_and_verify

@@ -27,6 +27,7 @@ def tiny(minilm_vocab):
             "texts": [t for t, _ in test], "gold": [label for _, label in test]}
 
 
+@pytest.mark.slow
 def test_float32_with_tokenizer_matches_keras_and_exact_tokenizer(tiny, tmp_path):
     path = convert_tflite(tiny["model"], tmp_path / "m.tflite", sequence_length=SEQUENCE_LENGTH,
                           tokenizer=tiny["tokenizer"], labels=["rotten", "fresh"])
@@ -45,6 +46,7 @@ def test_float32_with_tokenizer_matches_keras_and_exact_tokenizer(tiny, tmp_path
     assert report["text_signature_label_agreement_with_ids"] >= 0.99
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quantize", ["dynamic", "int8"])
 def test_quantized_models_agree_on_real_test_sentences(tiny, tmp_path, quantize):
     # int8 calibrates on real dev sentences, through the tokenizer inside the model
@@ -73,6 +75,7 @@ def test_bad_arguments_are_clear_errors(tiny, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_length_signatures_share_the_weights_and_answer_as_keras(tiny, tmp_path):
     """--lengths: one file, a signature per length over one copy of the weights; each input run
     at the shortest length that holds it answers as Keras does at the full length."""
@@ -100,6 +103,7 @@ def test_length_signatures_share_the_weights_and_answer_as_keras(tiny, tmp_path)
         assert measure(text=np.array([text.encode()], dtype=object))["length"][0] == pieces
 
 
+@pytest.mark.slow
 def test_int8_calibrates_every_length_signature(tiny, tmp_path):
     calibration = [t for t, _ in datasets.rotten_tomatoes("dev")[:30]]
     path = convert_tflite(tiny["model"], tmp_path / "int8.tflite", quantize="int8",
@@ -112,6 +116,7 @@ def test_int8_calibrates_every_length_signature(tiny, tmp_path):
     assert report["lengths_label_agreement"] >= 0.8, report
 
 
+@pytest.mark.slow
 def test_int8_keeps_the_residual_stream_and_layernorm_float(tiny, tmp_path):
     """int8: the matmuls run int8 kernels; the residual adds and LayerNorm's ops stay float
     (`INT8_FLOAT_OPS`; why: docs/results.md, "int8 that keeps accuracy")."""

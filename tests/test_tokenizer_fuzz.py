@@ -60,6 +60,7 @@ ascii_text = st.one_of(st.text(alphabet=string.printable, max_size=200),  # the 
                        st.text(alphabet=st.characters(max_codepoint=127), max_size=200))
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.one_of(unicode_text, raw_bytes, ascii_text), min_size=6, max_size=16))
 def test_random_strings_never_crash(tokenizers, texts):

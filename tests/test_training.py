@@ -110,6 +110,7 @@ def test_training_moves_weights_and_logs(one_replica_run):
     assert tf.train.latest_checkpoint(os.path.join(trainer.model_dir, "checkpoints")).endswith("ckpt-4")
 
 
+@pytest.mark.slow
 def test_two_replicas_equal_one_replica(one_replica_run, tmp_path):
     if len(tf.config.list_logical_devices("CPU")) < 2:
         pytest.skip("needs the 2 logical CPUs configured by conftest before TF starts")
@@ -207,6 +208,7 @@ class _SigtermAt(Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_then_resume_export_and_classifier(tmp_path):
     """SIGTERM mid-run saves a checkpoint and stops; the same run resumes from it, finishes, and
     exports OUT/pretrained/ that BertClassifier.from_pretrained loads (encoder carried)."""

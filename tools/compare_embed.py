@@ -96,8 +96,7 @@ def run_sentence_transformers(init: str, paths: dict, args) -> dict:
     no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
     named = list(model.named_parameters())
     if args.st_optimizer == "google":   # bert_tf's update rule, to separate it from the rest
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from compare_finetune import BertAdamW, lr_schedule
+        from bert_tf.benchmarks.torch_finetune import BertAdamW, lr_schedule
         optimizer = BertAdamW(named, lr_schedule(args.learning_rate, total, warmup))
         schedule = None
     else:

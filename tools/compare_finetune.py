@@ -6,6 +6,8 @@ same recipe, same split, and prints both test metrics and wall times side by sid
     python tools/compare_finetune.py --task sentiment ... --seeds 0,1,2 --out runs/sent
     python tools/compare_finetune.py --task ner ... --seeds 0,1,2 --paired --xla --out runs/ner
     python tools/compare_finetune.py --task ner ... --seeds 3 --paired --xla --dropout-seed 1 ...
+    python tools/compare_finetune.py --task sentiment --max-length 128 --epochs 2 \
+        --torch-dynamic-padding      # P7's comparison: PyTorch cuts each batch to its longest row
 
 The NER example's recipe (5e-5 over 8 epochs) is the one that trains without collapsing to
 all-"O" on the small tweet set; its results over paired seeds, and the collapsing recipe it
@@ -26,7 +28,9 @@ count is ceil(epochs * n / batch)), `--seed` for head initialization, dropout an
 (each framework's own RNG: same policy, different streams; with `--paired`, PyTorch instead starts
 from bert_tf's initial head and takes bert_tf's batches in bert_tf's order, so only the dropout
 masks differ and each seed's gap is a paired difference; `--dropout-seed D` then redraws only
-the masks, on both sides, to see how much of a seed's result is dropout noise). The dev split is
+the masks, on both sides, to see how much of a seed's result is dropout noise). The PyTorch loop
+is `bert_tf.benchmarks.torch_finetune` (bench P7 runs it too); it pads every row to
+`--max-length` unless `--torch-dynamic-padding` cuts each batch to its longest row. The dev split is
 scored after every epoch and the best epoch's model is scored on the test split. NER: a word's label sits on its first
 word-piece (-100 elsewhere); words cut off by `--max-length` are predicted "O"; entity F1 by
 seqeval (conlleval rules) through `bert_tf.metrics` on both sides.
@@ -54,31 +58,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from bert_tf.atomic import write_json_atomic  # noqa: E402
+from bert_tf.benchmarks.p7_finetune import write_splits  # noqa: E402
+from bert_tf.benchmarks.torch_finetune import finetune_torch  # noqa: E402
 
-REFERENCE_SENTENCE = "Hello, my dog is cute"
-REFERENCE_IDS = [101, 7592, 1010, 2026, 3899, 2003, 10140, 102]
 TASKS = {"sentiment": "classify", "ner": "ner"}
-
-
-def write_splits(task: str, folder: str, train_limit: int | None, seed: int) -> dict:
-    from bert_tf.data import classification, conll, datasets
-    paths = {}
-    for split in datasets.SPLITS:
-        if task == "sentiment":
-            rows = [(text, datasets.ROTTEN_TOMATOES_LABELS[label])
-                    for text, label in datasets.rotten_tomatoes(split)]
-        else:
-            rows = datasets.wnut_ner(split)
-        if split == "train" and train_limit is not None and train_limit < len(rows):
-            keep = np.sort(np.random.default_rng(seed).permutation(len(rows))[:train_limit])
-            rows = [rows[i] for i in keep]
-        path = os.path.join(folder, f"{split}.{'csv' if task == 'sentiment' else 'conll'}")
-        if task == "sentiment":
-            classification.write_classification(path, rows)
-        else:
-            conll.write_conll(path, rows)
-        paths[split] = (path, len(rows))
-    return paths
 
 
 # ------------------------------------------------------------------------------------- bert_tf
@@ -102,95 +85,6 @@ def run_bert_tf(task: str, init: str, paths: dict, args, out: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------- PyTorch
-class BertAdamW:
-    """google-research/bert's AdamWeightDecayOptimizer in PyTorch (the same update as bert_tf's
-    AdamWeightDecay): m/v without bias correction, decoupled weight decay."""
-
-    def __init__(self, named_parameters, lr_at, weight_decay=0.01, betas=(0.9, 0.999), eps=1e-6):
-        import torch
-        self.torch = torch
-        self.params = [(n, p) for n, p in named_parameters if p.requires_grad]
-        self.decay = {n: not any(k in n for k in ("LayerNorm", "bias")) for n, _ in self.params}
-        self.state = {n: (torch.zeros_like(p), torch.zeros_like(p)) for n, p in self.params}
-        self.lr_at, self.wd, self.betas, self.eps, self.step_count = lr_at, weight_decay, betas, eps, 0
-
-    def step(self):
-        lr = self.lr_at(self.step_count)
-        b1, b2 = self.betas
-        with self.torch.no_grad():
-            for name, p in self.params:
-                if p.grad is None:
-                    continue
-                m, v = self.state[name]
-                m.mul_(b1).add_(p.grad, alpha=1 - b1)
-                v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                update = m / (v.sqrt() + self.eps)
-                if self.decay[name]:
-                    update = update + self.wd * p
-                p.sub_(lr * update)
-        self.step_count += 1
-
-
-def lr_schedule(peak: float, total: int, warmup: int):
-    def lr_at(step):
-        if step < warmup:
-            return peak * step / warmup
-        return peak * (1.0 - min(step, total) / total)
-    return lr_at
-
-
-def torch_features(task: str, tokenizer, path: str, label_names, max_length: int):
-    """HF tokenization: {input_ids, token_type_ids, attention_mask, labels} tensors + word_ids."""
-    import torch
-    from bert_tf.data.classification import read_classification
-    from bert_tf.data.conll import read_conll
-    if task == "sentiment":
-        data = read_classification(path, label_names=label_names)
-        enc = tokenizer(data.texts, max_length=max_length, truncation=True, padding="max_length",
-                        return_tensors="pt")
-        enc["labels"] = torch.tensor(data.labels)
-        return enc, data.labels, None
-    sentences = read_conll(path, label_names=label_names)
-    enc = tokenizer([tokens for tokens, _ in sentences], is_split_into_words=True,
-                    max_length=max_length, truncation=True, padding="max_length")
-    index = {name: i for i, name in enumerate(label_names)}
-    labels, word_ids = [], []
-    for i, (_, tags) in enumerate(sentences):
-        ids, previous, row = enc.word_ids(i), None, []
-        for w in ids:
-            row.append(-100 if w is None or w == previous else index[tags[w]])
-            previous = w
-        labels.append(row)
-        word_ids.append(ids)
-    tensors = {k: torch.tensor(v) for k, v in enc.items()}
-    tensors["labels"] = torch.tensor(labels)
-    return tensors, [tags for _, tags in sentences], word_ids
-
-
-def torch_score(task, model, features, gold, word_ids, label_names, batch_size=64):
-    import torch
-    from bert_tf import metrics
-    model.eval()
-    n = features["input_ids"].shape[0]
-    logits = []
-    with torch.no_grad():
-        for s in range(0, n, batch_size):
-            batch = {k: v[s:s + batch_size] for k, v in features.items() if k != "labels"}
-            logits.append(model(**batch).logits.numpy())
-    predicted = np.concatenate(logits).argmax(-1)
-    if task == "sentiment":
-        return metrics.classification_metrics(np.asarray(gold), predicted)
-    tags = []
-    for i, sentence in enumerate(gold):
-        first = {}
-        for position, w in enumerate(word_ids[i]):
-            if w is not None and w not in first:
-                first[w] = position
-        tags.append([label_names[predicted[i, first[w]]] if w in first else "O"
-                     for w in range(len(sentence))])
-    return metrics.entity_metrics(gold, tags)
-
-
 def check_one_window_per_sentence(init: str, path: str, label_names, max_length: int, n: int):
     """bert_tf cuts a sentence longer than one window into several (PyTorch's side truncates
     it): a paired run, which feeds both the same example indices, needs one window each."""
@@ -235,77 +129,25 @@ def bert_tf_start(task: str, init: str, label_names, seed: int, n: int, batch_si
 
 def run_torch(task: str, init: str, paths: dict, args, label_names,
               save_to: str | None = None) -> dict:
-    import torch
-    import transformers
-    torch.manual_seed(args.seed)
-    tokenizer = transformers.BertTokenizerFast(os.path.join(init, "vocab.txt"), do_lower_case=True)
-    got = tokenizer(REFERENCE_SENTENCE)["input_ids"]
-    if got != REFERENCE_IDS:
-        raise RuntimeError(f"transformers tokenizer gives {got} for {REFERENCE_SENTENCE!r}, "
-                           f"expected {REFERENCE_IDS} (vocab not loaded?)")
-    cls = transformers.BertForSequenceClassification if task == "sentiment" \
-        else transformers.BertForTokenClassification
-    started = time.perf_counter()
-    model = cls.from_pretrained(init, num_labels=len(label_names))
-    train, _, _ = torch_features(task, tokenizer, paths["train"][0], label_names, args.max_length)
-    dev = torch_features(task, tokenizer, paths["dev"][0], label_names, args.max_length)
-    test = torch_features(task, tokenizer, paths["test"][0], label_names, args.max_length)
-    n = train["input_ids"].shape[0]
-    per_epoch = math.ceil(n / args.batch_size)
-    total = max(1, math.ceil(per_epoch * args.epochs))
-    optimizer = BertAdamW(model.named_parameters(),
-                          lr_schedule(args.learning_rate, total, int(args.warmup * total)))
+    start = None
     if args.paired:
+        n = paths["train"][1]
         if task != "sentiment":
             check_one_window_per_sentence(init, paths["train"][0], label_names, args.max_length, n)
-        kernel, bias, batches = bert_tf_start(task, init, label_names, args.seed, n,
-                                              args.batch_size, total)
-        with torch.no_grad():
-            model.classifier.weight.copy_(torch.from_numpy(kernel.T))
-            model.classifier.bias.copy_(torch.from_numpy(bias))
-        order = torch.from_numpy(batches.reshape(-1).astype(np.int64))
-    else:
-        generator = torch.Generator().manual_seed(args.seed)
-        order = torch.cat([torch.randperm(n, generator=generator)
-                           for _ in range(math.ceil(total * args.batch_size / n) + 1)])
-    if args.dropout_seed is not None:
-        torch.manual_seed(args.dropout_seed)   # the head is drawn and the order fixed: dropout alone
-    best, best_state, best_step = None, None, None
-    metric = "accuracy" if task == "sentiment" else "f1"
-    for step in range(total):
-        model.train()
-        index = order[step * args.batch_size:(step + 1) * args.batch_size]
-        loss = model(**{k: v[index] for k, v in train.items()}).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        model.zero_grad(set_to_none=True)
-        if (step + 1) % per_epoch == 0 or step + 1 == total:
-            scores = torch_score(task, model, dev[0], dev[1], dev[2], label_names)
-            print(f"[torch] step {step + 1}/{total} loss {loss.item():.4f} dev {metric} "
-                  f"{scores[metric]:.4f}", file=sys.stderr, flush=True)
-            if best is None or scores[metric] > best[metric]:
-                best, best_step = scores, step + 1
-                best_state = {k: v.clone() for k, v in model.state_dict().items()}
-    seconds = time.perf_counter() - started
-    model.load_state_dict(best_state)
-    test_scores = torch_score(task, model, test[0], test[1], test[2], label_names)
-    if save_to is not None:
-        # The best model as transformers users keep a fine-tuned one (what `bert-tf import`
-        # reads): named labels, the tokenizer truncating at the recipe's length.
-        model.config.id2label = dict(enumerate(label_names))
-        model.config.label2id = {name: i for i, name in enumerate(label_names)}
-        model.save_pretrained(save_to)
-        tokenizer.model_max_length = args.max_length
-        tokenizer.save_pretrained(save_to)
-    return {"dev": best, "test": test_scores, "best_step": best_step, "steps": total,
-            "seconds": seconds}
+        total = max(1, math.ceil(math.ceil(n / args.batch_size) * args.epochs))
+        start = bert_tf_start(task, init, label_names, args.seed, n, args.batch_size, total)
+    return finetune_torch(TASKS[task], init, {k: p for k, (p, _) in paths.items()}, label_names,
+                          max_length=args.max_length, epochs=args.epochs,
+                          batch_size=args.batch_size, learning_rate=args.learning_rate,
+                          warmup=args.warmup, seed=args.seed, dynamic=args.torch_dynamic_padding,
+                          start=start, dropout_seed=args.dropout_seed, save_to=save_to)
 
 
 # ------------------------------------------------------------------------------------- main
 SEED_FREE = ("seed", "seeds", "out", "progress")   # recipe keys that may differ between seeds
 # What results.json files written before a key existed ran with:
-RECIPE_DEFAULTS = {"xla": False, "paired": False, "dropout_seed": None}
+RECIPE_DEFAULTS = {"xla": False, "paired": False, "dropout_seed": None,
+                   "torch_dynamic_padding": False}
 
 
 def recipe_of(args) -> dict:
@@ -392,6 +234,10 @@ def main(argv=None) -> int:
                         help="both sides: reseed dropout alone (bert_tf's `--dropout-seed`, "
                              "torch.manual_seed before the first step), keeping each seed's head "
                              "and order; with --paired, reruns a seed's pair under other masks")
+    parser.add_argument("--torch-dynamic-padding", action="store_true",
+                        help="PyTorch side: cut every batch to its longest row (what "
+                             "DataCollatorWithPadding gives transformers users) instead of "
+                             "padding every row to --max-length")
     parser.add_argument("--sides", default="bert_tf,torch", help="which runs (comma-separated)")
     parser.add_argument("--out", default=None, help="keep outputs here (default: a temp dir)")
     parser.add_argument("--progress", action="store_true", help="bert_tf progress bar")

@@ -8,6 +8,7 @@ n-gram window for NER).
     python tools/low_resource.py --language zh --out runs/zh_quick --quick    # minutes, a smoke run
     python tools/low_resource.py --language sa --out runs/sa                  # Sanskrit (cased)
     python tools/low_resource.py --language zh --out runs/zh --seeds 0,1,2    # (a)/(b) mean ± std
+    python tools/low_resource.py --language zh --out runs/zh_nb --attention-init neighbours
 
 Every stage is the CLI a user runs (`bert-tf dataset`, `vocab`, `pretrain`, `finetune`,
 `evaluate`), called in this process; a rerun with the same options reuses the finished stages.
@@ -67,6 +68,7 @@ class Recipe:
     ner_test_limit: int | None = 2000
     ner_epochs: float = 2.0
     seeds: tuple = (0,)                 # fine-tuning seeds (and (b)'s random encoder): the mean
+    attention_init: str = "random"      # `bert-tf pretrain --attention-init` for (a)'s encoder
 
     @classmethod
     def quick(cls):
@@ -263,7 +265,8 @@ def run(language: str, out: str, recipe: Recipe, pretrained_run: str | None = No
              "--steps", recipe.pretrain_steps, "--batch-size", recipe.pretrain_batch,
              "--max-seq-length", recipe.seq, "--max-predictions-per-seq",
              max(5, recipe.seq * 20 // 128), "--checkpoint-every",
-             max(100, recipe.pretrain_steps // 8), "--no-progress", *cased)
+             max(100, recipe.pretrain_steps // 8), "--attention-init", recipe.attention_init,
+             "--no-progress", *cased)
     timings["pretrain"] = time.perf_counter() - t
     probes = read_probe_history(os.path.join(pretrained, PROBE_FILE))
 
@@ -337,6 +340,8 @@ def main(argv=None) -> int:
                         % Recipe.layers)
     parser.add_argument("--pretrain-batch", type=int, default=None,
                         help="pre-training batch size (recipe: %d)" % Recipe.pretrain_batch)
+    parser.add_argument("--attention-init", choices=("random", "neighbours"), default="random",
+                        help="pre-training's start (`bert-tf pretrain --attention-init`)")
     parser.add_argument("--seeds", default=None,
                         help="comma-separated fine-tuning seeds for (a) and (b), reported as "
                              "mean ± std (default: 0)")
@@ -364,6 +369,7 @@ def main(argv=None) -> int:
             parser.error(f"--seeds takes comma-separated integers, not {args.seeds!r}")
     if args.train_limit:
         recipe.train_limit = args.train_limit
+    recipe.attention_init = args.attention_init
     print_table(run(args.language, args.out, recipe, args.pretrained_run, args.vocab))
     return 0
 

@@ -16,10 +16,11 @@ softmax, hand back numpy. Same sentences, same batch order for all.
 - keras_hub xla: `BertTextClassifierPreprocessor` (packs to 128, as KerasHub does) in a
   tf.function + `BertTextClassifier` in tf.function(jit_compile=True); same shape, its own
   initialization (KerasHub's BERT computes tanh-gelu; MiniLM's is exact gelu).
-- ONNX Runtime is not a peer here: torch.onnx's TorchScript export of transformers 5's
-  `BertForSequenceClassification` gave logits up to 0.19 away from PyTorch's (a quarter of the
-  labels changed), even on the traced example, with or without ORT's graph optimizations.
-The check: the labels of bert_tf's two shipped paths (and HF's) on the whole test split, and of
+- onnxruntime: the same `BertForSequenceClassification` (eager attention) exported by torch.onnx's
+  dynamo exporter (dynamic batch and length) and run by ONNX Runtime with all graph optimizations
+  and the same thread count; `BertTokenizerFast` padding to the batch's longest in front, softmax
+  in numpy. (torch.onnx's older TorchScript export changed a quarter of the labels: not used.)
+The check: the labels of bert_tf's two shipped paths (and HF's and ONNX Runtime's) on the whole test split, and of
 the two before-rows on the timed sentences, equal those of the float32 Keras model.
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bert_tf.benchmarks.peers import ONNX_INPUTS
 from bert_tf.benchmarks.results import Row
 from bert_tf.benchmarks.sentiment import hf_sentiment_classifier, sentences
 from bert_tf.benchmarks.timing import alternate
@@ -47,6 +49,24 @@ def hf_path(model):
             encoded = tokenizer(texts, padding=True, truncation=True, max_length=128,
                                 return_tensors="pt")
             return torch.softmax(hf(**encoded).logits, dim=-1).numpy()
+    return predict
+
+
+def ort_path(model, work_dir, threads):
+    import os
+
+    from bert_tf.benchmarks.peers import eager_copy, export_onnx, hf_tokenizer, ort_session
+    tokenizer = hf_tokenizer(model.vocab_path)
+    path = export_onnx(eager_copy(hf_sentiment_classifier(model)), lambda out: out.logits,
+                       os.path.join(work_dir, "classifier.onnx"), max_length=128)
+    session = ort_session(path, threads)
+
+    def predict(texts):
+        encoded = tokenizer(texts, padding=True, truncation=True, max_length=128,
+                            return_tensors="np")
+        logits = session.run(None, {k: encoded[k].astype(np.int64) for k in ONNX_INPUTS})[0]
+        exp = np.exp(logits - logits.max(-1, keepdims=True))                  # [b, 2]
+        return exp / exp.sum(-1, keepdims=True)
     return predict
 
 
@@ -110,11 +130,12 @@ def _labels(fn, texts, batch):
     return np.concatenate([np.argmax(fn(b), -1) for b in _batches(texts, batch)])
 
 
-def run(model, sizes, work_dir, log) -> list:
+def run(model, sizes, work_dir, log, threads: int = 2) -> list:
     texts, _ = sentences("test", sizes.p1_batch * sizes.p1_batches)
     batches = _batches(texts, sizes.p1_batch)
     ours, keep_alive = saved_model_paths(model, sizes, work_dir)
-    peers = {"hf torch": hf_path(model), "keras_hub xla": keras_hub_path(model)}
+    peers = {"hf torch": hf_path(model), "onnxruntime": ort_path(model, work_dir, threads),
+             "keras_hub xla": keras_hub_path(model)}
     paths = {**ours, **peers}
 
     # Labels vs the float32 Keras model (this also warms up every bucket shape of the XLA path).

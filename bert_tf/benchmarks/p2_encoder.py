@@ -1,7 +1,8 @@
 """P2 fixed-shape encoder: BERT-base, seq 128, batch 1/8/32, sequences/s and model FLOP utilisation.
 
 All TF implementations run under tf.function(jit_compile=True) (XLA) on the same random ids with a
-full attention mask; HF runs eager PyTorch (sdpa) under inference_mode. The float32 matmul ceiling
+full attention mask; HF runs eager PyTorch (sdpa) under inference_mode; ONNX Runtime runs HF's
+encoder exported by torch.onnx (dynamo, eager attention) with all graph optimizations. The float32 matmul ceiling
 (`flops.matmul_case`: XLA matmuls of a few shapes, BERT-base's projections among them) is timed as
 more cases in each batch size's alternating rounds, so a burst of load from elsewhere lands on it
 and the encoders alike; MFU at a batch size = median seq/s × FLOPs/seq ÷ the best median matmul
@@ -9,6 +10,8 @@ GFLOP/s of the same rounds.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -23,7 +26,7 @@ def _ids(batch, seq, vocab):
     return ids, np.zeros_like(ids), np.ones_like(ids)
 
 
-def implementations(config, log):
+def implementations(config, log, work_dir: str, threads: int):
     """name -> builder(batch, seq) -> zero-argument callable running one forward pass."""
     import keras
     import tensorflow as tf
@@ -39,6 +42,10 @@ def implementations(config, log):
     garden = peers.model_garden_encoder(config)
     garden_fn = tf.function(lambda f: garden(f, training=False)["sequence_output"], jit_compile=True)
     hf = peers.hf_encoder(config)
+    onnx_path = peers.export_onnx(peers.eager_copy(hf), lambda out: out.last_hidden_state,
+                                  os.path.join(work_dir, "encoder.onnx"),
+                                  max_length=config.max_position_embeddings)
+    session = peers.ort_session(onnx_path, threads)
 
     def ours_case(ids, types, mask):
         f = {"input_ids": tf.constant(ids), "token_type_ids": tf.constant(types),
@@ -65,18 +72,23 @@ def implementations(config, log):
                 return hf(**f).last_hidden_state.numpy()
         return call
 
+    def ort_case(ids, types, mask):
+        f = {"input_ids": ids.astype(np.int64), "token_type_ids": types.astype(np.int64),
+             "attention_mask": mask.astype(np.int64)}
+        return lambda: session.run(None, f)[0]
+
     return {"bert_tf xla": ours_case, "keras_hub xla": hub_case, "model_garden xla": garden_case,
-            "hf torch": hf_case}
+            "hf torch": hf_case, "onnxruntime": ort_case}
 
 
 CEILING = "xla matmul"
 
 
-def run(sizes, log) -> list:
+def run(sizes, work_dir, log, threads: int = 2) -> list:
     config = sizes.p2_config
     per_sequence = flops.encoder_flops_per_sequence(config.hidden_size, config.num_hidden_layers,
                                                     config.intermediate_size, sizes.p2_seq)
-    builders = implementations(config, log)
+    builders = implementations(config, log, work_dir, threads)
     matmuls = {f"{CEILING} {m}x{k}x{n}": flops.matmul_case(m, k, n)
                for m, k, n in sizes.matmul_shapes}
     rows = []

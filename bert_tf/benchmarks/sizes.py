@@ -52,6 +52,13 @@ class Sizes:
     # P6: sentence embeddings
     p6_batch: int = 32
     p6_batches: int = 16                 # batches per timed repetition
+    # P7: fine-tuning time to accuracy (MiniLM-L6 real weights; tiny: a random tiny encoder).
+    # Per task, FinetuneOptions fields that differ from `bert-tf finetune`'s defaults, plus
+    # train_limit / eval_limit (examples kept; None: the whole split). WNUT NER needs 8 epochs at
+    # lr 5e-5 to leave the all-"O" answer on its ~3,400 tweets (docs/results.md).
+    p7_tasks: dict = field(default_factory=lambda: {"sentiment": {"epochs": 2.0},
+                                                    "ner": {"epochs": 8.0}})
+    p7_repeats: int = 1                  # runs per side (alternating which side goes first)
 
 
 FULL = Sizes("full")
@@ -66,6 +73,8 @@ TINY = Sizes(
     p3_variants=("float32", "dynamic_int8"), p3_latency_sentences=4, p3_accuracy_sentences=16,
     p3_calibration_sentences=4,
     p4_config=_TINY_ENCODER, p4_batch=2, p4_seq=16, p4_steps=1,
-    p5_sentences=64, p5_seq=32, p6_batch=8, p6_batches=1)
+    p5_sentences=64, p5_seq=32, p6_batch=8, p6_batches=1,
+    p7_tasks={"sentiment": {"epochs": 1.0, "max_length": 32, "train_limit": 32, "eval_limit": 16},
+              "ner": {"epochs": 1.0, "max_length": 32, "train_limit": 16, "eval_limit": 8}})
 
 SIZES = {"full": FULL, "tiny": TINY}

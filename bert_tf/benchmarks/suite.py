@@ -1,4 +1,4 @@
-"""The benchmark suite: P1–P6 in one process, then the table, the JSON and the ratio chart.
+"""The benchmark suite: P1–P7 in one process, then the table, the JSON and the ratio chart.
 
     from bert_tf.benchmarks import run_suite
     result = run_suite("runs/bench", measures=("P1", "P2"), sizes="full", threads=2)
@@ -23,7 +23,7 @@ from bert_tf.benchmarks.results import format_table, to_json
 from bert_tf.benchmarks.sizes import SIZES
 from bert_tf.benchmarks.timing import BenchmarkError
 
-MEASURES = ("P1", "P2", "P3", "P4", "P5", "P6")
+MEASURES = ("P1", "P2", "P3", "P4", "P5", "P6", "P7")
 
 
 @dataclass
@@ -109,10 +109,10 @@ def _write_outputs(out_dir, rows, thread_info, sizes, measures, durations, error
 def _run_measure(measure, size, sentiment_model, threads, work_dir, log) -> list:
     if measure == "P1":
         from bert_tf.benchmarks import p1_end_to_end
-        return p1_end_to_end.run(sentiment_model, size, work_dir, log)
+        return p1_end_to_end.run(sentiment_model, size, work_dir, log, threads)
     if measure == "P2":
         from bert_tf.benchmarks import p2_encoder
-        return p2_encoder.run(size, log)
+        return p2_encoder.run(size, work_dir, log, threads)
     if measure == "P3":
         from bert_tf.benchmarks import p3_tflite
         return p3_tflite.run(sentiment_model, size, threads, log)
@@ -122,6 +122,27 @@ def _run_measure(measure, size, sentiment_model, threads, work_dir, log) -> list
     if measure == "P6":
         from bert_tf.benchmarks import p6_embeddings
         return p6_embeddings.run(size, work_dir, log)
+    if measure == "P7":
+        from bert_tf.benchmarks import p7_finetune
+        return p7_finetune.run(size, _p7_init(size, work_dir), work_dir, log)
     from bert_tf.benchmarks import p5_tokenizer
     from bert_tf.data.fetch import minilm_vocab
     return p5_tokenizer.run(minilm_vocab(), size, log)
+
+
+def _p7_init(size, work_dir) -> str:
+    """The checkpoint P7 fine-tunes on both sides (transformers layout + vocab.txt): MiniLM-L6's
+    real weights, or a tiny random encoder with bert-base-uncased's vocabulary."""
+    from bert_tf.data.fetch import minilm_dir, minilm_vocab
+    if size.real_weights:
+        return minilm_dir()
+    import shutil
+
+    import keras
+
+    from bert_tf.models import BertEncoder
+    folder = os.path.join(work_dir, "p7-init")
+    keras.utils.set_random_seed(0)
+    BertEncoder(size.tiny_config).save_pretrained(folder)
+    shutil.copy(minilm_vocab(), os.path.join(folder, "vocab.txt"))
+    return folder

@@ -80,6 +80,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-checkpoint", default=None,
                    help="start from these weights (a phase-one OUT dir or any checkpoint "
                         "BertPretrainer.from_pretrained reads), e.g. for phase two")
+    p.add_argument("--attention-init", choices=("random", "neighbours"), default="random",
+                   help="a fresh model's start: random (default) = google's initialization; "
+                        "neighbours = the same with layer 0's heads looking one token back / "
+                        "ahead, which gets small models past predicting a bag of the sequence's "
+                        "tokens over a few thousand steps (slower in the first few hundred)")
     p.add_argument("--shuffle-buffer", type=_positive_int, default=10000)
     p.add_argument("--eval-data", default=None, help="held-out TFRecord glob")
     p.add_argument("--eval-every", type=_positive_int, default=None)
@@ -129,6 +134,7 @@ def run(args) -> int:
         mixed_precision=args.mixed_precision, xla=args.xla, grad_accum_steps=args.grad_accum_steps,
         checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
         log_every=args.log_every, seed=args.seed, init_checkpoint=args.init_checkpoint,
+        attention_init=args.attention_init,
         shuffle_buffer_size=args.shuffle_buffer, eval_data=args.eval_data,
         eval_every=args.eval_every, eval_steps=args.eval_steps, progress=not args.no_progress,
         text=args.text, vocab_file=args.vocab, lowercase=not args.cased,

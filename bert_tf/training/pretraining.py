@@ -49,6 +49,8 @@ from bert_tf.data.masking import dynamic_masking_dataset
 from bert_tf.data.tfrecords import load_pretraining_dataset, read_metadata
 from bert_tf.data.word_segmentation import validate_segmenter_option
 from bert_tf.models import BertEncoder, BertPretrainer, pretraining_losses
+from bert_tf.models.neighbour_init import (ATTENTION_INITS, apply_neighbour_init,
+                                           check_neighbour_shape)
 from bert_tf.training import run_record
 from bert_tf.training.checkpoints import CheckpointError, newest_sound_checkpoint, read_state
 from bert_tf.training.mlm_probe import HeldOutMlmProbe, take_batches
@@ -94,6 +96,11 @@ class PretrainingConfig:
     log_every: int = 100
     seed: int = 12345
     init_checkpoint: str | None = None
+    # A fresh model's start: "random" = google's initialization; "neighbours" = the same with
+    # layer 0's heads looking at the previous / next token (bert_tf.models.neighbour_init: a small
+    # model's held-out MLM goes past the bag-of-words level; docs/results.md has what it costs).
+    # Ignored with init_checkpoint.
+    attention_init: str = "random"
     shuffle_buffer_size: int = 10000
     eval_data: str | None = None
     eval_every: int | None = None
@@ -136,6 +143,9 @@ class PretrainingConfig:
         if self.mixed_precision not in MIXED_PRECISION_POLICIES:
             raise TrainingError(f"mixed precision must be one of bf16, fp16 (or none), got "
                                 f"{self.mixed_precision!r}")
+        if self.attention_init not in ATTENTION_INITS:
+            raise TrainingError(f"unknown attention init {self.attention_init!r}; choose one of "
+                                f"{list(ATTENTION_INITS)}")
         if self.optimizer not in OPTIMIZER_NAMES:
             raise TrainingError(f"unknown optimizer {self.optimizer!r}; choose one of "
                                 f"{list(OPTIMIZER_NAMES)}")
@@ -217,15 +227,20 @@ def _init_path(path: str) -> str:
 
 
 def build_pretrainer(bert_config: BertConfig, mixed_precision: str | None = None,
-                     init_checkpoint: str | None = None) -> BertPretrainer:
+                     init_checkpoint: str | None = None,
+                     attention_init: str = "random") -> BertPretrainer:
     """A `BertPretrainer` in the requested precision (build it inside `strategy.scope()`),
-    fresh or with the weights of `init_checkpoint` (strict: every tensor must fit `bert_config`)."""
+    fresh (`attention_init`: see PretrainingConfig) or with the weights of `init_checkpoint`
+    (strict: every tensor must fit `bert_config`)."""
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICIES[mixed_precision])
     try:
         if init_checkpoint:
             return BertPretrainer.from_pretrained(_init_path(init_checkpoint), config=bert_config)
-        return BertPretrainer(BertEncoder(bert_config))
+        model = BertPretrainer(BertEncoder(bert_config))
+        if attention_init == "neighbours":
+            apply_neighbour_init(model.encoder)
+        return model
     finally:
         keras.mixed_precision.set_global_policy(previous)
 
@@ -267,7 +282,8 @@ RECORD_KEYS = {
     "clip_norm": "--clip-norm", "mixed_precision": "--mixed-precision",
     "grad_accum_steps": "--grad-accum-steps", "seed": "--seed",
     "init_checkpoint": "--init-checkpoint", "shuffle_buffer_size": "--shuffle-buffer",
-    "adam_beta2": "--adam-beta2", "adam_epsilon": "--adam-epsilon"}
+    "adam_beta2": "--adam-beta2", "adam_epsilon": "--adam-epsilon",
+    "attention_init": "--attention-init"}
 # Every name a pre-training run writes in OUT (what --overwrite may delete).
 RUN_FILES = (run_record.RECORD_FILE, "checkpoints", "tensorboard", PRETRAINED_DIR, PROBE_FILE,
              ".worker-scratch")
@@ -302,7 +318,8 @@ def pretraining_record(config: PretrainingConfig, bert_config: BertConfig, max_s
         vocab_sha256=run_record.file_sha256(config.vocab_file) if config.vocab_file else None,
         max_seq_length=max_seq_length, max_predictions_per_seq=max_predictions,
         init_checkpoint=os.path.abspath(config.init_checkpoint) if config.init_checkpoint
-        else None)
+        else None,
+        attention_init=None if config.init_checkpoint else config.attention_init)
     assert set(defines) == set(RECORD_KEYS)
     return run_record.make_record("pretrain", defines, {
         "data": data_files, "text": text_files, "vocab": config.vocab_file})
@@ -385,6 +402,11 @@ def _prepare(config: PretrainingConfig) -> tuple:
                             f"max_position_embeddings {bert_config.max_position_embeddings}")
     if config.text:
         _check_vocab(config, bert_config)
+    if config.attention_init == "neighbours" and not config.init_checkpoint:
+        try:
+            check_neighbour_shape(bert_config.hidden_size, bert_config.num_attention_heads)
+        except ValueError as e:
+            raise TrainingError(f"--attention-init neighbours: {e}") from None
     record = pretraining_record(config, bert_config, max_seq_length, max_predictions)
     state, old = run_record.inspect_output(config.output_dir, record, RUN_FILES, config.overwrite,
                                            RECORD_KEYS)
@@ -417,7 +439,8 @@ def setup_pretraining(config: PretrainingConfig, strategy=None, _prepared=None):
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = build_pretrainer(bert_config, config.mixed_precision,
-                                 None if resuming else config.init_checkpoint)
+                                 None if resuming else config.init_checkpoint,
+                                 config.attention_init)
         optimizer = create_optimizer(config.optimizer, config.learning_rate, config.total_steps,
                                      config.warmup_steps, config.weight_decay,
                                      config.end_learning_rate, config.decay_power,

@@ -47,6 +47,13 @@ def files(tmp_path_factory):
     model_dir.write_vocab(classifier, tokens)
     model_dir.write_task(classifier, {"task": "classify", "max_length": 16, "lowercase": True,
                                       "task_settings": {}})
+    import json
+    with open(os.path.join(init, "config.json"), encoding="utf-8") as f:
+        odd = json.load(f)
+    odd.update(hidden_size=36, num_attention_heads=4)      # head size 9
+    odd_heads = str(root / "odd_heads_config.json")
+    with open(odd_heads, "w", encoding="utf-8") as f:
+        json.dump(odd, f)
     pairs = str(root / "pairs.csv")
     with open(pairs, "w", encoding="utf-8") as f:
         f.write("anchor,positive\n" + "".join(f"good {i},nice {i}\n" for i in range(8)))
@@ -56,7 +63,8 @@ def files(tmp_path_factory):
             "A_FILE": a_file, "A_DIR": str(root), "EMPTY": empty,
             "TEACHER_TRAIN": write_tiny_classification(root / "teacher_train.csv",
                                                        labels=("negative", "positive")),
-            "CONFIG": os.path.join(init, "config.json"), "VOCAB": os.path.join(init, "vocab.txt")}
+            "CONFIG": os.path.join(init, "config.json"), "VOCAB": os.path.join(init, "vocab.txt"),
+            "ODD_HEADS_CONFIG": odd_heads}
 
 
 def finetune(*extra):
@@ -123,6 +131,10 @@ CASES = [
     ("pretrain --learning-rate nan", pretrain("--learning-rate", "nan"), None,
      ["--learning-rate", "nan"]),
     ("pretrain --weight-decay -1", pretrain("--weight-decay", -1), None, ["--weight-decay"]),
+    ("pretrain neighbour attention init with an odd head size",
+     pretrain("--config", "ODD_HEADS_CONFIG", "--max-seq-length", 16, "--attention-init",
+              "neighbours"), None,
+     ["--attention-init neighbours", "even head size", "36", "random"]),
     ("pretrain --out is a file", pretrain("--out", "A_FILE"), None,
      ["--out", "not a directory"]),
     ("pretrain --data matching no file", ["pretrain", "--config", "CONFIG", "--data",

@@ -200,6 +200,7 @@ CASES = [(name, build, command, expected, words)
          for command in commands({"model": "", "train": ""}, "", "")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, build, command, expected, words", CASES,
                          ids=[f"{c[3]}-{c[0]} -> {c[2]}" for c in CASES])
 def test_hostile_file(world, tmp_path, capsys, monkeypatch, name, build, command, expected,

@@ -275,6 +275,7 @@ WRITERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("writer", list(WRITERS), ids=[f"OK-kill-9 {w}" for w in WRITERS])
 def test_kill_9_leaves_nothing_half_written_and_the_rerun_completes(world, writer, caplog):
     argv_of, trigger_of, final_of, check, resumes = WRITERS[writer]

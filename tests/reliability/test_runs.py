@@ -114,6 +114,7 @@ def _refused_untouched(capsys, target, argv, words, one_line=False):
     assert snapshot(target) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, rerun, words", FINETUNE_DIFFERENCES,
                          ids=["CLEAR-" + c[0] for c in FINETUNE_DIFFERENCES])
 def test_finetune_rerun_with_a_difference_is_refused(finetuned, capsys, name, rerun, words):
@@ -169,6 +170,7 @@ def test_finetune_identical_rerun_of_an_unfinished_run_resumes(finetuned, tmp_pa
         assert json.load(f)["steps"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.expect("OK")
 def test_finetune_overwrite_starts_afresh(finetuned, tmp_path):
     files, out = finetuned
@@ -320,6 +322,8 @@ PRETRAIN_DIFFERENCES = [
     ("learning rate", (["--learning-rate", 5e-4], {}), ["--learning-rate: 0.001 → 0.0005"]),
     ("adam beta2", (["--adam-beta2", 0.999], {}), ["--adam-beta2: 0.98 → 0.999"]),
     ("seed", (["--seed", 1], {}), ["--seed: 12345 → 1"]),
+    ("attention init", (["--attention-init", "neighbours"], {}),
+     ['--attention-init: "random" → "neighbours"']),
     ("batch size", (["--batch-size", 2], {}), ["--batch-size: 4 → 2"]),
     ("max seq length", (["--max-seq-length", 24], {}), ["--max-seq-length: 16 → 24"]),
     ("whole word mask", (["--whole-word-mask"], {}), ["--whole-word-mask: false → true"]),
@@ -329,6 +333,7 @@ PRETRAIN_DIFFERENCES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, rerun, words", PRETRAIN_DIFFERENCES,
                          ids=["CLEAR-" + c[0] for c in PRETRAIN_DIFFERENCES])
 def test_pretrain_rerun_with_a_difference_is_refused(pretrained, capsys, name, rerun, words):

@@ -132,6 +132,7 @@ def model():
     return tiny_model()
 
 
+@pytest.mark.slow
 @pytest.mark.expect("OK")
 def test_two_concurrent_exports_get_distinct_complete_versions(model, tmp_path):
     base = tmp_path / "saved_models" / "tiny"
