@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Benchmark suite (P1-P7): bert_tf vs HF transformers, ONNX Runtime, KerasHub, Model Garden, LiteRT,
-sentence-transformers, PyTorch fine-tuning.
+"""Benchmark suite (P1-P7): bert_tf vs HF transformers, ONNX Runtime, KerasHub, Model Garden,
+LiteRT, sentence-transformers, PyTorch fine-tuning.
 
     python tools/bench.py                      # everything, full sizes, 2 threads -> runs/bench/
     python tools/bench.py --measures P2 --sizes tiny

@@ -51,14 +51,15 @@ import math
 import os
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
 from bert_tf.atomic import write_json_atomic  # noqa: E402
+from bert_tf.benchmarks.p7_finetune import run_bert_tf as timed_finetune  # noqa: E402
 from bert_tf.benchmarks.p7_finetune import write_splits  # noqa: E402
+from bert_tf.benchmarks.timing import BenchmarkError  # noqa: E402
 from bert_tf.benchmarks.torch_finetune import finetune_torch  # noqa: E402
 
 TASKS = {"sentiment": "classify", "ner": "ner"}
@@ -66,22 +67,17 @@ TASKS = {"sentiment": "classify", "ner": "ner"}
 
 # ------------------------------------------------------------------------------------- bert_tf
 def run_bert_tf(task: str, init: str, paths: dict, args, out: str) -> dict:
-    from bert_tf.tasks import FinetuneOptions, evaluate, finetune
+    from bert_tf.tasks import FinetuneOptions
     options = FinetuneOptions(TASKS[task], init, paths["train"][0], out, eval=paths["dev"][0],
                               max_length=args.max_length, epochs=args.epochs,
                               batch_size=args.batch_size, learning_rate=args.learning_rate,
                               warmup=args.warmup, seed=args.seed, dropout_seed=args.dropout_seed,
                               strategy="one_device",
                               xla=args.xla, progress=args.progress)
-    started = time.perf_counter()
-    result = finetune(options)
-    seconds = time.perf_counter() - started
-    if result.interrupted:
-        raise SystemExit(f"bert_tf side stopped by SIGTERM at step {result.steps}; its checkpoint "
-                         f"is in {out}: rerun the same command to resume")
-    test = evaluate(out, paths["test"][0])
-    return {"dev": result.metrics, "test": test, "best_step": result.best_step,
-            "steps": result.steps, "seconds": seconds}
+    try:
+        return timed_finetune(options, paths["test"][0])
+    except BenchmarkError as e:   # stopped by SIGTERM: say how to resume, no traceback
+        raise SystemExit(str(e)) from None
 
 
 # ------------------------------------------------------------------------------------- PyTorch

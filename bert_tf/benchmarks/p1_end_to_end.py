@@ -20,8 +20,9 @@ softmax, hand back numpy. Same sentences, same batch order for all.
   dynamo exporter (dynamic batch and length) and run by ONNX Runtime with all graph optimizations
   and the same thread count; `BertTokenizerFast` padding to the batch's longest in front, softmax
   in numpy. (torch.onnx's older TorchScript export changed a quarter of the labels: not used.)
-The check: the labels of bert_tf's two shipped paths (and HF's and ONNX Runtime's) on the whole test split, and of
-the two before-rows on the timed sentences, equal those of the float32 Keras model.
+The check: the labels of bert_tf's two shipped paths (and HF's and ONNX Runtime's) on the whole
+test split, and of the two before-rows on the timed sentences, equal those of the float32 Keras
+model.
 """
 
 from __future__ import annotations

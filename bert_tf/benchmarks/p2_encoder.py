@@ -2,8 +2,9 @@
 
 All TF implementations run under tf.function(jit_compile=True) (XLA) on the same random ids with a
 full attention mask; HF runs eager PyTorch (sdpa) under inference_mode; ONNX Runtime runs HF's
-encoder exported by torch.onnx (dynamo, eager attention) with all graph optimizations. The float32 matmul ceiling
-(`flops.matmul_case`: XLA matmuls of a few shapes, BERT-base's projections among them) is timed as
+encoder exported by torch.onnx (dynamo, eager attention) with all graph optimizations. The float32
+matmul ceiling (`flops.matmul_case`: XLA matmuls of a few shapes, BERT-base's projections among
+them) is timed as
 more cases in each batch size's alternating rounds, so a burst of load from elsewhere lands on it
 and the encoders alike; MFU at a batch size = median seq/s × FLOPs/seq ÷ the best median matmul
 GFLOP/s of the same rounds.

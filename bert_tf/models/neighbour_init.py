@@ -28,7 +28,7 @@ ATTENTION_INITS = ("neighbours", "random")
 FREQUENCY_RANGE = (0.25, 3.0)     # radians per position: every pair turns within a few positions
 
 
-def _amplitude(hidden_size: int, word_std: float) -> float:
+def _amplitude(word_std: float) -> float:
     """Per-coordinate sinusoid amplitude giving |p| = 2 |w| for word embeddings of std `word_std`:
     |p|² = (hidden / 2) a², |w|² = hidden · std²."""
     return 2.0 * word_std * np.sqrt(2.0)
@@ -37,7 +37,7 @@ def _amplitude(hidden_size: int, word_std: float) -> float:
 def sinusoid_table(positions: int, hidden_size: int, amplitude: float) -> np.ndarray:
     """[positions, hidden] interleaved sin/cos of `hidden_size / 2` frequencies."""
     frequencies = np.linspace(*FREQUENCY_RANGE, hidden_size // 2)              # [hidden/2]
-    angles = np.arange(positions)[:, None] * frequencies[None, :]             # [positions, hidden/2]
+    angles = np.arange(positions)[:, None] * frequencies[None, :]       # [positions, hidden/2]
     table = np.zeros((positions, hidden_size))
     table[:, 0::2], table[:, 1::2] = np.sin(angles), np.cos(angles)
     return amplitude * table
@@ -87,7 +87,7 @@ def apply_neighbour_init(encoder, scale: float | None = None) -> None:
     if scale is None:
         scale = default_scale(hidden // heads)
     table = sinusoid_table(config.max_position_embeddings, hidden,
-                           _amplitude(hidden, config.initializer_range))
+                           _amplitude(config.initializer_range))
     encoder.embeddings.position_embeddings.assign(table.astype(np.float32))
     query, key = neighbour_kernels(hidden, heads, scale)
     attention = encoder.transformer_layers[0].attention
