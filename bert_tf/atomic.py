@@ -11,6 +11,13 @@ and logs each removal as a warning. A temporary of this process is never removed
 within the day, nor one of a live process (a PID reused by another process keeps the temporary
 until it is a day old). Names that do not follow the pattern (a user's own hidden files, older
 temporaries without an owner) are never touched.
+
+Remote directories (`gs://`, any URI `bert_tf.fileio` serves through tf.io.gfile) have no atomic
+rename of a directory: a directory published there is built in a local staging directory and
+uploaded file by file with its completion marker (`MARKERS`: task.json, saved_model.pb,
+config.json, ...) last, so a reader that checks for the marker never takes half a result for a
+whole one. A single remote file is written under a temporary name and renamed (object stores
+make the new object visible at once).
 """
 
 from __future__ import annotations
@@ -24,10 +31,16 @@ import shutil
 import socket
 import tempfile
 import time
+import uuid
+
+from bert_tf import fileio
 
 logger = logging.getLogger(__name__)
 
 STALE_AFTER_S = 24 * 3600
+# The files whose presence says a directory is complete (the readers of each kind check for it);
+# uploaded last when a directory is published to a remote file system.
+MARKERS = ("saved_model.pb", "config.json", "task.json", "metadata.json", "run.json")
 # The host tag: the first label of the host name, letters and digits only (a path component).
 HOST_TAG = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname().split(".")[0])[:32] or "host"
 # .tmp-NAME-PID@HOST-RANDOM, then a suffix (".keras", "-assets", ...); mkdtemp/mkstemp's RANDOM
@@ -59,28 +72,30 @@ def is_stale_temp(path: str, now: float | None = None) -> bool:
     if host == HOST_TAG and pid != os.getpid() and _process_is_gone(pid):
         return True
     try:
-        age = (time.time() if now is None else now) - os.lstat(path).st_mtime
+        mtime = (fileio.getmtime(path) if fileio.is_remote(path) else os.lstat(path).st_mtime)
     except FileNotFoundError:
         return False
-    return age > STALE_AFTER_S
+    if mtime <= 0:
+        return False    # a remote file system that keeps no times (ram://): age unknown
+    return (time.time() if now is None else now) - mtime > STALE_AFTER_S
 
 
 def clean_stale_temps(directory: str) -> list:
     """Removes the stale temporaries directly in `directory`; returns their paths."""
     try:
-        names = os.listdir(directory)
+        names = fileio.listdir(directory)
     except (FileNotFoundError, NotADirectoryError):
         return []
     removed = []
     for name in names:
-        path = os.path.join(directory, name)
+        path = fileio.join(directory, name)
         if not name.startswith(".tmp-") or not is_stale_temp(path):
             continue
         try:
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
+            if fileio.isdir(path) and not fileio.islink(path):
+                fileio.rmtree(path)
             else:
-                os.remove(path)
+                fileio.remove(path)
         except FileNotFoundError:
             continue    # another writer cleaned it first
         except OSError as e:
@@ -96,6 +111,8 @@ def umask_mode(path: str) -> str:
     open()/mkdir() would have given it, 0666/0777 less the process umask, so that what is
     published through it is readable as usual (a model server running as another user must be
     able to read a SavedModel version, models.config, model.keras). Returns `path`."""
+    if fileio.is_remote(path):
+        return path     # object stores' permissions are the bucket's, not a mode
     mask = os.umask(0)
     os.umask(mask)
     os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
@@ -107,6 +124,10 @@ def atomic_path(path: str, suffix: str = ""):
     """Yields a temporary file path next to `path`; on success it is renamed over `path`, on any
     exception it is removed. `suffix` keeps writers that dispatch on the extension happy
     (e.g. `model.save` wants ".keras")."""
+    if fileio.is_remote(path):
+        with _remote_atomic_path(path, suffix) as tmp:
+            yield tmp
+        return
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     clean_stale_temps(directory)
@@ -123,9 +144,41 @@ def atomic_path(path: str, suffix: str = ""):
         raise
 
 
+@contextlib.contextmanager
+def _remote_atomic_path(path: str, suffix: str):
+    directory = fileio.dirname(path)
+    fileio.makedirs(directory, exist_ok=True)
+    clean_stale_temps(directory)
+    tmp = fileio.join(directory, temp_prefix(fileio.basename(path)) + uuid.uuid4().hex[:8] + suffix)
+    try:
+        yield tmp
+        fileio.replace(tmp, path)
+    except BaseException:
+        if fileio.exists(tmp):
+            fileio.remove(tmp)
+        raise
+
+
+def upload_directory(local: str, remote: str, order=None) -> None:
+    """Copies the files under `local` into `remote` (created; existing files overwritten), one
+    top-level entry at a time in the order of `order` (a sort key over names; default: the
+    completion `MARKERS` last), a subdirectory's files all before the next entry."""
+    order = order or (lambda name: (name in MARKERS, name))
+    fileio.makedirs(remote, exist_ok=True)
+    for name in sorted(os.listdir(local), key=order):
+        source = os.path.join(local, name)
+        inner = fileio.walk_files(source) if os.path.isdir(source) else [None]
+        for relative in inner:
+            src = source if relative is None else os.path.join(source, relative)
+            dst = fileio.join(remote, name) if relative is None else \
+                fileio.join(remote, name, relative)
+            fileio.makedirs(fileio.dirname(dst), exist_ok=True)
+            fileio.copy(src, dst, overwrite=True)
+
+
 def write_bytes_atomic(path: str, data: bytes) -> str:
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
+        with fileio.open(tmp, "wb") as f:
             f.write(data)
     return path
 
@@ -148,35 +201,44 @@ class StagingDir:
     over a non-empty directory is an error, and an existing one is never replaced); then
     `next_final()`, when given, names another target to try (e.g. the next free version: two
     concurrent exports both publish), else FileExistsError. `self.final` is where it went.
+
+    A remote `final`: `tmp` is a local directory, uploaded on success with the `MARKERS` last.
     """
 
     RETRIES = 100
 
     def __init__(self, final: str, next_final=None):
-        self.final = os.path.abspath(final)
+        self.final = fileio.abspath(final)
         self.next_final = next_final
         self.path = None
 
     def __enter__(self) -> str:
+        name = temp_prefix(fileio.basename(self.final))
+        if fileio.is_remote(self.final):
+            self.path = tempfile.mkdtemp(prefix=name)
+            return self.path
         parent = os.path.dirname(self.final)
         os.makedirs(parent, exist_ok=True)
         clean_stale_temps(parent)
-        self.path = umask_mode(tempfile.mkdtemp(prefix=temp_prefix(os.path.basename(self.final)),
-                                                dir=parent))
+        self.path = umask_mode(tempfile.mkdtemp(prefix=name, dir=parent))
         return self.path
 
     def _publish(self) -> None:
         for _ in range(self.RETRIES):
-            if not os.path.lexists(self.final):
+            if fileio.is_remote(self.final):
+                if not fileio.exists(self.final):
+                    upload_directory(self.path, self.final)
+                    return
+            elif not os.path.lexists(self.final):
                 try:
                     os.rename(self.path, self.final)
                     return
-                except OSError as e:   # ENOTEMPTY/EEXIST: published by someone else just now
+                except OSError:   # ENOTEMPTY/EEXIST: published by someone else just now
                     if not os.path.lexists(self.final):
                         raise
             if self.next_final is None:
                 break
-            self.final = os.path.abspath(self.next_final())
+            self.final = fileio.abspath(self.next_final())
         raise FileExistsError(f"{self.final} appeared while it was being written")
 
     def __exit__(self, exc_type, exc, tb):
@@ -189,6 +251,18 @@ class StagingDir:
         return False
 
 
+def _local_staging(directory: str) -> str:
+    """A fresh hidden directory to build `directory` in: its sibling when local (one rename
+    publishes it), a local temporary directory when `directory` is remote (uploaded)."""
+    prefix = temp_prefix(fileio.basename(directory.rstrip("/")))
+    if fileio.is_remote(directory):
+        return tempfile.mkdtemp(prefix=prefix)
+    parent = os.path.dirname(os.path.abspath(directory))
+    os.makedirs(parent, exist_ok=True)
+    clean_stale_temps(parent)
+    return umask_mode(tempfile.mkdtemp(dir=parent, prefix=prefix))
+
+
 @contextlib.contextmanager
 def staged_directory(directory: str, publish_order=None):
     """Yields a hidden staging directory next to `directory` to write a whole set of files into.
@@ -196,16 +270,16 @@ def staged_directory(directory: str, publish_order=None):
     On success a new `directory` appears by one rename; an existing one gets each staged file
     renamed over its namesake in `publish_order` (a sort key over file names; e.g. data before the
     index that points at it, config last) and keeps its other files. On failure, or after
-    publishing, the staging directory is removed.
+    publishing, the staging directory is removed. A remote `directory` is written by uploading
+    the staged files in the same order.
     """
     directory = os.fspath(directory)
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    clean_stale_temps(parent)
-    staging = umask_mode(tempfile.mkdtemp(dir=parent,
-                                          prefix=temp_prefix(os.path.basename(directory))))
+    staging = _local_staging(directory)
     try:
         yield staging
+        if fileio.is_remote(directory):
+            upload_directory(staging, directory, publish_order)
+            return
         if not os.path.exists(directory):
             os.rename(staging, directory)
             return
@@ -214,3 +288,33 @@ def staged_directory(directory: str, publish_order=None):
     finally:
         if os.path.isdir(staging):
             shutil.rmtree(staging)
+
+
+@contextlib.contextmanager
+def replaced_directory(directory: str):
+    """Yields a hidden staging directory whose content replaces `directory` as a whole on success
+    (none of the old files stay). Local: the old directory is moved aside and the new one renamed
+    in, so a reader sees the old set or the new one, and a writer killed midway leaves the old
+    directory (or none) plus a stale temporary the next write removes. Remote: the old directory
+    is removed, then the new one uploaded with its completion marker last. On failure the old
+    directory is untouched and the staging directory removed."""
+    directory = os.fspath(directory)
+    staging = _local_staging(directory)
+    old = None
+    try:
+        yield staging
+        if fileio.is_remote(directory):
+            if fileio.exists(directory):
+                fileio.rmtree(directory)
+            upload_directory(staging, directory)
+            return
+        parent = os.path.dirname(os.path.abspath(directory))
+        if os.path.isdir(directory):
+            old = tempfile.mkdtemp(dir=parent, prefix=temp_prefix(os.path.basename(directory)))
+            os.rmdir(old)
+            os.rename(directory, old)
+        os.rename(staging, directory)
+    finally:
+        for leftover in (staging, old):
+            if leftover and os.path.isdir(leftover):
+                shutil.rmtree(leftover, ignore_errors=True)

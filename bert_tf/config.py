@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 
+from bert_tf import fileio
 from bert_tf.atomic import write_text_atomic
 
 # "gelu" is the exact erf form (HF's meaning); "gelu_new"/"gelu_tanh" the tanh approximation that
@@ -131,7 +132,7 @@ class BertConfig:
     def from_json_file(cls, path: str | os.PathLike) -> "BertConfig":
         path = os.fspath(path)
         try:
-            with open(path, encoding="utf-8") as f:
+            with fileio.open(path, encoding="utf-8") as f:
                 data = json.load(f)
         except FileNotFoundError:
             raise ConfigError(f"Config file not found: {path}") from None

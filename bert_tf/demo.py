@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from bert_tf import fileio
+
 DEFAULT_SENTENCES = (
     "A gripping, beautifully acted film that stays with you.",
     "One of the most moving movies of the year, superbly performed.",
@@ -89,7 +91,7 @@ def finetune_sentiment(options: DemoOptions, log=print):
 
     model_dir = options.model_dir or minilm_dir()
     vocab = os.path.join(model_dir, "vocab.txt")
-    if not os.path.isfile(vocab):
+    if not fileio.isfile(vocab):
         raise FileNotFoundError(f"{model_dir} has no vocab.txt for the tokenizer")
     tokenizer = BertTokenizer.from_vocab_file(vocab, lowercase=True,
                                               sequence_length=options.sequence_length)
@@ -121,7 +123,7 @@ def save_finetuned(model, tokenizer, directory):
     """`bert-tf finetune`'s model directory, through the one module that owns its contract."""
     from bert_tf.data.datasets import ROTTEN_TOMATOES_LABELS
     from bert_tf.tasks import model_dir
-    os.makedirs(directory, exist_ok=True)
+    fileio.makedirs(directory, exist_ok=True)
     model_dir.save_model_atomic(model, directory)
     model_dir.write_labels(directory, ROTTEN_TOMATOES_LABELS)
     model_dir.write_vocab(directory, tokenizer.get_vocabulary())
@@ -146,7 +148,7 @@ def evaluate(model, tokenizer, examples, batch_size=64):
 
 
 def _dir_bytes(path):
-    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+    return sum(fileio.getsize(fileio.join(path, f)) for f in fileio.walk_files(path))
 
 
 def run_demo(options: DemoOptions | None = None, log=print) -> dict:
@@ -203,8 +205,8 @@ def run_demo(options: DemoOptions | None = None, log=print) -> dict:
         "saved_model_probabilities": served["probabilities"].numpy(),
         "saved_model_labels": [s.decode() for s in served["labels"].numpy()],
         "tflite_probabilities": np.stack(lite_probabilities), "labels": labels,
-        "sizes": {"keras": os.path.getsize(os.path.join(finetuned, "model.keras")),
-                  "saved_model": _dir_bytes(version_dir), "tflite": os.path.getsize(tflite_path)},
+        "sizes": {"keras": fileio.getsize(os.path.join(finetuned, "model.keras")),
+                  "saved_model": _dir_bytes(version_dir), "tflite": fileio.getsize(tflite_path)},
         "latency_ms": {"keras (batched eval)": keras_ms, "saved_model": saved_model_ms,
                        "tflite (batch 1)": tflite_ms},
         "tflite_quantize": options.tflite_quantize,

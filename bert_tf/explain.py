@@ -34,6 +34,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from bert_tf import fileio
 from bert_tf import plots
 from bert_tf.atomic import write_text_atomic
 from bert_tf.tasks.inference import decode_strings, traced_serving_function
@@ -166,7 +167,7 @@ def write_explanation(explanation: Explanation, out_dir: str, layer: int | None 
         raise ExplainError(f"--layer {layer} is out of range: the model has {layers} layers "
                            f"(0 to {layers - 1}, or -1 to -{layers})")
     layer %= layers
-    os.makedirs(out_dir, exist_ok=True)
+    fileio.makedirs(out_dir, exist_ok=True)
     if pieces:
         labels, attention = explanation.tokens, explanation.attention
         attributions = explanation.attributions

@@ -20,6 +20,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+from bert_tf import fileio
 from bert_tf.atomic import write_bytes_atomic
 
 CACHE_SUFFIX = ".bert-tf-vectors.npz"
@@ -77,9 +78,9 @@ class CorpusIndex:
         """Reads the corpus (one document per line; blank lines are skipped), embeds it or reads
         the cached vectors when they match, and writes the cache (atomically) after embedding."""
         path = os.fspath(path)
-        if not os.path.isfile(path):
+        if not fileio.isfile(path):
             raise SearchError(f"--index {path}: no such file")
-        with open(path, "rb") as f:
+        with fileio.open(path, "rb") as f:
             raw = f.read()
         try:
             content = raw.decode("utf-8-sig")
@@ -94,7 +95,7 @@ class CorpusIndex:
                "sequence_length": task.tokenizer.sequence_length}
         probes = embed_texts(task, model, _PROBES)
         cache = path + CACHE_SUFFIX
-        if use_cache and os.path.isfile(cache):
+        if use_cache and fileio.isfile(cache):
             vectors = _read_cache(cache, key, probes, len(texts))
             if vectors is not None:
                 return cls(texts, lines, vectors)

@@ -16,7 +16,7 @@ PACKAGE = ROOT / "bert_tf"
 # the application layer (the CLI, its commands, the demo, the benchmarks, `bert_tf/__init__`).
 APPLICATION = 7
 RANKS = {
-    "atomic": 0,
+    "fileio": 0, "atomic": 0.5,
     "config": 1, "text": 1, "layers": 1, "metrics": 1, "plots": 1,
     "data": 2, "weights": 2,
     "models": 3,

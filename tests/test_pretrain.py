@@ -287,3 +287,138 @@ def test_default_schedule_scales_with_width_and_steps(records_and_config, tmp_pa
     for bad in (dict(learning_rate=-1.0), dict(learning_rate=float("nan")), dict(adam_beta2=1.0)):
         with pytest.raises(TrainingError, match="learning-rate|beta2"):
             dataclasses.replace(settings, **bad).validate()
+
+
+def _two_workers(command, out, extra_env=None):
+    """Starts `command(out)` as workers 0 and 1 of a fresh loopback cluster."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    workers = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        workers.append(subprocess.Popen(
+            command(out), cwd=REPO, env=_env(TF_CONFIG=tf_config, **(extra_env or {})),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return workers
+
+
+def _finish(workers, timeout=600):
+    outputs = []
+    try:
+        for w in workers:
+            outputs.append(w.communicate(timeout=timeout))
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+    return [(w.returncode, stdout, stderr) for w, (stdout, stderr) in zip(workers, outputs)]
+
+
+def _multi_worker_command(config, records, steps):
+    def command(out):
+        return [sys.executable, "-m", "bert_tf.commands.pretrain", "--config", config,
+                "--data", records, "--out", out, "--steps", str(steps), "--batch-size", "8",
+                "--warmup-steps", "5", "--learning-rate", "1e-3", "--checkpoint-every", "10",
+                "--log-every", "10", "--strategy", "multi_worker", "--seed", "3",
+                "--no-progress"]
+    return command
+
+
+def _wait_for_checkpoint(out, step, workers, deadline_s=600):
+    deadline = time.time() + deadline_s
+    while _latest_step(out) < step and all(w.poll() is None for w in workers) \
+            and time.time() < deadline:
+        time.sleep(0.05)
+    assert _latest_step(out) >= step, [w.poll() for w in workers]
+
+
+@pytest.mark.slow
+def test_multi_worker_sigterm_to_one_worker_stops_all_and_resumes_exactly(records_and_config,
+                                                                        tmp_path):
+    """SIGTERM to the non-chief worker (a preempted host): both workers save the same step and
+    stop (exit 143); the same command on both resumes to the weights of an uninterrupted run."""
+    _, records, config, _, _ = records_and_config
+    steps = 60
+    command = _multi_worker_command(config, records, steps)
+    reference, stopped = str(tmp_path / "reference"), str(tmp_path / "stopped")
+    results = _finish(_two_workers(command, reference))
+    assert [r[0] for r in results] == [0, 0], results[0][2][-3000:] + results[1][2][-3000:]
+
+    workers = _two_workers(command, stopped)
+    _wait_for_checkpoint(stopped, 10, workers)
+    workers[1].send_signal(signal.SIGTERM)
+    signalled = time.time()
+    results = _finish(workers, timeout=300)
+    assert time.time() - signalled < 120
+    assert [r[0] for r in results] == [143, 143], results[0][2][-3000:] + results[1][2][-3000:]
+    saved = _latest_step(stopped)
+    assert 10 <= saved < steps
+    assert all("stopped by SIGTERM; saved" in r[1] for r in results)
+    assert "to another worker" in results[0][2]       # the chief stopped because worker 1 did
+    assert not os.path.exists(os.path.join(stopped, "pretrained"))
+
+    results = _finish(_two_workers(command, stopped))
+    assert [r[0] for r in results] == [0, 0], results[0][2][-3000:] + results[1][2][-3000:]
+    assert f"ckpt-{saved}" in results[0][2]   # "resumed from .../ckpt-N"
+    a = _safetensors(os.path.join(reference, "pretrained"))
+    b = _safetensors(os.path.join(stopped, "pretrained"))
+    worst = max(float(np.abs(a[k] - b[k]).max()) for k in a)
+    assert worst <= 1e-6, f"resumed weights differ from the uninterrupted run's by {worst}"
+    scratch = os.path.join(stopped, ".worker-scratch")
+    assert not os.path.isdir(scratch) or not any(files for _, _, files in os.walk(scratch))
+
+
+@pytest.mark.slow
+def test_multi_worker_kill_9_of_one_worker_ends_the_other_with_a_clear_error(records_and_config,
+                                                                           tmp_path):
+    """kill -9 of worker 1 mid-run: worker 0 does not hang in a collective; it exits with one
+    error naming the checkpoint to resume from, and the same command on both resumes from it."""
+    _, records, config, _, _ = records_and_config
+    steps = 400
+    command = _multi_worker_command(config, records, steps)
+    out = str(tmp_path / "out")
+    workers = _two_workers(command, out)
+    _wait_for_checkpoint(out, 10, workers)
+    workers[1].send_signal(signal.SIGKILL)
+    killed = time.time()
+    results = _finish(workers, timeout=300)
+    waited = time.time() - killed
+    code, _, stderr = results[0]
+    assert code == 2, stderr[-3000:]
+    assert waited < 120, f"the surviving worker took {waited:.0f} s to notice"
+    message = [line for line in stderr.splitlines() if "bert-tf pretrain: error:" in line]
+    assert len(message) == 1 and "another worker stopped or cannot be reached" in message[0] \
+        and "rerun the same command on every worker" in message[0], stderr[-3000:]
+    saved = _latest_step(out)
+    assert saved >= 10 and f"ckpt-{saved}" in message[0]
+
+    # Resume on both, then stop them by SIGTERM after one more checkpoint: they resumed from the
+    # saved step rather than from 0.
+    workers = _two_workers(command, out)
+    _wait_for_checkpoint(out, saved + 10, workers)
+    workers[0].send_signal(signal.SIGTERM)
+    results = _finish(workers, timeout=300)
+    assert [r[0] for r in results] == [143, 143], results[0][2][-3000:] + results[1][2][-3000:]
+    assert f"ckpt-{saved}" in results[0][2]   # "resumed from .../ckpt-N"
+
+
+@pytest.mark.slow
+def test_multi_worker_file_sharding_reads_each_file_on_one_worker(records_and_config, tmp_path):
+    """--data-sharding files: worker i reads only files i, i+N, ... (each of the 2 record files
+    on one worker), the run completes and its record pins the worker count."""
+    _, records, config, _, _ = records_and_config
+
+    def command(out):
+        return _multi_worker_command(config, records, 6)(out) + ["--data-sharding", "files"]
+    out = str(tmp_path / "out")
+    results = _finish(_two_workers(command, out))
+    assert [r[0] for r in results] == [0, 0], results[0][2][-3000:] + results[1][2][-3000:]
+    read = []
+    for _, _, stderr in results:
+        lines = [line for line in stderr.splitlines() if "reads 1 of the 2 files:" in line]
+        assert len(lines) == 1, stderr[-3000:]
+        read.append(lines[0].rsplit(": ", 1)[1])
+    assert sorted(read) == sorted(os.path.basename(f) for f in tf.io.gfile.glob(records))
+    with open(os.path.join(out, "run.json"), encoding="utf-8") as f:
+        defines = json.load(f)["record"]["defines"]
+    assert defines["data_sharding"] == "files over 2 worker(s)"
+    assert os.path.isdir(os.path.join(out, "pretrained"))

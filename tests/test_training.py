@@ -247,3 +247,107 @@ def test_sigterm_saves_then_resume_export_and_classifier(tmp_path):
     # The export holds the final (step 6) weights, heads included.
     final = tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(out, "checkpoints")))
     assert final.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 6
+
+
+class _Recorder(Callback):
+    """Each step's loss, and the weights at every 5th step (it sets every_steps: executions
+    end there)."""
+    every_steps = 5
+
+    def __init__(self):
+        self.losses, self.weights = [], {}
+
+    def on_step_end(self, trainer, step, logs):
+        self.losses.append((step, logs["loss"]))
+        if step % self.every_steps == 0:
+            self.weights[step] = [v.numpy() for v in trainer.model.trainable_variables]
+
+
+@pytest.mark.slow
+def test_steps_per_execution_gives_the_weights_of_one_step_per_call(tmp_path):
+    """K=4 runs several steps per tf.function call, cut where a step's exact weights are needed
+    (the callback's step 5, the checkpoint at 6, the logs at 4 and 8, the end at 10), and ends with
+    K=1's weights (dropout on), per-step losses, checkpoints and logs; one trace serves every
+    execution length."""
+    def run(k):
+        keras.utils.set_random_seed(7)
+        strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+        with strategy.scope():
+            model = BertPretrainer(BertEncoder(tiny_config(dropout=0.1)))
+            optimizer = create_optimizer("adamw", 1e-3, total_steps=10, warmup_steps=2)
+        recorder = _Recorder()
+        trainer = Trainer(model, pretraining_losses, optimizer, strategy, str(tmp_path / f"k{k}"),
+                          TrainingOptions(total_steps=10, steps_per_execution=k, log_every=4,
+                                          checkpoint_every=6, progress=False), [recorder])
+        counts, steps = [], trainer.train_steps_function()
+        if k > 1:   # the lengths of the executions fit asks for
+            trainer._train_steps = lambda iterator, n: counts.append(int(n)) or steps(iterator, n)
+        result = trainer.fit(synthetic_dataset(8), global_batch_size=8)
+        checkpoints = sorted(os.listdir(trainer.checkpoint_dir))
+        return result, recorder, [v.numpy() for v in model.trainable_variables], checkpoints, \
+            counts, steps
+
+    one, four = run(1), run(4)
+    assert four[4] == [4, 1, 1, 2, 2]
+    assert four[5].experimental_get_tracing_count() == 1
+    assert four[0].step == 10 and max_difference(four[2], one[2]) <= 1e-6
+    assert max_difference(four[1].weights[5], one[1].weights[5]) <= 1e-6
+    assert [s for s, _ in four[1].losses] == list(range(1, 11))
+    np.testing.assert_allclose([v for _, v in four[1].losses], [v for _, v in one[1].losses],
+                               rtol=1e-6)
+    assert four[3] == one[3] and "ckpt-6.index" in one[3]
+    for name in ("loss", "mlm_accuracy", "grad_norm", "learning_rate"):
+        assert four[0].logs[name] == pytest.approx(one[0].logs[name], rel=1e-6)
+
+
+def test_steps_per_execution_settings(tmp_path):
+    with pytest.raises(TrainingError, match="steps-per-execution must be at least 1, got 0"):
+        TrainingOptions(total_steps=3, steps_per_execution=0).validate()
+    records = write_synthetic_records(str(tmp_path / "data"))
+    config_path = str(tmp_path / "config.json")
+    tiny_config().to_json_file(config_path)
+    config = PretrainingConfig(config_path, records, str(tmp_path / "out"), 3,
+                               strategy="one_device", steps_per_execution=0)
+    with pytest.raises(TrainingError, match="--steps-per-execution must be at least 1, got 0"):
+        setup_pretraining(config)
+    assert not os.path.exists(tmp_path / "out")
+    trainer, _, _ = setup_pretraining(PretrainingConfig(**{**config.__dict__,
+                                                          "steps_per_execution": 4}))
+    assert trainer.options.steps_per_execution == 4
+
+
+def test_strategy_tpu_without_a_tpu_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    """No TPU_NAME and no TPU attached, or a grpc:// TPU worker that does not answer (connecting
+    would wait for it forever): one DistributionError, exit 2 from the CLI, nothing written."""
+    import socket
+
+    import bert_tf.cli
+    from bert_tf.training import DistributionError, create_strategy
+    from tests.harness import write_tiny_classification, write_tiny_init
+
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    with pytest.raises(DistributionError, match="strategy tpu: no TPU found .*TPU_NAME=local"):
+        create_strategy("tpu")
+    with socket.socket() as s:   # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("TPU_NAME", f"grpc://127.0.0.1:{port}")
+    with pytest.raises(DistributionError, match=f"grpc://127.0.0.1:{port} does not answer"):
+        create_strategy("tpu")
+
+    monkeypatch.delenv("TPU_NAME")
+    records = write_synthetic_records(str(tmp_path / "data"))
+    config_path = str(tmp_path / "config.json")
+    tiny_config().to_json_file(config_path)
+    init = write_tiny_init(tmp_path / "init")
+    train_file = write_tiny_classification(tmp_path / "train.csv")
+    for argv in (["pretrain", "--config", config_path, "--data", records, "--steps", "2",
+                  "--out", str(tmp_path / "pretrain-out"), "--strategy", "tpu"],
+                 ["finetune", "classify", "--init", init, "--train", train_file,
+                  "--out", str(tmp_path / "finetune-out"), "--strategy", "tpu"]):
+        assert bert_tf.cli.main(argv) == 2
+        error = capsys.readouterr().err
+        assert f"bert-tf {argv[0]}: error: strategy tpu: no TPU found" in error, error
+        assert len(error.strip().splitlines()) == 1, error
+    assert not os.path.exists(tmp_path / "pretrain-out")
+    assert not os.path.exists(tmp_path / "finetune-out")

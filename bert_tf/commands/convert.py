@@ -21,8 +21,9 @@ def register(subparsers):
 def run(args) -> int:
     import os
 
+    from bert_tf import fileio
     from bert_tf.tasks.model_dir import TASK_FILE
-    if os.path.isfile(os.path.join(args.input, TASK_FILE)):
+    if fileio.isfile(os.path.join(args.input, TASK_FILE)):
         from bert_tf.tasks.interchange import export_model_dir
         path = export_model_dir(args.input, args.output, args.format)
         print(f"wrote the fine-tuned model as a {args.format} model to {path}")

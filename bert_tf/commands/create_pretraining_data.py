@@ -41,8 +41,7 @@ def register(subparsers):
 
 
 def run(args) -> int:
-    import os
-
+    from bert_tf import fileio
     from bert_tf.cli import CommandError
     from bert_tf.data import documents, pretraining
 
@@ -50,7 +49,7 @@ def run(args) -> int:
         raise CommandError("give exactly one of --input FILES or --corpus NAME")
     inputs = args.input
     if args.corpus:
-        text_path = os.path.abspath(args.output.rstrip("/")) + ".txt"
+        text_path = fileio.abspath(args.output.rstrip("/")) + ".txt"
         count = documents.write_documents(documents.corpus_documents(args.corpus), text_path)
         print(f"wrote {count} {args.corpus} documents to {text_path}")
         inputs = [text_path]

@@ -27,13 +27,14 @@ def load_embedding_model(path):
     default the embedded MiniLM."""
     import os
 
+    from bert_tf import fileio
     from bert_tf.cli import CommandError
     from bert_tf.tasks.model_dir import (TASK_FILE, checkpoint_embedding_model,
                                          load_model_source)
     if path is None:
         from bert_tf.data.fetch import minilm_dir
         path = minilm_dir()
-    if os.path.isdir(path) and not os.path.exists(os.path.join(path, TASK_FILE)):
+    if fileio.isdir(path) and not fileio.exists(os.path.join(path, TASK_FILE)):
         return checkpoint_embedding_model(path)
     loaded = load_model_source(path)
     if loaded.task_type != "embed":

@@ -22,12 +22,13 @@ def run(args) -> int:
     import json
     import os
 
+    from bert_tf import fileio
     from bert_tf.commands.predict import stdin_to_file
     from bert_tf.tasks import evaluate
 
     with stdin_to_file(args.data, args.model) as path:
         scores = evaluate(args.model, path, batch_size=args.batch_size, report_dir=args.report,
                           title=None if args.data != "-" else
-                          f"{os.path.basename(os.path.abspath(args.model))} on stdin")
+                          f"{os.path.basename(fileio.abspath(args.model))} on stdin")
     print(json.dumps(scores, indent=1, default=float))
     return 0

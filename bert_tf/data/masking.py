@@ -239,8 +239,13 @@ def dynamic_masking_dataset(input_files, vocab_file: str, batch_size: int,
       seed: fixes pairing, shuffling and masking; None draws a random seed.
       repeat: endless passes (each with new pairs and masks); off: one pass.
       bucket_boundaries: None pads every batch to `max_seq_length`; a list of lengths groups
-        pairs by length into buckets (`<= boundary`) and pads each batch to its bucket's bound.
+        pairs by length into buckets (`<= boundary`) and pads each batch to its bucket's bound,
+        which leaves the sequence dimension dynamic ([b, None]): not for TPUs, which need static
+        shapes (the trainer refuses it with a TPUStrategy or `static_shapes`).
       input_context: a `tf.distribute.InputContext`; each input pipeline takes every n-th document.
+      drop_remainder: batches of exactly `batch_size` (a short last batch, which only a single
+        pass has, is dropped), so the batch dimension is static: without buckets every element
+        is [batch_size, max_seq_length], [batch_size, max_predictions_per_seq] or [batch_size].
     Returns a `tf.data.Dataset` of dicts with the keys of `load_pretraining_dataset`.
     """
     word_segmentation.validate_segmenter_option(word_segmenter, whole_word_mask)

@@ -51,6 +51,7 @@ import os
 import random
 from typing import Callable, Iterable, Sequence
 
+from bert_tf import fileio
 from bert_tf.data.word_segmentation import is_word_continuation, validate_segmenter_option
 
 logger = logging.getLogger(__name__)
@@ -342,11 +343,11 @@ def expand_input_files(patterns: Iterable[str]) -> list:
         for part in (p.strip() for p in str(pattern).split(",")):
             if not part:
                 continue
-            matches = sorted(glob.glob(part)) if glob.has_magic(part) else [part]
+            matches = sorted(fileio.glob(part)) if glob.has_magic(part) else [part]
             if not matches:
                 raise PretrainingDataError(f"input pattern {part!r} matches no file")
             for path in matches:
-                if not os.path.isfile(path):
+                if not fileio.isfile(path):
                     raise PretrainingDataError(f"input file {path!r} does not exist")
                 if path not in files:
                     files.append(path)
@@ -405,7 +406,7 @@ def create_pretraining_data(input_files: Sequence[str], vocab_file: str, output_
         max_predictions_per_seq=options.max_predictions_per_seq, num_shards=num_shards,
         compression=compression, overwrite=overwrite, show_progress=show_progress,
         metadata={"options": dataclasses.asdict(options), "input_files": paths,
-                  "vocab_file": os.path.abspath(vocab_file), "lowercase": lowercase})
+                  "vocab_file": fileio.abspath(vocab_file), "lowercase": lowercase})
 
 
 def _progress_bar(enabled: bool, **kwargs):

@@ -41,6 +41,7 @@ import os
 import re
 import tarfile
 
+from bert_tf import fileio
 from bert_tf.atomic import write_json_atomic
 from bert_tf.data import fetch
 
@@ -190,10 +191,10 @@ def corpus_path() -> str:
     "sentences": [raw text, ...]}]}]}, books in DCS file order, chapters and sentences in reading
     order."""
     path = os.path.join(fetch.cache_dir(), CACHE_NAME, "corpus.json")
-    if os.path.isfile(path) and _cache_header_ok(path):
+    if fileio.isfile(path) and _cache_header_ok(path):
         return path
     document = _assemble(*_read_archive())
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fileio.makedirs(os.path.dirname(path), exist_ok=True)
     write_json_atomic(path, document, indent=None, ensure_ascii=False, separators=(",", ":"))
     return path
 
@@ -201,7 +202,7 @@ def corpus_path() -> str:
 def _cache_header_ok(path: str) -> bool:
     # The header is written first, so a look at the file's start tells whether its layout and source
     # are this module's (a complete file is guaranteed by the atomic write).
-    with open(path, encoding="utf-8") as f:
+    with fileio.open(path, encoding="utf-8") as f:
         start = f.read(300)
     return start.startswith(f'{{"format":{CACHE_FORMAT},"package":"{DCS.spec}","sha256":"{DCS.sha256}",')
 
@@ -211,7 +212,7 @@ def raw_books() -> tuple:
     """The cached corpus's "books" list (see `corpus_path`), raw sentence texts."""
     path = corpus_path()
     try:
-        with open(path, encoding="utf-8") as f:
+        with fileio.open(path, encoding="utf-8") as f:
             return tuple(json.load(f)["books"])
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         # Only a hand-edited or damaged file gets here (the cache is written atomically).

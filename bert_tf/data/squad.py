@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from bert_tf import fileio
 from bert_tf.config import write_text_atomic
 
 
@@ -113,7 +114,7 @@ def parse_squad(dataset, source: str = "<squad>", require_answers: bool = True) 
 def load_squad_json(path: str) -> dict:
     """Reads a SQuAD JSON file (UTF-8) and returns the parsed dict, after `parse_squad` validation."""
     try:
-        with open(path, "rb") as f:
+        with fileio.open(path, "rb") as f:
             dataset = json.loads(f.read().decode("utf-8-sig"))
     except UnicodeDecodeError as e:
         raise SquadFormatError(f"{path}: not UTF-8 ({e})") from None

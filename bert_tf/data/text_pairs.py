@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from bert_tf import fileio
 from bert_tf.data.classification import (ClassificationDataError, detect_format, read_records,
                                          text_field)
 
@@ -39,7 +40,7 @@ class TextPairs:
 
 def _read_text(path: str) -> str:
     try:
-        with open(path, "rb") as f:
+        with fileio.open(path, "rb") as f:
             return f.read().decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise TextPairsError(f"{path}: not UTF-8 ({e})") from None

@@ -23,12 +23,14 @@ positions and ids with 0 and weights with 0.0 to `max_predictions_per_seq`.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import shutil
-import tempfile
 from typing import Mapping, Sequence
 
-from bert_tf.atomic import clean_stale_temps, temp_prefix, umask_mode
+from bert_tf import fileio
+from bert_tf.atomic import replaced_directory
+
+logger = logging.getLogger(__name__)
 
 # google-research/bert feature name -> bert_tf batch key.
 FEATURE_TO_BATCH_KEY = {
@@ -64,9 +66,9 @@ def _normalize_compression(compression: str | None) -> str | None:
 
 def check_output_dir(output_dir: str, overwrite: bool) -> None:
     """Fails early when `output_dir` holds files and `overwrite` is off."""
-    if os.path.isfile(output_dir):
+    if fileio.isfile(output_dir):
         raise PretrainingRecordError(f"output {output_dir!r} is a file, expected a directory")
-    if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
+    if fileio.isdir(output_dir) and fileio.listdir(output_dir) and not overwrite:
         raise PretrainingRecordError(f"output directory {output_dir!r} is not empty; choose another "
                                      "or pass overwrite (--overwrite)")
 
@@ -126,13 +128,9 @@ def write_instances(instances: Sequence, vocab: Mapping[str, int], output_dir: s
     if num_shards < 1:
         raise PretrainingRecordError(f"num_shards must be at least 1, got {num_shards}")
     check_output_dir(output_dir, overwrite)
-    parent = os.path.dirname(os.path.abspath(output_dir))
-    os.makedirs(parent, exist_ok=True)
-    # An owner-tagged temporary: the next write here removes one left by a killed writer.
-    clean_stale_temps(parent)
-    tmp = umask_mode(tempfile.mkdtemp(
-        prefix=temp_prefix(os.path.basename(os.path.abspath(output_dir))), dir=parent))
-    try:
+    # Built in a staging directory that replaces `output_dir` whole when complete (an owner-tagged
+    # temporary: the next write there removes one a killed writer left).
+    with replaced_directory(output_dir) as tmp:
         names = [shard_file_name(i, num_shards, compression) for i in range(num_shards)]
         options = tf.io.TFRecordOptions(compression_type=compression or "")
         writers = [tf.io.TFRecordWriter(os.path.join(tmp, n), options) for n in names]
@@ -156,25 +154,9 @@ def write_instances(instances: Sequence, vocab: Mapping[str, int], output_dir: s
             "max_predictions_per_seq": max_predictions_per_seq, "compression": compression,
             "files": names, "instances_per_file": counts,
         })
-        with open(os.path.join(tmp, METADATA_FILE), "w", encoding="utf-8") as f:
+        with fileio.open(os.path.join(tmp, METADATA_FILE), "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2)
-        _replace_dir(tmp, output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return meta
-
-
-def _replace_dir(new: str, target: str) -> None:
-    """Moves `new` to `target`; an existing (allowed to be overwritten) `target` is removed after."""
-    old = None
-    if os.path.isdir(target):
-        old = tempfile.mkdtemp(prefix=".old-", dir=os.path.dirname(os.path.abspath(target)))
-        os.rmdir(old)
-        os.replace(target, old)
-    os.replace(new, target)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -264,10 +246,17 @@ def load_pretraining_dataset(file_pattern, batch_size: int, max_seq_length: int,
     shard_records = False
     if input_context is not None:
         per_pipeline_batch = input_context.get_per_replica_batch_size(batch_size)
-        if len(files) >= input_context.num_input_pipelines:
-            dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        pipelines, index = input_context.num_input_pipelines, input_context.input_pipeline_id
+        if len(files) >= pipelines:
+            dataset = dataset.shard(pipelines, index)
+            logger.info("input pipeline %d of %d reads %d of the %d files: %s", index, pipelines,
+                        len(files[index::pipelines]), len(files),
+                        ", ".join(os.path.basename(f) for f in files[index::pipelines]))
         else:
             shard_records = True
+            logger.warning("%d files for %d input pipelines: each pipeline reads every file and "
+                           "keeps every %d-th record (write at least as many files as workers "
+                           "to read 1/%d each)", len(files), pipelines, pipelines, pipelines)
     if shuffle:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     if repeat:
@@ -289,7 +278,7 @@ def load_pretraining_dataset(file_pattern, batch_size: int, max_seq_length: int,
 def read_metadata(output_dir: str) -> dict:
     path = os.path.join(output_dir, METADATA_FILE)
     try:
-        with open(path, encoding="utf-8") as f:
+        with fileio.open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
         raise PretrainingRecordError(f"{output_dir!r} has no {METADATA_FILE}: not written by "

@@ -32,6 +32,8 @@ import os
 import re
 from typing import Callable, Sequence
 
+from bert_tf import fileio
+
 WORD_SEGMENTERS = ("none", "jieba")
 
 # BERT's `_is_chinese_char` blocks (the same as `bert_tf.text.normalization.CJK_CHARS`, kept here
@@ -101,7 +103,7 @@ class JiebaSegmenter:
         jieba.setLogLevel(logging.WARNING)
         self._tokenizer = jieba.Tokenizer()
         self._tokenizer.tmp_dir = os.path.join(cache_dir(), f"jieba-{jieba.__version__}")
-        os.makedirs(self._tokenizer.tmp_dir, exist_ok=True)
+        fileio.makedirs(self._tokenizer.tmp_dir, exist_ok=True)
         self._tokenizer.initialize()
 
     def __call__(self, sentence: str) -> list:

@@ -25,6 +25,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from bert_tf import fileio
 from bert_tf.atomic import StagingDir, write_text_atomic
 from bert_tf.export.errors import ExportError
 from bert_tf.export.serving_config import check_model_name, write_server_configs
@@ -35,9 +36,9 @@ from bert_tf.export.warmup import WARMUP_FILE, write_warmup_requests
 
 def next_version(model_root: str) -> int:
     """1 + the largest integer-named dir in `model_root` (1 for a new model)."""
-    if not os.path.isdir(model_root):
+    if not fileio.isdir(model_root):
         return 1
-    versions = [int(v) for v in os.listdir(model_root) if v.isdigit()]
+    versions = [int(v) for v in fileio.listdir(model_root) if v.isdigit()]
     return max(versions, default=0) + 1
 
 
@@ -131,7 +132,7 @@ def export_saved_model(model, out_dir, tokenizer=None, version=None, labels=None
     on the [CLS] rows only (exact; see `bert_tf.export.packing`); "auto" (default) packs every
     classifier, False never packs.
     """
-    model_root = os.path.abspath(os.fspath(out_dir))
+    model_root = fileio.abspath(os.fspath(out_dir))
     check_model_name(os.path.basename(model_root), what=f"the model directory {model_root}: "
                      "its name")
     model, task = resolve_source(model, tokenizer, labels, pair, task)
@@ -142,7 +143,7 @@ def export_saved_model(model, out_dir, tokenizer=None, version=None, labels=None
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ExportError(f"version must be a positive integer, got {version!r}")
     final = os.path.join(model_root, str(version))
-    if os.path.exists(final):
+    if fileio.exists(final):
         raise ExportError(f"{final} already exists: TF Serving versions are immutable; pick "
                           f"another --version or leave it out to take the next one")
 
@@ -155,7 +156,7 @@ def export_saved_model(model, out_dir, tokenizer=None, version=None, labels=None
         with staging_dir as staging:
             # Assets: files the graph does not read but clients (and humans) need with the model.
             asset_dir = os.path.join(staging, "..", os.path.basename(staging) + "-assets")
-            os.makedirs(asset_dir)
+            fileio.makedirs(asset_dir)
             try:
                 if task is not None:
                     write_text_atomic(os.path.join(asset_dir, "vocab.txt"),
@@ -167,10 +168,9 @@ def export_saved_model(model, out_dir, tokenizer=None, version=None, labels=None
                     module.labels_file = tf.saved_model.Asset(os.path.join(asset_dir, "labels.txt"))
                 tf.saved_model.save(module, staging, signatures=module.signatures())
             finally:
-                import shutil
-                shutil.rmtree(asset_dir, ignore_errors=True)
+                fileio.rmtree(asset_dir, ignore_errors=True)
             extra = os.path.join(staging, "assets.extra")
-            os.makedirs(extra, exist_ok=True)
+            fileio.makedirs(extra, exist_ok=True)
             write_warmup_requests(os.path.join(extra, WARMUP_FILE), os.path.basename(model_root),
                                   warmup_requests(task))
     except FileExistsError:

@@ -17,6 +17,8 @@ import os
 
 import tensorflow as tf
 
+from bert_tf import fileio
+
 # tensorflow-text ops used by bert_tf's tokenizer, and why:
 TF_TEXT_OPS = {
     # exact BERT normalization (BertTokenizer, tflite_compatible=False)
@@ -44,10 +46,10 @@ def graph_op_types(saved_model_dir: str) -> set:
     function (signatures, tf.functions, tokenizer internals), read from saved_model.pb."""
     from tensorflow.core.protobuf import saved_model_pb2
     path = os.path.join(os.fspath(saved_model_dir), "saved_model.pb")
-    if not os.path.isfile(path):
+    if not fileio.isfile(path):
         raise FileNotFoundError(f"{saved_model_dir} is not a SavedModel (no saved_model.pb)")
     proto = saved_model_pb2.SavedModel()
-    with open(path, "rb") as f:
+    with fileio.open(path, "rb") as f:
         proto.ParseFromString(f.read())
     ops = set()
     for meta_graph in proto.meta_graphs:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 
+from bert_tf import fileio
 from bert_tf.atomic import write_text_atomic
 from bert_tf.export.errors import ExportError
 
@@ -57,9 +58,9 @@ def text_proto_string(value: str) -> str:
 def model_names(root: str) -> list:
     """Model dirs under `root`: those holding at least one integer-named version dir."""
     names = []
-    for name in sorted(os.listdir(root)):
+    for name in sorted(fileio.listdir(root)):
         path = os.path.join(root, name)
-        if os.path.isdir(path) and any(v.isdigit() for v in os.listdir(path)):
+        if fileio.isdir(path) and any(v.isdigit() for v in fileio.listdir(path)):
             names.append(name)
     return names
 

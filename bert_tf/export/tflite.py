@@ -43,14 +43,14 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import types
 
 import numpy as np
 import tensorflow as tf
 
-from bert_tf.atomic import clean_stale_temps, temp_prefix
+from bert_tf import fileio
+from bert_tf.atomic import clean_stale_temps, temp_prefix, write_bytes_atomic
 from bert_tf.export.errors import ExportError
 from bert_tf.export.serving_module import ID_NAMES
 
@@ -286,12 +286,17 @@ def convert_tflite(model, out_path, quantize="none", sequence_length=None, token
         representative_data = representative_dataset(task.tokenizer, representative_data,
                                                      sequence_length, with_tokenizer, task,
                                                      lengths)
-    out_path = os.path.abspath(os.fspath(out_path))
-    os.makedirs(os.path.dirname(out_path), exist_ok=True)
+    out_path = fileio.abspath(os.fspath(out_path))
+    fileio.makedirs(os.path.dirname(out_path), exist_ok=True)
     module = TFLiteModule(model, sequence_length, task if with_tokenizer else None, lengths)
     signatures = module.signatures()
-    clean_stale_temps(os.path.dirname(out_path))
-    workdir = tempfile.mkdtemp(prefix=temp_prefix("tflite"), dir=os.path.dirname(out_path))
+    # The converter works on a local SavedModel: its scratch sits next to the output when that is
+    # local (so a killed run's leftovers are found and removed there), in /tmp when it is remote.
+    remote = fileio.is_remote(out_path)
+    if not remote:
+        clean_stale_temps(os.path.dirname(out_path))
+    workdir = tempfile.mkdtemp(prefix=temp_prefix("tflite"),
+                               dir=None if remote else os.path.dirname(out_path))
     try:
         saved = os.path.join(workdir, "saved_model")
         tf.saved_model.save(module, saved, signatures=signatures)
@@ -304,12 +309,9 @@ def convert_tflite(model, out_path, quantize="none", sequence_length=None, token
         except Exception as e:  # the converter's errors are long MLIR dumps: keep the first line
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ExportError(f"TFLite conversion ({quantize}) failed: {first}") from e
-        tmp = os.path.join(workdir, "model.tflite")
-        with open(tmp, "wb") as f:
-            f.write(flatbuffer)
-        os.replace(tmp, out_path)
+        write_bytes_atomic(out_path, flatbuffer)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        fileio.rmtree(workdir, ignore_errors=True)
     return out_path
 
 
@@ -317,7 +319,11 @@ def interpreter(path: str):
     """An ai-edge-litert interpreter for `path`, with tensorflow-text's custom ops registered."""
     import tensorflow_text as tf_text
     from ai_edge_litert.interpreter import InterpreterWithCustomOps
-    if not os.path.isfile(path):
+    if not fileio.isfile(path):
         raise FileNotFoundError(f"{path} does not exist")
-    return InterpreterWithCustomOps(model_path=path,
-                                    custom_op_registerers=tf_text.tflite_registrar.SELECT_TFTEXT_OPS)
+    registerers = tf_text.tflite_registrar.SELECT_TFTEXT_OPS
+    if fileio.is_remote(path):     # the interpreter maps local files only: hand it the bytes
+        with fileio.open(path, "rb") as f:
+            return InterpreterWithCustomOps(model_content=f.read(),
+                                            custom_op_registerers=registerers)
+    return InterpreterWithCustomOps(model_path=path, custom_op_registerers=registerers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from bert_tf import fileio
 from bert_tf.atomic import atomic_path
 from bert_tf.export.errors import ExportError
 from bert_tf.export.task_data import DEFAULT_DATASET, gold_label_ids, task_texts
@@ -31,7 +32,7 @@ def convert_and_verify(model, out, quantize="none", with_tokenizer=None, sequenc
     if quantize == "int8":
         calibration, _ = (task_texts(dataset, None) if dataset == "squad_fixture"
                           else task_texts(dataset, "dev", limit=calibration_examples))
-    path = os.path.abspath(os.fspath(out))
+    path = fileio.abspath(os.fspath(out))
     report = {"path": path}
     with atomic_path(path, suffix=".tflite") as staged:
         convert_tflite(source.model, staged, quantize=quantize, sequence_length=sequence_length,
@@ -44,7 +45,7 @@ def convert_and_verify(model, out, quantize="none", with_tokenizer=None, sequenc
                 if not keep_unverified:
                     raise ExportError(f"verification of the TFLite model failed, {path} was not "
                                       f"written (--keep-unverified keeps it): {e}") from e
-                os.replace(staged, path)
+                fileio.replace(staged, path)
                 raise ExportError(f"verification of the TFLite model failed; kept the "
                                   f"unverified {path} (--keep-unverified): {e}") from e
     if verify:

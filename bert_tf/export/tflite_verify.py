@@ -16,6 +16,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from bert_tf import fileio
 from bert_tf.export.serving_module import ID_NAMES
 from bert_tf.export.tflite import interpreter
 from bert_tf.export.tflite_runner import length_runners, pick_length, signature_lengths
@@ -74,7 +75,7 @@ def verify_tflite(tflite_path, model, tokenizer, texts, gold_labels=None, progre
         "examples": len(texts),
         "max_abs_diff": float(np.max(np.abs(keras_logits - lite_logits))) if texts else 0.0,
         "label_agreement": float(np.mean(keras_pred == lite_pred)) if texts else 1.0,
-        "file_bytes": os.path.getsize(tflite_path),
+        "file_bytes": fileio.getsize(tflite_path),
         "latency_ms": 1000.0 * seconds / max(1, len(texts)),
         "keras_predictions": keras_pred, "tflite_predictions": lite_pred,
     }

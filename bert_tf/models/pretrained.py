@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 
+from bert_tf import fileio
 from bert_tf import weights
 from bert_tf.models.encoder import BertEncoder
 
@@ -61,7 +62,7 @@ def convert_checkpoint(source, output_dir, output_format: str = "huggingface") -
     weights.check_output_format(output_format)  # before the (slow) load
     vocab = os.path.join(os.fspath(source), "vocab.txt")
     return weights.write_checkpoint(load_encoder(source), output_dir, output_format,
-                                    vocab_file=vocab if os.path.isfile(vocab) else None)
+                                    vocab_file=vocab if fileio.isfile(vocab) else None)
 
 
 POOLER = ("bert/pooler/dense/kernel", "bert/pooler/dense/bias")

@@ -19,6 +19,7 @@ import types
 import keras
 from keras import ops
 
+from bert_tf import fileio
 from bert_tf.layers import get_activation
 from bert_tf.models.task import BertTaskModel, cls_positions
 from bert_tf.weights.sentence_transformers import POOLING_MODES
@@ -195,7 +196,7 @@ class BertSentenceEncoder(BertTaskModel):
             model.projection.set_weights([projection.kernel] + (
                 [projection.bias] if projection.bias is not None else []))
         vocab = os.path.join(path, pipeline.encoder_path, "vocab.txt")
-        if os.path.isfile(vocab):
+        if fileio.isfile(vocab):
             model.tokenizer = _tokenizer_for(path, pipeline, vocab, sequence_length,
                                              encoder.config.max_position_embeddings)
         return model
@@ -244,8 +245,8 @@ def _tokenizer_for(path, pipeline, vocab, sequence_length, max_positions):
     from bert_tf.text import BertTokenizer
     lowercase = True
     config_path = os.path.join(path, pipeline.encoder_path, "tokenizer_config.json")
-    if os.path.isfile(config_path):
-        with open(config_path, encoding="utf-8") as f:
+    if fileio.isfile(config_path):
+        with fileio.open(config_path, encoding="utf-8") as f:
             lowercase = bool(json.load(f).get("do_lower_case", True))
     length = sequence_length or pipeline.max_seq_length or 128
     return BertTokenizer.from_vocab_file(vocab, lowercase=lowercase or pipeline.lowercase_input,

@@ -63,7 +63,9 @@ def word_pieces(tokenizer, words, batch_size: int = 4096) -> list:
 
 def train_dataset(features: TaskFeatures, batch_size: int, seed: int) -> tf.data.Dataset:
     """Endless, seeded, reshuffled-every-epoch global batches of (inputs, targets): the same
-    sequence on every run with the same seed, which the trainer's resume relies on."""
+    sequence on every run with the same seed, which the trainer's resume relies on. Every shape
+    is static ([batch_size, seq] with the features padded to the tokenizer's length, and
+    drop_remainder), as XLA on TPUs needs."""
     if not features.targets:
         raise TaskDataError("training needs labeled data")
     n = len(features)

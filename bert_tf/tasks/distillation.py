@@ -26,6 +26,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from bert_tf import fileio
 from bert_tf.tasks import model_dir
 from bert_tf.tasks.base import TaskFeatures
 
@@ -181,7 +182,7 @@ class Distillation:
 
     def summary(self) -> dict:
         """What task.json records of the distillation."""
-        return {"teacher": os.path.abspath(self.teacher.directory),
+        return {"teacher": fileio.abspath(self.teacher.directory),
                 "teacher_layers": self.teacher.model.encoder.config.num_hidden_layers,
                 "student_layers": self.student_layers,
                 "layer_map": list(self.layer_map) if self.layer_map else None,

@@ -17,7 +17,8 @@ train/eval files' and the vocabulary's sha256, the labels, every hyperparameter 
 in `RECORD_KEYS`), written before any other file. Rerunning into OUT with the same record resumes
 (or, when task.json says the run is complete, returns its result without writing anything); any
 difference is refused before any work, naming each one; `overwrite` deletes the old run first.
-`strategy`, `xla` and `progress` are not part of the record (a run may resume on other devices).
+`strategy`, `xla`, `steps_per_execution` and `progress` are not part of the record (a run may
+resume on other devices).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 
 import keras
 
+from bert_tf import fileio
 from bert_tf.tasks import model_dir
 from bert_tf.tasks.base import steps_per_epoch, train_dataset
 from bert_tf.tasks.inference import run_inference
@@ -70,6 +72,7 @@ class FinetuneOptions:
     mixed_precision: str | None = None   # None, "float16" or "bfloat16"
     freeze_encoder: bool = False
     xla: bool = False               # XLA-compile the gradient step and the evaluations
+    steps_per_execution: int = 1    # training steps per tf.function call (same results)
     eval_every: int | None = None   # steps; default: once per epoch
     eval_batch_size: int = 64
     progress: bool = True
@@ -107,16 +110,19 @@ class FinetuneOptions:
         if self.dropout_seed is not None and self.dropout_seed < 0:
             raise FinetuneError(f"--dropout-seed must be a non-negative integer, got "
                                 f"{self.dropout_seed}")
+        if self.steps_per_execution < 1:
+            raise FinetuneError(f"--steps-per-execution must be at least 1, got "
+                                f"{self.steps_per_execution}")
         if self.eval_every is not None and self.eval_every < 1:
             raise FinetuneError(f"--eval-every must be at least 1 step, got {self.eval_every}")
         if self.teacher is None and (self.init is None or self.task is None):
             raise FinetuneError("fine-tuning needs a task and --init")
         for name in ("train", "eval", "unlabeled"):
             path = getattr(self, name)
-            if path is not None and not os.path.isfile(path):
+            if path is not None and not fileio.isfile(path):
                 raise FinetuneError(f"--{name} {path}: " + ("is a directory, expected a file"
-                                    if os.path.isdir(path) else "no such file"))
-        if os.path.lexists(self.out) and not os.path.isdir(self.out):
+                                    if fileio.isdir(path) else "no such file"))
+        if fileio.lexists(self.out) and not fileio.isdir(self.out):
             raise FinetuneError(f"--out {self.out}: exists and is not a directory")
 
 
@@ -141,7 +147,7 @@ def finetune_record(options: "FinetuneOptions", task, vocab_path: str,
     """The run record (see `bert_tf.training.run_record`) of `options` with its built `task`
     (a distillation run's record has the `DISTILL_KEYS` too)."""
     defines = {
-        "task": task.name, "init": os.path.abspath(options.init) if options.init else None,
+        "task": task.name, "init": fileio.abspath(options.init) if options.init else None,
         "train_sha256": run_record.file_sha256(options.train),
         "eval_sha256": run_record.file_sha256(options.eval) if options.eval else None,
         "vocab_sha256": run_record.file_sha256(vocab_path),
@@ -154,12 +160,12 @@ def finetune_record(options: "FinetuneOptions", task, vocab_path: str,
         "freeze_encoder": options.freeze_encoder, "eval_every": options.eval_every,
         "task_settings": task.settings()}
     assert set(defines) == set(RECORD_KEYS)
-    files = {"train": os.path.abspath(options.train), "vocab": os.path.abspath(vocab_path),
-             "eval": os.path.abspath(options.eval) if options.eval else None}
+    files = {"train": fileio.abspath(options.train), "vocab": fileio.abspath(vocab_path),
+             "eval": fileio.abspath(options.eval) if options.eval else None}
     if distillation is None:
         return run_record.make_record("finetune", defines, files)
-    files.update(teacher=os.path.abspath(options.teacher),
-                 unlabeled=os.path.abspath(options.unlabeled) if options.unlabeled else None)
+    files.update(teacher=fileio.abspath(options.teacher),
+                 unlabeled=fileio.abspath(options.unlabeled) if options.unlabeled else None)
     return run_record.make_record("distill", {**defines, **distillation.record(options.unlabeled)},
                                   files)
 
@@ -177,12 +183,12 @@ class FinetuneResult:
 
 def find_vocab(init: str, vocab: str | None) -> str:
     if vocab is not None:
-        if not os.path.isfile(vocab):
+        if not fileio.isfile(vocab):
             raise FinetuneError(f"--vocab {vocab}: no such file")
         return vocab
-    folder = init if os.path.isdir(init) else os.path.dirname(os.path.abspath(init))
+    folder = init if fileio.isdir(init) else os.path.dirname(fileio.abspath(init))
     for name in ("vocab.txt", os.path.join("assets", "vocab.txt")):
-        if os.path.isfile(os.path.join(folder, name)):
+        if fileio.isfile(os.path.join(folder, name)):
             return os.path.join(folder, name)
     raise FinetuneError(f"no vocab.txt next to --init {init}; pass --vocab")
 
@@ -204,7 +210,7 @@ class BestCheckpoint(Callback):
         self.history, self.best = [], None   # best: (step, metrics)
         # Resuming (checkpoints exist): keep what earlier runs found, so that a worse later model
         # does not replace the best one, and a finished run keeps its numbers.
-        if os.path.isdir(os.path.join(out_dir, "checkpoints")) and os.path.exists(self.history_path):
+        if fileio.isdir(os.path.join(out_dir, "checkpoints")) and fileio.exists(self.history_path):
             saved = model_dir.read_json(self.history_path)
             self.history = [tuple(x) for x in saved["history"]]
             self.best = tuple(saved["best"]) if saved.get("best") else None
@@ -257,7 +263,7 @@ def completed_result(out: str) -> FinetuneResult:
     task = model_dir.read_json(os.path.join(out, model_dir.TASK_FILE))
     history_path = os.path.join(out, model_dir.HISTORY_FILE)
     history = [tuple(x) for x in model_dir.read_json(history_path)["history"]] \
-        if os.path.exists(history_path) else []
+        if fileio.exists(history_path) else []
     return FinetuneResult(out, task.get("best_step"), task.get("metrics", {}), history, 0.0,
                           int(task.get("steps", 0)))
 
@@ -305,7 +311,7 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
     state, _ = run_record.inspect_output(
         options.out, record, RUN_FILES, options.overwrite,
         RECORD_KEYS if distillation is None else {**RECORD_KEYS, **DISTILL_KEYS})
-    if state == "resume" and os.path.exists(os.path.join(options.out, model_dir.TASK_FILE)):
+    if state == "resume" and fileio.exists(os.path.join(options.out, model_dir.TASK_FILE)):
         logger.info("%s: this run is already complete (task.json); nothing to do", options.out)
         return completed_result(options.out)
     if state == "resume":   # a damaged checkpoint state file: an error before anything is written
@@ -347,9 +353,10 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
         if state == "overwrite":
             run_record.clear_run(options.out, RUN_FILES)
             logger.info("--overwrite: deleted the old run in %s", options.out)
-        os.makedirs(options.out, exist_ok=True)
+        fileio.makedirs(options.out, exist_ok=True)
         run_record.write_run_file(options.out, record, settings={
-            k: getattr(options, k) for k in ("strategy", "xla", "progress")})
+            k: getattr(options, k) for k in ("strategy", "xla", "progress",
+                                             "steps_per_execution")})
         model_dir.write_labels(options.out, task.label_names)
         model_dir.write_vocab(options.out, tokenizer.get_vocabulary())
         with strategy.scope():
@@ -361,12 +368,15 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
                                       jit_compile=options.xla)
         else:
             selector = FinalModel(options.out)
+        # ~100 points on the curves; a multiple of steps_per_execution, as a log step ends an
+        # execution.
+        per_execution = options.steps_per_execution
+        log_every = per_execution * math.ceil(max(1, min(50, total_steps // 100)) / per_execution)
         trainer = Trainer(model, loss, optimizer, strategy, options.out, TrainingOptions(
             total_steps=total_steps, seed=options.seed, checkpoint_every=per_epoch,
-            log_every=max(1, min(50, total_steps // 100)),   # ~100 points on the curves
-            keep_checkpoints=2,
+            log_every=log_every, keep_checkpoints=2,
             loss_scaling=MIXED_PRECISION[options.mixed_precision] == "mixed_float16",
-            xla=options.xla, progress=options.progress),
+            xla=options.xla, progress=options.progress, steps_per_execution=per_execution),
             callbacks=[selector])
         started = time.perf_counter()
         result = trainer.fit(train_dataset(train_features, options.batch_size, options.seed),
@@ -385,7 +395,7 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
         try:
             draw_curves(options.out, task.metric if options.eval is not None else None,
                         best_step, title=f"bert-tf finetune {options.task}: "
-                                         f"{os.path.basename(os.path.abspath(options.out))}")
+                                         f"{os.path.basename(fileio.abspath(options.out))}")
         except Exception as error:  # a picture must never fail a finished run
             logger.warning("could not draw %s: %s: %s", CURVES_FILE, type(error).__name__, error)
     if not result.interrupted:
@@ -393,7 +403,7 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
             "task": options.task, "max_length": options.max_length, "lowercase": options.lowercase,
             "task_settings": task.settings(), "metric": task.metric, "metrics": best_metrics,
             "best_step": best_step, "steps": result.step,
-            "init": os.path.abspath(options.init) if options.init else None,
+            "init": fileio.abspath(options.init) if options.init else None,
             "hyperparameters": {k: getattr(options, k) for k in (
                 "epochs", "batch_size", "learning_rate", "warmup", "weight_decay", "seed",
                 "dropout_seed", "strategy", "mixed_precision", "freeze_encoder", "xla")},
@@ -423,7 +433,7 @@ def evaluate(directory: str, data: str, batch_size: int = 64, report_dir: str | 
     recall@k) and its charts as PNGs (`task.report`); each file is written atomically."""
     if batch_size < 1:
         raise FinetuneError(f"--batch-size must be at least 1, got {batch_size}")
-    if report_dir is not None and os.path.exists(report_dir) and not os.path.isdir(report_dir):
+    if report_dir is not None and fileio.exists(report_dir) and not fileio.isdir(report_dir):
         raise FinetuneError(f"--report {report_dir}: exists and is not a directory")
     loaded = model_dir.FinetunedModel.load(directory)
     records = loaded.task.read(data)
@@ -433,13 +443,13 @@ def evaluate(directory: str, data: str, batch_size: int = 64, report_dir: str | 
     scores = loaded.task.score(records, decoded)
     if report_dir is not None:
         from bert_tf.plots import write_chart
-        title = title or f"{os.path.basename(os.path.abspath(directory))} on " \
+        title = title or f"{os.path.basename(fileio.abspath(directory))} on " \
                          f"{os.path.basename(data)}"
         report, charts = loaded.task.report(records, decoded, scores, title)
-        os.makedirs(report_dir, exist_ok=True)
+        fileio.makedirs(report_dir, exist_ok=True)
         model_dir.write_json_atomic(os.path.join(report_dir, "report.json"),
-                                    {"model": os.path.abspath(directory),
-                                     "data": os.path.abspath(data), **report})
+                                    {"model": fileio.abspath(directory),
+                                     "data": fileio.abspath(data), **report})
         for name, draw in charts.items():
             write_chart(os.path.join(report_dir, name), draw, size=(7.0, 5.0))
     return scores

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 
+from bert_tf import fileio
 from bert_tf.atomic import staged_directory
 from bert_tf.tasks import model_dir
 from bert_tf.weights import WeightsError
@@ -219,7 +220,7 @@ def import_model_garden(source: str, out: str, task_type: str, vocab: str,
 
 
 def _check_out(out: str) -> None:
-    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+    if fileio.exists(out) and (not fileio.isdir(out) or fileio.listdir(out)):
         raise InterchangeError(f"--out {out} exists; choose a new directory")
 
 
@@ -270,7 +271,7 @@ def _write_model_dir(out, source, source_format, config, tensors, task_type, lab
         model_dir.write_vocab(staging, vocabulary)
         model_dir.write_task(staging, {
             "task": task_type, "max_length": max_length, "lowercase": lowercase,
-            "task_settings": task.settings(), "init": os.path.abspath(source),
+            "task_settings": task.settings(), "init": fileio.abspath(source),
             "imported_from": source_format})
     return out
 

@@ -35,6 +35,7 @@ import dataclasses
 import json
 import os
 
+from bert_tf import fileio
 from bert_tf.atomic import atomic_path, write_text_atomic
 from bert_tf.text.vocabulary import read_vocabulary, write_vocabulary
 
@@ -98,7 +99,7 @@ def write_task(out_dir: str, settings: dict) -> None:
 # ---------------------------------------------------------------------- reading
 def read_json(path: str):
     try:
-        with open(path, encoding="utf-8") as f:
+        with fileio.open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
         raise ModelDirError(f"{path}: missing (is this a `bert-tf finetune` output "
@@ -157,7 +158,7 @@ def load_keras_model(path: str):
     import keras
 
     import bert_tf.models  # noqa: F401  (registers the bert_tf Keras classes)
-    if not os.path.isfile(path):
+    if not fileio.isfile(path):
         raise ModelDirError(f"{path}: missing")
     try:
         return keras.saving.load_model(path)
@@ -188,14 +189,14 @@ class FinetunedModel:
         """Reads DIR (strictly, see the module docstring). `sequence_length` overrides task.json's
         max_length for the tokenizer (windows keep the trained stride)."""
         directory = os.fspath(directory)
-        if not os.path.isdir(directory):
+        if not fileio.isdir(directory):
             raise ModelDirError(f"{directory}: not a directory (pass the --out of `bert-tf "
                                 f"finetune`)")
         task_path = os.path.join(directory, TASK_FILE)
         settings = check_task_record(read_json(task_path), task_path)
         labels = read_labels(os.path.join(directory, LABELS_FILE))
         vocab_path = os.path.join(directory, VOCAB_FILE)
-        if not os.path.isfile(vocab_path):
+        if not fileio.isfile(vocab_path):
             raise ModelDirError(f"{vocab_path}: missing")
         model = load_keras_model(os.path.join(directory, MODEL_FILE))
         return cls._assemble(directory, model, vocab_path, settings, labels, sequence_length,
@@ -208,9 +209,9 @@ class FinetunedModel:
         the model's head, labels default to LABEL_0, LABEL_1, ... (Hugging Face's default)."""
         from bert_tf.tasks.registry import UnknownTaskError, head_size, task_type_of_model
         path = os.fspath(path)
-        if not (path.endswith(".keras") and os.path.isfile(path)):
+        if not (path.endswith(".keras") and fileio.isfile(path)):
             raise ModelDirError(f"{path} is neither a fine-tuned model directory nor a .keras file")
-        if vocab is None or not os.path.isfile(vocab):
+        if vocab is None or not fileio.isfile(vocab):
             raise ModelDirError(f"{path} is a bare .keras file: pass the vocab.txt it was "
                                 f"trained with (--vocab)" + (f"; {vocab} does not exist" if vocab
                                                              else ""))
@@ -286,10 +287,10 @@ def load_model_source(path, vocab=None, **bare_options) -> FinetunedModel:
     every export command takes as --model."""
     from bert_tf.weights.sentence_transformers import is_sentence_transformers_dir
     path = os.fspath(path)
-    if os.path.isdir(path) and not os.path.exists(os.path.join(path, TASK_FILE)) \
+    if fileio.isdir(path) and not fileio.exists(os.path.join(path, TASK_FILE)) \
             and is_sentence_transformers_dir(path) and vocab is None:
         return checkpoint_embedding_model(path)
-    if os.path.isdir(path):
+    if fileio.isdir(path):
         if vocab is not None or any(v is not None for v in bare_options.values()):
             given = ["--vocab"] if vocab is not None else []
             given += [k for k, v in bare_options.items() if v is not None]

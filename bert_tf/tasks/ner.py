@@ -24,6 +24,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from bert_tf import fileio
 from bert_tf import metrics, plots
 from bert_tf.data.conll import DOCSTART, read_conll, tag_vocabulary
 from bert_tf.tasks import ner_graph
@@ -75,7 +76,7 @@ class NerTask:
         """A CoNLL file for prediction: the first column is the token, other columns (tags) are
         ignored, blank lines end sentences, -DOCSTART- lines are skipped."""
         try:
-            with open(path, "rb") as f:
+            with fileio.open(path, "rb") as f:
                 text = f.read().decode("utf-8-sig")
         except UnicodeDecodeError as e:
             raise TaskDataError(f"{path}: not UTF-8 ({e})") from None

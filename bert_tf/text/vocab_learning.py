@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from bert_tf import fileio
 from bert_tf.text import normalization
 from bert_tf.text.vocabulary import SpecialTokens, check_vocabulary, write_vocabulary
 
@@ -407,7 +408,7 @@ def read_text_lines(paths):
     the legacy encoding the line decodes in, if one fits."""
     for path in paths:
         try:
-            f = open(path, "rb")  # decoded line by line so an error names the right line
+            f = fileio.open(path, "rb")  # decoded line by line so an error names the right line
         except OSError as e:
             raise VocabularyLearningError(f"{path}: cannot read ({e.strerror})") from None
         with f:

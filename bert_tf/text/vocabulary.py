@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
+from bert_tf import fileio
 from bert_tf.atomic import write_text_atomic
 
 
@@ -27,10 +27,10 @@ class SpecialTokens:
 
 def read_vocabulary(path: str) -> list:
     """Reads a vocab.txt (UTF-8, one token per line; trailing newline stripped, as BERT does)."""
-    if not os.path.isfile(path):
+    if not fileio.isfile(path):
         raise VocabularyError(f"{path}: vocabulary file not found")
     try:
-        with open(path, encoding="utf-8", newline="\n") as f:
+        with fileio.open(path, encoding="utf-8", newline="\n") as f:
             tokens = [line.rstrip("\n") for line in f]
     except UnicodeDecodeError as e:
         raise VocabularyError(f"{path}: not UTF-8 text ({e})") from None

@@ -31,6 +31,7 @@ import re
 
 import tensorflow as tf
 
+from bert_tf import fileio
 from bert_tf.atomic import write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -52,9 +53,9 @@ def read_state(directory: str) -> list:
     """The checkpoints DIR/checkpoint lists, oldest first (absolute prefixes); [] without the
     file. A file TensorFlow cannot parse, or one naming checkpoints outside DIR, is an error."""
     path = os.path.join(directory, STATE_FILE)
-    if not os.path.lexists(path):
+    if not fileio.lexists(path):
         return []
-    if not os.path.isfile(path):
+    if not fileio.isfile(path):
         raise CheckpointError(f"{path}: not a regular file (expected TensorFlow's checkpoint "
                               "state file)")
     try:
@@ -73,9 +74,9 @@ def read_state(directory: str) -> list:
     prefixes = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
     if state.model_checkpoint_path not in prefixes:
         prefixes.append(state.model_checkpoint_path)
-    root = os.path.realpath(directory)
+    root = fileio.realpath(directory)
     for prefix in prefixes:
-        if os.path.dirname(os.path.realpath(prefix)) != root:
+        if os.path.dirname(fileio.realpath(prefix)) != root:
             raise CheckpointError(f"{path}: lists {prefix!r}, outside {directory}; a state file "
                                   "may only name checkpoints in its own directory")
     return [os.path.join(directory, os.path.basename(p)) for p in prefixes]
@@ -85,18 +86,20 @@ def damage(prefix: str) -> str | None:
     """Why the checkpoint at `prefix` cannot be restored (naming the file), or None when every
     tensor reads back whole."""
     index = prefix + ".index"
-    if not os.path.isfile(index):
+    if not fileio.isfile(index):
         return f"{index} is missing"
-    if os.path.getsize(index) == 0:
+    if fileio.getsize(index) == 0:
         return f"{index} is empty"
-    data = sorted(glob.glob(glob.escape(prefix) + ".data-*-of-*"))
+    data = sorted(fileio.glob(glob.escape(prefix) + ".data-*-of-*"))
     if not data:
         return f"{prefix}.data-00000-of-00001 is missing"
     for path in data:
-        if os.path.getsize(path) == 0:
+        if fileio.getsize(path) == 0:
             return f"{path} is empty"
     try:
-        reader = tf.train.load_checkpoint(prefix)
+        # The prefix's reader directly: load_checkpoint first asks whether `prefix` is a
+        # directory, which some remote file systems answer yes to for any path prefix.
+        reader = tf.compat.v1.train.NewCheckpointReader(prefix)
         for name in reader.get_variable_to_dtype_map():
             reader.get_tensor(name)   # one tensor at a time: memory stays at the largest one
     except Exception as e:  # noqa: BLE001 - the reader raises IndexError, OpError, ValueError...
@@ -135,7 +138,7 @@ def write_checkpoint(checkpoint: tf.train.Checkpoint, directory: str, number: in
     Checkpoints numbered `number` or above (a damaged future this run is redoing) are dropped."""
     if keep < 1:
         raise CheckpointError(f"keep must be at least 1 checkpoint, got {keep}")
-    os.makedirs(directory, exist_ok=True)
+    fileio.makedirs(directory, exist_ok=True)
     previous = read_state(directory)
     prefix = os.path.join(directory, f"{PREFIX}-{number}")
     # As `Checkpoint.save` would: count the save, which also creates `save_counter` before the
@@ -158,7 +161,7 @@ def write_checkpoint(checkpoint: tf.train.Checkpoint, directory: str, number: in
         + [f'all_model_checkpoint_paths: "{name}"\n' for name in names]))
     for stale in previous:
         if stale not in kept:
-            for path in glob.glob(glob.escape(stale) + ".index") + \
-                    glob.glob(glob.escape(stale) + ".data-*-of-*"):
-                os.remove(path)
+            for path in fileio.glob(glob.escape(stale) + ".index") + \
+                    fileio.glob(glob.escape(stale) + ".data-*-of-*"):
+                fileio.remove(path)
     return prefix

@@ -12,12 +12,12 @@ drawn).
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 
 import numpy as np
 
+from bert_tf import fileio
 from bert_tf.plots import write_chart
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def read_scalars(log_dir: str) -> dict:
     import tensorflow as tf
     from tensorflow.core.util import event_pb2
     values = {}
-    for path in sorted(glob.glob(os.path.join(log_dir, "**", "events.out.tfevents.*"),
+    for path in sorted(fileio.glob(os.path.join(log_dir, "**", "events.out.tfevents.*"),
                               recursive=True)):
         try:
             for record in tf.data.TFRecordDataset(path):

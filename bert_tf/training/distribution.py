@@ -6,7 +6,12 @@
 | mirrored      | MirroredStrategy over all local GPUs (or   | several local GPUs               |
 |               | all logical CPUs when there is no GPU)     |                                  |
 | multi_worker  | MultiWorkerMirroredStrategy from TF_CONFIG | TF_CONFIG names a cluster        |
-| tpu           | TPUStrategy (TPUClusterResolver)           | a TPU is attached                |
+| tpu           | TPUStrategy: the TPU that TPU_NAME names   | a TPU is attached                |
+|               | (a Cloud TPU, `local`, grpc://host:port),  |                                  |
+|               | else the TPU attached to this machine      |                                  |
+
+Without a TPU, `tpu` is one DistributionError before anything connects or is written (an
+unreachable grpc:// worker too: connecting to it would wait indefinitely).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 
 import tensorflow as tf
 
@@ -50,7 +56,7 @@ def resolve_strategy_name(name: str) -> str:
         workers = len(config["cluster"].get("worker", [])) + len(config["cluster"].get("chief", []))
         if workers > 1:
             return "multi_worker"
-    if tf.config.list_logical_devices("TPU"):
+    if tf.config.list_logical_devices("TPU") or tf.config.list_physical_devices("TPU"):
         return "tpu"
     return "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "one_device"
 
@@ -69,13 +75,44 @@ def create_strategy(name: str = "auto") -> tf.distribute.Strategy:
             raise DistributionError("strategy multi_worker needs TF_CONFIG (cluster and task) in "
                                     "the environment of every worker")
         return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = _tpu_resolver()
     try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, tf.errors.OpError) as e:
-        raise DistributionError(f"strategy tpu: no TPU found ({e})") from None
+        # TensorFlow's message goes on to list every registered kernel: its first sentence
+        # says what failed ("TPUs not found in the cluster").
+        first = (str(e).strip() or type(e).__name__).splitlines()[0].split(". ", 1)[0]
+        raise DistributionError(f"strategy tpu: no TPU found ({first[:200]}); {TPU_HINT}") \
+            from None
     return tf.distribute.TPUStrategy(resolver)
+
+
+TPU_HINT = ("on a Cloud TPU VM set TPU_NAME=local; for a TPU node or pod set TPU_NAME to its name "
+            "or grpc://HOST:8470")
+
+
+def _tpu_resolver():
+    """The TPU that TPU_NAME names (a Cloud TPU's name, `local` or grpc://host:port), else the
+    one attached to this machine; checked before connecting, which would wait for an absent
+    TPU worker indefinitely."""
+    name = os.environ.get("TPU_NAME") or None
+    if name is None and tf.config.list_physical_devices("TPU"):
+        name = "local"   # a TPU VM: the chips are on this machine
+    try:
+        # None: TensorFlow's own discovery (GKE and Cloud TPU environment variables).
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=name)
+        master = resolver.master()   # a Cloud TPU's name is looked up here
+    except (ValueError, RuntimeError, OSError, ImportError, tf.errors.OpError) as e:
+        raise DistributionError(f"strategy tpu: no TPU found ({e}); {TPU_HINT}") from None
+    if master.startswith("grpc://"):
+        host, _, port = master[len("grpc://"):].rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=10).close()
+        except (OSError, ValueError) as e:
+            raise DistributionError(f"strategy tpu: the TPU worker {master} does not answer "
+                                    f"({e}); {TPU_HINT}") from None
+    return resolver
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

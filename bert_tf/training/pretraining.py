@@ -22,11 +22,12 @@ function of `seed`, so resuming skips the batches already trained on and continu
 
 Running the same command again resumes from the newest sound checkpoint (or, when run.json says
 the run is complete, does nothing); a rerun with any difference in the record is refused before
-any work, naming each difference (`overwrite` deletes the old run first). Devices, XLA, logging,
-checkpoint and evaluation intervals are not part of the record. Phase two of BERT's recipe
-(longer sequences) is another run into a new OUT with `init_checkpoint` = the phase-one OUT (or any
-checkpoint `BertPretrainer.from_pretrained` reads): all weights are carried over, including every
-trained position embedding, while the optimizer and the schedule start afresh.
+any work, naming each difference (`overwrite` deletes the old run first). Devices, XLA, steps per
+execution, logging, checkpoint and evaluation intervals are not part of the record. Phase two of
+BERT's recipe (longer sequences) is another run into a new OUT with `init_checkpoint` = the
+phase-one OUT (or any checkpoint `BertPretrainer.from_pretrained` reads): all weights are carried
+over, including every trained position embedding, while the optimizer and the schedule start
+afresh.
 """
 
 from __future__ import annotations
@@ -36,13 +37,12 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 
 import keras
 import tensorflow as tf
 
-from bert_tf.atomic import clean_stale_temps, temp_prefix, umask_mode, write_json_atomic
+from bert_tf import fileio
+from bert_tf.atomic import replaced_directory, write_json_atomic
 from bert_tf.config import BertConfig
 from bert_tf.data.documents import read_vocab
 from bert_tf.data.masking import dynamic_masking_dataset
@@ -91,6 +91,12 @@ class PretrainingConfig:
     mixed_precision: str | None = None          # None | "bf16" | "fp16"
     xla: bool = False
     grad_accum_steps: int = 1
+    steps_per_execution: int = 1                # steps per tf.function call (same results)
+    # "batch": every worker reads the whole stream and keeps its share of each global batch (a
+    # step trains on the same examples with any number of workers; resumes exactly on another
+    # count). "files": each worker reads only its share of the --data files (1/N of the reading;
+    # the data order then depends on the number of workers, which the run record pins).
+    data_sharding: str = "batch"
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     log_every: int = 100
@@ -151,6 +157,15 @@ class PretrainingConfig:
                                 f"{list(OPTIMIZER_NAMES)}")
         if self.batch_size < 1:
             raise TrainingError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.data_sharding not in DATA_SHARDING:
+            raise TrainingError(f"--data-sharding must be one of {list(DATA_SHARDING)}, got "
+                                f"{self.data_sharding!r}")
+        if self.data_sharding == "files" and not self.data:
+            raise TrainingError("--data-sharding files shards TFRecord files (--data); raw --text "
+                                "is masked on the fly from one stream: use the default batch")
+        if self.steps_per_execution < 1:
+            raise TrainingError(f"--steps-per-execution must be at least 1, got "
+                                f"{self.steps_per_execution}")
         if self.learning_rate is not None and not (self.learning_rate > 0
                                                    and math.isfinite(self.learning_rate)):
             raise TrainingError(f"--learning-rate must be a positive finite number, got "
@@ -163,7 +178,7 @@ class PretrainingConfig:
                                 f"{self.weight_decay}")
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise TrainingError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
-        if os.path.lexists(self.output_dir) and not os.path.isdir(self.output_dir):
+        if fileio.lexists(self.output_dir) and not fileio.isdir(self.output_dir):
             raise TrainingError(f"--out {self.output_dir}: exists and is not a directory")
         if self.eval_every is not None and not self.eval_data:
             raise TrainingError("eval-every needs eval-data")
@@ -223,7 +238,7 @@ def _model_config(config: PretrainingConfig) -> BertConfig:
 def _init_path(path: str) -> str:
     """A phase-one output directory means its `pretrained/` export."""
     exported = os.path.join(path, PRETRAINED_DIR)
-    return exported if os.path.isdir(exported) else path
+    return exported if fileio.isdir(exported) else path
 
 
 def build_pretrainer(bert_config: BertConfig, mixed_precision: str | None = None,
@@ -246,25 +261,10 @@ def build_pretrainer(bert_config: BertConfig, mixed_precision: str | None = None
 
 
 def save_pretrained_atomic(model: BertPretrainer, directory: str) -> str:
-    """`model.save_pretrained` into a temporary sibling, then renamed over `directory`."""
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    clean_stale_temps(parent)   # what a killed writer left (owner-tagged temporaries)
-    tmp = umask_mode(tempfile.mkdtemp(
-        prefix=temp_prefix(os.path.basename(os.path.abspath(directory))), dir=parent))
-    try:
-        model.save_pretrained(tmp)
-        if os.path.isdir(directory):
-            old = tempfile.mkdtemp(prefix=".old-pretrained-", dir=parent)
-            os.rmdir(old)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    """`model.save_pretrained` into a staging directory that then replaces `directory` whole
+    (`bert_tf.atomic.replaced_directory`: by rename locally, marker-last upload when remote)."""
+    with replaced_directory(directory) as staging:
+        model.save_pretrained(staging)
     return directory
 
 
@@ -283,7 +283,8 @@ RECORD_KEYS = {
     "grad_accum_steps": "--grad-accum-steps", "seed": "--seed",
     "init_checkpoint": "--init-checkpoint", "shuffle_buffer_size": "--shuffle-buffer",
     "adam_beta2": "--adam-beta2", "adam_epsilon": "--adam-epsilon",
-    "attention_init": "--attention-init"}
+    "attention_init": "--attention-init", "data_sharding": "--data-sharding (and workers)"}
+DATA_SHARDING = ("batch", "files")
 # Every name a pre-training run writes in OUT (what --overwrite may delete).
 RUN_FILES = (run_record.RECORD_FILE, "checkpoints", "tensorboard", PRETRAINED_DIR, PROBE_FILE,
              ".worker-scratch")
@@ -317,12 +318,31 @@ def pretraining_record(config: PretrainingConfig, bert_config: BertConfig, max_s
         text_sha256=[run_record.file_sha256(f) for f in text_files],
         vocab_sha256=run_record.file_sha256(config.vocab_file) if config.vocab_file else None,
         max_seq_length=max_seq_length, max_predictions_per_seq=max_predictions,
-        init_checkpoint=os.path.abspath(config.init_checkpoint) if config.init_checkpoint
+        init_checkpoint=fileio.abspath(config.init_checkpoint) if config.init_checkpoint
         else None,
-        attention_init=None if config.init_checkpoint else config.attention_init)
-    assert set(defines) == set(RECORD_KEYS)
+        attention_init=None if config.init_checkpoint else config.attention_init,
+        data_sharding=_sharding_record(config))
+    if defines["data_sharding"] is None:   # the default: records of earlier releases match
+        del defines["data_sharding"]
+    assert set(defines) <= set(RECORD_KEYS)
     return run_record.make_record("pretrain", defines, {
         "data": data_files, "text": text_files, "vocab": config.vocab_file})
+
+
+def _sharding_record(config: PretrainingConfig) -> str | None:
+    """What fixes the data order besides the data: with "files", the number of workers (read
+    from TF_CONFIG, before any strategy exists) decides which worker reads which files."""
+    if config.data_sharding == "batch":
+        return None
+    workers = 1
+    raw = os.environ.get("TF_CONFIG")
+    if raw:
+        try:
+            cluster = json.loads(raw).get("cluster", {})
+            workers = max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
+        except (ValueError, AttributeError):
+            pass    # create_strategy reports a malformed TF_CONFIG clearly
+    return f"files over {workers} worker(s)"
 
 
 def _write_run_file(config: PretrainingConfig, bert_config: BertConfig, out: str, record: dict,
@@ -335,9 +355,9 @@ def _write_run_file(config: PretrainingConfig, bert_config: BertConfig, out: str
 
 def _check_vocab(config: PretrainingConfig, bert_config: BertConfig) -> None:
     """--vocab (with --text) exists and fits the model's embedding table."""
-    if not os.path.isfile(config.vocab_file):
+    if not fileio.isfile(config.vocab_file):
         raise TrainingError(f"vocabulary file {config.vocab_file!r} does not exist")
-    with open(config.vocab_file, encoding="utf-8") as f:
+    with fileio.open(config.vocab_file, encoding="utf-8") as f:
         vocab_size = sum(1 for _ in f)
     if vocab_size > bert_config.vocab_size:
         raise TrainingError(f"{config.vocab_file} has {vocab_size} tokens but the model's "
@@ -348,9 +368,13 @@ def _training_dataset(config: PretrainingConfig, bert_config: BertConfig, max_se
                       max_predictions: int) -> tf.data.Dataset:
     """The endless, seeded stream of global batches: TFRecords, or raw text masked on the fly."""
     if not config.text:
-        return load_pretraining_dataset(config.data, config.batch_size, max_seq_length,
-                                        max_predictions, shuffle=True, seed=config.seed,
-                                        repeat=True, shuffle_buffer_size=config.shuffle_buffer_size)
+        def records(input_context=None):
+            return load_pretraining_dataset(
+                config.data, config.batch_size, max_seq_length, max_predictions, shuffle=True,
+                seed=config.seed, repeat=True, shuffle_buffer_size=config.shuffle_buffer_size,
+                input_context=input_context)
+        # "files": a function of the input pipeline (Trainer.fit distributes it per worker).
+        return records if config.data_sharding == "files" else records()
     _check_vocab(config, bert_config)
     return dynamic_masking_dataset(
         [config.text], config.vocab_file, config.batch_size, max_seq_length, max_predictions,
@@ -432,7 +456,7 @@ def setup_pretraining(config: PretrainingConfig, strategy=None, _prepared=None):
         resuming = bool(read_state(os.path.join(config.output_dir, "checkpoints")))
     except CheckpointError as e:
         raise TrainingError(str(e)) from None
-    os.makedirs(config.output_dir, exist_ok=True)
+    fileio.makedirs(config.output_dir, exist_ok=True)
     if chief:   # the record first: a run killed at any later point is verified on its rerun
         _write_run_file(config, bert_config, config.output_dir, record)
     # Same seed, same initial weights: a resumed run overwrites them from the checkpoint anyway.
@@ -449,7 +473,8 @@ def setup_pretraining(config: PretrainingConfig, strategy=None, _prepared=None):
         total_steps=config.total_steps, grad_accum_steps=config.grad_accum_steps,
         clip_norm=config.clip_norm, checkpoint_every=config.checkpoint_every,
         keep_checkpoints=config.keep_checkpoints, log_every=config.log_every, seed=config.seed,
-        loss_scaling=config.mixed_precision == "fp16", xla=config.xla, progress=config.progress)
+        loss_scaling=config.mixed_precision == "fp16", xla=config.xla, progress=config.progress,
+        steps_per_execution=config.steps_per_execution)
     dataset = _training_dataset(config, bert_config, max_seq_length, max_predictions)
     eval_dataset, callbacks = None, []
     if config.eval_data:
@@ -505,7 +530,7 @@ def _append_probe_history(path: str, results) -> None:
 def read_probe_history(path: str) -> list:
     """The probe results OUT/probe.json holds ([] when there is none)."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with fileio.open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
         return []
@@ -515,7 +540,7 @@ def export_pretrained(output_dir: str, mixed_precision: str | None = None) -> st
     """On demand: the latest checkpoint of a (running or finished) run → OUT/pretrained/."""
     run_file = os.path.join(output_dir, "run.json")
     try:
-        with open(run_file, encoding="utf-8") as f:
+        with fileio.open(run_file, encoding="utf-8") as f:
             settings = json.load(f)
     except FileNotFoundError:
         raise TrainingError(f"{output_dir} has no run.json: not a pre-training output "

@@ -21,7 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
+
+from bert_tf import fileio
 
 RECORD_FILE = "run.json"
 RECORD_VERSION = 1
@@ -89,10 +90,10 @@ def differences(old: dict, new: dict, names: dict | None = None) -> list:
 
 def read_run_file(out: str) -> dict | None:
     path = os.path.join(out, RECORD_FILE)
-    if not os.path.lexists(path):
+    if not fileio.lexists(path):
         return None
     try:
-        with open(path, encoding="utf-8") as f:
+        with fileio.open(path, encoding="utf-8") as f:
             value = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise RunRecordError(f"{path}: unreadable run record ({e}); pass --overwrite to delete "
@@ -114,9 +115,9 @@ def inspect_output(out: str, record: dict, run_files: tuple, overwrite: bool = F
     resumes it, or sees that it is complete); ("overwrite", None): `overwrite` and OUT holds only
     a run's files (call `clear_run`). Anything else raises `RunRecordError`.
     `run_files`: the names a run of this kind writes in OUT (run.json included)."""
-    if os.path.lexists(out) and not os.path.isdir(out):
+    if fileio.lexists(out) and not fileio.isdir(out):
         raise RunRecordError(f"--out {out}: exists and is not a directory")
-    entries = os.listdir(out) if os.path.isdir(out) else []
+    entries = fileio.listdir(out) if fileio.isdir(out) else []
     ours = [e for e in entries if e in run_files or _is_scratch(e)]
     if overwrite:
         foreign = sorted(e for e in entries if e not in ours)
@@ -156,14 +157,14 @@ def inspect_output(out: str, record: dict, run_files: tuple, overwrite: bool = F
 def clear_run(out: str, run_files: tuple) -> None:
     """Deletes the run's files in OUT (after `inspect_output` said "overwrite"): only the names
     in `run_files` and the writers' temporaries; OUT itself and anything else stay."""
-    for name in os.listdir(out):
+    for name in fileio.listdir(out):
         if name not in run_files and not _is_scratch(name):
             continue
         path = os.path.join(out, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
+        if fileio.isdir(path) and not fileio.islink(path):
+            fileio.rmtree(path)
         else:
-            os.remove(path)
+            fileio.remove(path)
 
 
 def write_run_file(out: str, record: dict, **other) -> None:

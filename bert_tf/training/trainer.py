@@ -17,7 +17,10 @@ the loss). One optimizer step:
 Checkpoints (`model_dir/checkpoints`, written by `bert_tf.training.checkpoints`) hold the model, the optimizer,
 the dropout RNG state, the step (which is also the data position: resuming skips the `step` global
 batches already consumed), the data seed and the loss scale. `fit` resumes from the latest checkpoint by itself,
-saves every `checkpoint_every` steps and at the end, and on SIGTERM saves and returns early.
+saves every `checkpoint_every` steps and at the end, and on SIGTERM saves and returns early. With
+several workers, a SIGTERM to any of them stops all at the same step after one consistent save
+(`_stop_agreed`), and a worker that dies (kill -9, a lost host) ends the others' runs with a
+TrainingError naming the checkpoint to resume from, instead of leaving them waiting in a collective.
 Each checkpoint is read back before it is listed and before an older one is deleted; the last
 `keep_checkpoints` (default 3, at least 2 to survive damage) are kept, and a damaged newest one is
 skipped on restore with a warning (`bert_tf.training.checkpoints`).
@@ -27,6 +30,15 @@ state are restored, ends with the weights of an uninterrupted run.
 Only the chief (in multi-worker training) writes checkpoints to `model_dir`; other workers write
 theirs to a scratch directory that is removed after each save, as `tf.distribute` requires every
 worker to take part in saving.
+
+For TPUs (and to cut the host round trip per step elsewhere): `steps_per_execution=K` runs up to K
+steps inside one `tf.function` call (a while loop over the iterator). Checkpoints, logs, callbacks
+and the SIGTERM check run between executions; an execution ends early at every step that needs
+the weights of exactly that step (a log or checkpoint interval, a callback's `every_steps`, the
+last step), so the weights, checkpoints and logs are those of K=1. `static_shapes=True` (implied
+by a TPUStrategy) refuses a training dataset whose element shapes are not all known when the step
+is traced ([global_batch, seq], ...), as XLA on TPUs needs: batch with drop_remainder and pad to
+a fixed length.
 """
 
 from __future__ import annotations
@@ -35,7 +47,6 @@ import dataclasses
 import logging
 import math
 import os
-import shutil
 import signal
 import threading
 import time
@@ -43,6 +54,7 @@ from typing import Callable, Mapping, Sequence
 
 import tensorflow as tf
 
+from bert_tf import fileio
 from bert_tf.layers.dropout import seed_generator_states
 from bert_tf.training.checkpoints import (CheckpointError, newest_sound_checkpoint,
                                           write_checkpoint)
@@ -51,6 +63,11 @@ from bert_tf.training.distribution import is_chief, worker_id, xla_supported
 logger = logging.getLogger(__name__)
 
 LossFn = Callable[[Mapping, Mapping], Mapping]
+
+# What a collective raises on the surviving workers when a peer dies (connection refused,
+# heartbeat timeout, aborted collective).
+PEER_LOST = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+             tf.errors.AbortedError, tf.errors.CancelledError)
 
 
 class TrainingError(RuntimeError):
@@ -71,6 +88,10 @@ class TrainingOptions:
     loss_scale_growth_steps: int = 2000
     xla: bool = False
     progress: bool = True
+    # Up to this many steps per tf.function call (see the module docstring); results as with 1.
+    steps_per_execution: int = 1
+    # Refuse a dataset whose element shapes are not static (always on with a TPUStrategy).
+    static_shapes: bool = False
 
     def validate(self) -> None:
         if self.total_steps < 1:
@@ -80,7 +101,8 @@ class TrainingOptions:
         if self.clip_norm is not None and self.clip_norm <= 0:
             raise TrainingError(f"clip norm must be positive (or None for no clipping), got "
                                 f"{self.clip_norm}")
-        for name in ("checkpoint_every", "keep_checkpoints", "log_every", "loss_scale_growth_steps"):
+        for name in ("checkpoint_every", "keep_checkpoints", "log_every", "loss_scale_growth_steps",
+                     "steps_per_execution"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"{name.replace('_', '-')} must be at least 1, got "
                                     f"{getattr(self, name)}")
@@ -95,7 +117,13 @@ class TrainingResult:
 
 
 class Callback:
-    """Hooks called by `Trainer.fit` on every process (check `trainer.is_chief` before writing)."""
+    """Hooks called by `Trainer.fit` on every process (check `trainer.is_chief` before writing).
+
+    With `steps_per_execution` > 1, `on_step_end` of the steps of one execution is called after
+    it, when the model holds the weights of its last step. A callback that reads the model every
+    N steps (evaluations) sets `every_steps = N`: executions then end at each multiple of N."""
+
+    every_steps: int | None = None
 
     def on_train_begin(self, trainer: "Trainer", step: int) -> None:
         pass
@@ -174,7 +202,7 @@ class Trainer:
                 f"{type(strategy).__name__} over CPUs; XLA needs one device, GPUs or TPUs")
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.strategy, self.options, self.callbacks = strategy, options, list(callbacks)
-        self.model_dir = os.path.abspath(model_dir)
+        self.model_dir = fileio.abspath(model_dir)
         self.is_chief = is_chief(strategy)
         self._input_names = set(model.input) if isinstance(getattr(model, "input", None), dict) else None
         with strategy.scope():
@@ -204,8 +232,12 @@ class Trainer:
             os.path.join(self.model_dir, ".worker-scratch", worker_id(strategy))
         self._writer = None
         self._train_step = None
+        self._train_steps = None
         self._eval_step = None
         self._stop_requested = False
+        # Several workers (MultiWorkerMirroredStrategy over a cluster): a stop request on one of
+        # them must stop all at the same step, and a lost peer must end the run, not hang it.
+        self.multi_worker = worker_id(strategy) != "local"
 
     # ------------------------------------------------------------------ batches
     def split_batch(self, batch):
@@ -320,17 +352,48 @@ class Trainer:
             self._train_step = self._make_train_step()
         return self._train_step
 
+    def train_steps_function(self):
+        """The traced execution `fit` runs with `steps_per_execution` > 1 (built once):
+        `steps(iterator, n)` runs `n` steps (an int32 scalar tensor, any value from 1 to
+        `steps_per_execution` without retracing) in one call and returns each metric of each
+        step, float32 [n]."""
+        if self._train_steps is None:
+            self._train_steps = self._make_train_steps()
+        return self._train_steps
+
+    def _one_step(self, iterator):
+        """Graph of one optimizer step on the next global batch → its metrics (scalars)."""
+        metrics = self.strategy.run(self._replica_step, args=(next(iterator),))
+        self.step.assign_add(1)
+        # Already all-reduced: every replica holds the same values.
+        return tf.nest.map_structure(
+            lambda m: self.strategy.experimental_local_results(m)[0], metrics)
+
     def _make_train_step(self):
         # No autograph: the step uses tf.while_loop/tf.cond itself, and converting the model's
         # Python (Keras internals included) would only cost tracing time.
+        return tf.function(self._one_step, autograph=False)
+
+    def _make_train_steps(self):
+        single = self.train_step_function()
+
         @tf.function(autograph=False)
-        def train_step(iterator):
-            metrics = self.strategy.run(self._replica_step, args=(next(iterator),))
-            self.step.assign_add(1)
-            # Already all-reduced: every replica holds the same values.
-            return tf.nest.map_structure(
-                lambda m: self.strategy.experimental_local_results(m)[0], metrics)
-        return train_step
+        def train_steps(iterator, num_steps):
+            # The metrics' names and dtypes, from a trace of the one-step function (nothing of it
+            # runs or enters this graph): the loop below holds one TensorArray [num_steps] per
+            # metric, and tracing its body once keeps one copy of the step in the program.
+            spec = single.get_concrete_function(iterator).structured_outputs
+            names = sorted(spec)
+            arrays = [tf.TensorArray(spec[name].dtype, size=num_steps, element_shape=[])
+                      for name in names]
+
+            def body(i, arrays):
+                metrics = self._one_step(iterator)
+                return i + 1, [a.write(i, metrics[name]) for a, name in zip(arrays, names)]
+
+            _, arrays = tf.while_loop(lambda i, _: i < num_steps, body, (tf.constant(0), arrays))
+            return {name: a.stack() for name, a in zip(names, arrays)}
+        return train_steps
 
     # ------------------------------------------------------------------ checkpoints
     def restore(self) -> str | None:
@@ -366,7 +429,7 @@ class Trainer:
         except CheckpointError as e:
             raise TrainingError(str(e)) from None
         if not self.is_chief:
-            shutil.rmtree(self._save_dir, ignore_errors=True)
+            fileio.rmtree(self._save_dir, ignore_errors=True)
             return os.path.join(self.checkpoint_dir, os.path.basename(path))
         return path
 
@@ -382,15 +445,32 @@ class Trainer:
         self._writer.flush()
 
     # ------------------------------------------------------------------ loop
+    def _stop_agreed(self) -> bool:
+        """Whether this worker or any other was asked to stop (SIGTERM). Every worker calls this
+        after each execution, in the same order, so the one-scalar all-reduce lines up; all of
+        them then save the same step together and return (a preempted host stops the cluster
+        with one consistent checkpoint, as PreemptionCheckpointHandler does)."""
+        if not self.multi_worker:
+            return self._stop_requested
+        flag = float(self._stop_requested)   # 1 on a worker that got SIGTERM
+        # One value per local replica (the flag), summed over every replica of every worker.
+        values = self.strategy.experimental_distribute_values_from_function(
+            lambda _: tf.constant(flag, tf.float32))
+        requested = self.strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None)
+        return float(requested) > 0
+
     def request_stop(self, *_):
         """Asks `fit` to save and return after the current step (the SIGTERM handler)."""
         self._stop_requested = True
 
-    def fit(self, dataset: tf.data.Dataset, global_batch_size: int | None = None) -> TrainingResult:
+    def fit(self, dataset, global_batch_size: int | None = None) -> TrainingResult:
         """Trains until `options.total_steps`, resuming from the latest checkpoint.
 
         `dataset` must be the same, deterministic, endless sequence of global batches every time
         (e.g. seeded shuffling with `options.seed`): the batches of steps already done are skipped.
+        It may instead be a function `input_context -> dataset of that input pipeline's batches`
+        (`strategy.distribute_datasets_from_function`: each worker reads only its share of the
+        files); then each pipeline skips the steps already done.
         `global_batch_size` (examples per step) is only used for the examples/s figure.
         """
         options = self.options
@@ -399,8 +479,25 @@ class Trainer:
         if start >= options.total_steps:
             logger.info("already trained %d of %d steps", start, options.total_steps)
             return TrainingResult(start, False, {}, restored)
-        train_step = self.train_step_function()
-        iterator = iter(self.distribute(dataset.skip(start)))
+        per_pipeline = callable(dataset) and not isinstance(dataset, tf.data.Dataset)
+        if options.static_shapes or isinstance(self.strategy, tf.distribute.TPUStrategy):
+            check_static_shapes(dataset(tf.distribute.InputContext()) if per_pipeline
+                                else dataset)
+        per_execution = options.steps_per_execution
+        if per_execution > 1:
+            ends = [f"{name.replace('_', '-')} {getattr(options, name)}"
+                    for name in ("log_every", "checkpoint_every")
+                    if getattr(options, name) % per_execution]
+            if ends:
+                logger.warning("steps per execution %d: executions also end every %s steps, so "
+                               "some run fewer steps; a multiple of %d avoids it", per_execution,
+                               " and ".join(ends), per_execution)
+        train = self.train_step_function() if per_execution == 1 else self.train_steps_function()
+        if per_pipeline:
+            iterator = iter(self.strategy.distribute_datasets_from_function(
+                lambda context: dataset(context).skip(start)))
+        else:
+            iterator = iter(self.distribute(dataset.skip(start)))
 
         previous_handler = None
         if threading.current_thread() is threading.main_thread():
@@ -414,42 +511,70 @@ class Trainer:
         try:
             while step < options.total_steps:
                 try:
-                    metrics = train_step(iterator)
+                    if per_execution == 1:
+                        executed = [train(iterator)]
+                    else:
+                        count = self._execution_length(step)
+                        stacked = {k: v.numpy() for k, v in
+                                   train(iterator, tf.constant(count, tf.int32)).items()}
+                        executed = [{k: v[i] for k, v in stacked.items()} for i in range(count)]
                 except (StopIteration, tf.errors.OutOfRangeError):
-                    raise TrainingError(f"the dataset ran out after {step} steps; training needs "
-                                        f"{options.total_steps} (use an endless, repeated dataset)") \
-                        from None
-                step += 1
-                values = {k: float(v) for k, v in metrics.items()}
-                if not math.isfinite(values["loss"]) and self.loss_scale is None:
-                    raise TrainingError(f"loss became {values['loss']} at step {step}; lower the "
-                                        "learning rate or use fp16 loss scaling")
-                for k, v in values.items():
-                    interval[k] = interval.get(k, 0.0) + v
-                interval_steps += 1
-                progress.update(1)
-                if step % options.log_every == 0 or step == options.total_steps:
-                    elapsed = max(time.perf_counter() - interval_start, 1e-9)
-                    logs = {k: v / interval_steps for k, v in interval.items()}
-                    logs["learning_rate"] = float(self.optimizer.learning_rate)
-                    logs["steps_per_second"] = interval_steps / elapsed
-                    if global_batch_size:
-                        logs["examples_per_second"] = interval_steps * global_batch_size / elapsed
-                    if self.loss_scale is not None:
-                        logs["loss_scale"] = float(self.loss_scale.scale.numpy())
-                    self.write_scalars(logs, step)
-                    progress.set_postfix({k: f"{logs[k]:.4g}" for k in
-                                          ("loss", "examples_per_second") if k in logs})
-                    interval, interval_start, interval_steps = {}, time.perf_counter(), 0
-                if step % options.checkpoint_every == 0 or step == options.total_steps:
-                    last_checkpoint = self.save()
-                for callback in self.callbacks:
-                    callback.on_step_end(self, step, values)
-                if self._stop_requested:
+                    raise TrainingError(f"the dataset ran out after {int(self.step.numpy())} "
+                                        f"steps; training needs {options.total_steps} (use an "
+                                        "endless, repeated dataset)") from None
+                for metrics in executed:
+                    step += 1
+                    values = {k: float(v) for k, v in metrics.items()}
+                    if not math.isfinite(values["loss"]) and self.loss_scale is None:
+                        raise TrainingError(f"loss became {values['loss']} at step {step}; lower "
+                                            "the learning rate or use fp16 loss scaling")
+                    for k, v in values.items():
+                        interval[k] = interval.get(k, 0.0) + v
+                    interval_steps += 1
+                    progress.update(1)
+                    # Log and checkpoint steps end an execution (`_execution_length`): the model
+                    # and optimizer hold this step's state here.
+                    if step % options.log_every == 0 or step == options.total_steps:
+                        elapsed = max(time.perf_counter() - interval_start, 1e-9)
+                        logs = {k: v / interval_steps for k, v in interval.items()}
+                        logs["learning_rate"] = float(self.optimizer.learning_rate)
+                        logs["steps_per_second"] = interval_steps / elapsed
+                        if global_batch_size:
+                            logs["examples_per_second"] = \
+                                interval_steps * global_batch_size / elapsed
+                        if self.loss_scale is not None:
+                            logs["loss_scale"] = float(self.loss_scale.scale.numpy())
+                        self.write_scalars(logs, step)
+                        progress.set_postfix({k: f"{logs[k]:.4g}" for k in
+                                              ("loss", "examples_per_second") if k in logs})
+                        interval, interval_start, interval_steps = {}, time.perf_counter(), 0
+                    if step % options.checkpoint_every == 0 or step == options.total_steps:
+                        last_checkpoint = self.save()
+                    for callback in self.callbacks:
+                        callback.on_step_end(self, step, values)
+                # Between executions only: the weights are those of the execution's last step.
+                if self._stop_agreed():
+                    by_peer = not self._stop_requested
+                    self._stop_requested = True
                     if step % options.checkpoint_every != 0 and step != options.total_steps:
                         last_checkpoint = self.save()
-                    logger.warning("stopped by SIGTERM at step %d; saved %s", step, last_checkpoint)
+                    logger.warning("stopped by SIGTERM%s at step %d; saved %s",
+                                   " to another worker" if by_peer else "", step,
+                                   last_checkpoint)
                     break
+        except PEER_LOST as e:
+            if not self.multi_worker:
+                raise
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+            # TF's message is a graph trace; the line that says why names the abort/connection.
+            words = ("abort", "connect", "timeout", "heartbeat", "unavailable")
+            first = next((line for line in lines if any(w in line.lower() for w in words)),
+                         lines[0] if lines else "")
+            raise TrainingError(
+                f"another worker stopped or cannot be reached (step {step}; "
+                f"{type(e).__name__}: {first[:300]}); the last checkpoint is "
+                f"{last_checkpoint or 'none'}: rerun the same command on every worker to resume "
+                "from it") from None
         finally:
             progress.close()
             if previous_handler is not None:
@@ -458,6 +583,18 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_train_end(self, result)
         return result
+
+    def _execution_length(self, step: int) -> int:
+        """Steps the execution after `step` runs: up to `steps_per_execution`, ending at the next
+        step whose exact weights are needed (log, checkpoint, a callback's `every_steps`, the
+        last step)."""
+        options = self.options
+        end = min(step + options.steps_per_execution, options.total_steps)
+        intervals = [options.log_every, options.checkpoint_every]
+        intervals += [c.every_steps for c in self.callbacks if c.every_steps]
+        for every in intervals:
+            end = min(end, (step // every + 1) * every)
+        return end - step
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, dataset: tf.data.Dataset, steps: int | None = None) -> dict:
@@ -503,6 +640,29 @@ class Trainer:
                 yield self._eval_step(optional.get_value())
             except tf.errors.OutOfRangeError:
                 return
+
+
+def _dynamic_dimensions(spec, path: str = "") -> list:
+    """'path: shape' of every component of an element spec whose shape is not fully static."""
+    if isinstance(spec, Mapping):
+        return [d for k, v in spec.items() for d in _dynamic_dimensions(v, f"{path}[{k!r}]")]
+    if isinstance(spec, (tuple, list)):
+        return [d for i, v in enumerate(spec) for d in _dynamic_dimensions(v, f"{path}[{i}]")]
+    if isinstance(spec, tf.TensorSpec):
+        return [] if spec.shape.is_fully_defined() else [f"{path or 'element'}: {spec.shape}"]
+    # Ragged or sparse components have data-dependent shapes by construction.
+    return [f"{path or 'element'}: {type(spec).__name__}"]
+
+
+def check_static_shapes(dataset: tf.data.Dataset) -> None:
+    """Raises TrainingError unless every component of `dataset`'s elements has a static shape
+    (e.g. [global_batch, seq]), which XLA on TPUs needs at trace time."""
+    dynamic = _dynamic_dimensions(dataset.element_spec)
+    if dynamic:
+        raise TrainingError(
+            "the training dataset's shapes are not static (" + ", ".join(dynamic) + "); TPUs "
+            "(and static_shapes) need every dimension known when the step is traced: batch with "
+            "drop_remainder=True and pad every batch to one fixed length (no length buckets)")
 
 
 def _progress_bar(enabled: bool, start: int, total: int):

@@ -13,22 +13,23 @@ from __future__ import annotations
 import json
 import os
 
+from bert_tf import fileio
 from bert_tf.weights.canonical import CanonicalTensors, WeightsError, assign, collect, encoder_slots
 
 
 def detect_format(path: str) -> str:
     """'keras' | 'huggingface' | 'google' | 'keras_hub' | 'model_garden' for a checkpoint path."""
     path = os.fspath(path)
-    if not os.path.exists(path) and not os.path.exists(path + ".index"):
+    if not fileio.exists(path) and not fileio.exists(path + ".index"):
         raise WeightsError(f"No checkpoint at {path}")
-    if os.path.isfile(path) and path.endswith(".keras"):
+    if fileio.isfile(path) and path.endswith(".keras"):
         return "keras"
-    if os.path.isdir(path):
-        names = set(os.listdir(path))
+    if fileio.isdir(path):
+        names = set(fileio.listdir(path))
         if "bert_config.json" in names:
             return "google"
         if "config.json" in names:
-            with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+            with fileio.open(os.path.join(path, "config.json"), encoding="utf-8") as f:
                 try:
                     data = json.load(f)
                 except json.JSONDecodeError as e:
@@ -39,7 +40,7 @@ def detect_format(path: str) -> str:
             return "huggingface"
         if any(n.endswith(".index") for n in names) or "checkpoint" in names:
             return "model_garden"
-    elif os.path.exists(path + ".index"):
+    elif fileio.exists(path + ".index"):
         return "model_garden"
     raise WeightsError(f"{path}: not a recognised checkpoint (expected an HF dir with config.json, a "
                        "google-research/bert dir with bert_config.json, a KerasHub preset dir, a Model "

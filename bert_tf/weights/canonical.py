@@ -14,6 +14,8 @@ from typing import Callable
 
 import numpy as np
 
+from bert_tf import fileio
+
 
 class WeightsError(ValueError):
     """A checkpoint that does not fit the model (missing, unused or mis-shaped tensors, bad files)."""
@@ -23,7 +25,7 @@ def read_json(path: str, what: str, expect: type | None = None):
     """A checkpoint's JSON file (`what` it holds, for the error); `expect` the type the value
     must have (dict for a config). A missing, undecodable or mistyped file is one WeightsError."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with fileio.open(path, encoding="utf-8") as f:
             value = json.load(f)
     except FileNotFoundError:
         raise WeightsError(f"{path}: missing ({what})") from None

@@ -31,6 +31,7 @@ import shutil
 
 import numpy as np
 
+from bert_tf import fileio
 from bert_tf.atomic import staged_directory, write_text_atomic
 from bert_tf.config import BertConfig, ConfigError
 from bert_tf.weights.canonical import TASK_HEAD_NAMES, Slot, WeightsError, collect, encoder_slots
@@ -61,8 +62,8 @@ def prefix_inside(directory: str, prefix: str) -> str:
     """`prefix` (read from `directory`'s `checkpoint` state file), refused when it lies outside
     `directory` (an absolute path or '..' in the state file): a loader reads only what it was
     given. The check is on the path's name (normalized), not on resolved symlinks."""
-    root = os.path.normpath(os.path.abspath(directory))
-    path = os.path.normpath(os.path.abspath(prefix))
+    root = os.path.normpath(fileio.abspath(directory))
+    path = os.path.normpath(fileio.abspath(prefix))
     if os.path.commonpath([root, path]) != root:
         raise WeightsError(f"{os.path.join(directory, 'checkpoint')}: names the checkpoint "
                            f"{prefix}, which lies outside {directory}")
@@ -76,13 +77,13 @@ def find_checkpoint_prefix(directory: str) -> str:
     (what run_pretraining.py leaves), otherwise the only `*.index` file.
     """
     preferred = os.path.join(directory, CHECKPOINT_PREFIX)
-    if os.path.isfile(preferred + ".index"):
+    if fileio.isfile(preferred + ".index"):
         return preferred
-    indexes = sorted(n[:-len(".index")] for n in os.listdir(directory) if n.endswith(".index"))
-    if os.path.isfile(os.path.join(directory, "checkpoint")):
+    indexes = sorted(n[:-len(".index")] for n in fileio.listdir(directory) if n.endswith(".index"))
+    if fileio.isfile(os.path.join(directory, "checkpoint")):
         import tensorflow as tf
         latest = tf.train.latest_checkpoint(directory)
-        if latest and os.path.isfile(latest + ".index"):
+        if latest and fileio.isfile(latest + ".index"):
             return prefix_inside(directory, latest)
     if len(indexes) == 1:
         return os.path.join(directory, indexes[0])
@@ -95,7 +96,7 @@ def find_checkpoint_prefix(directory: str) -> str:
 def read_google_config(path: str) -> BertConfig:
     """BertConfig from a google `bert_config.json`, with google's activation meaning."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with fileio.open(path, encoding="utf-8") as f:
             data = json.load(f)
     except OSError as e:
         raise WeightsError(f"Cannot read {path}: {e}") from None
@@ -149,7 +150,7 @@ def load_google_checkpoint(directory: str):
     """(BertConfig, canonical tensors) from a google-research/bert model directory."""
     directory = os.fspath(directory)
     config_path = os.path.join(directory, CONFIG_FILE)
-    if not os.path.isfile(config_path):
+    if not fileio.isfile(config_path):
         raise WeightsError(f"{directory}: no {CONFIG_FILE} (not a google-research/bert directory)")
     config = read_google_config(config_path)
     return config, read_tf1_checkpoint(find_checkpoint_prefix(directory))

@@ -16,6 +16,7 @@ import re
 
 import numpy as np
 
+from bert_tf import fileio
 from bert_tf.atomic import atomic_path, write_text_atomic
 from bert_tf.config import BertConfig
 from bert_tf.weights.canonical import (CanonicalTensors, WeightsError, collect, encoder_slots,
@@ -86,7 +87,7 @@ def read_hf_tensors(directory: str) -> dict:
     candidates = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"]
     for filename in candidates:
         path = os.path.join(directory, filename)
-        if not os.path.isfile(path):
+        if not fileio.isfile(path):
             continue
         if filename == "model.safetensors":
             return read_safetensors(path)
@@ -146,7 +147,7 @@ def to_canonical(hf_tensors: dict, source: str) -> dict:
 def load_hf_checkpoint(directory: str):
     """(BertConfig, canonical tensors) from an HF model directory."""
     config_path = os.path.join(directory, "config.json")
-    if not os.path.isfile(config_path):
+    if not fileio.isfile(config_path):
         raise WeightsError(f"{directory}: no config.json (not a Hugging Face model directory)")
     config = BertConfig.from_json_file(config_path)
     return config, to_canonical(read_hf_tensors(directory), source=directory)
@@ -184,13 +185,13 @@ def read_hf_tokenizer(directory: str) -> dict:
     from bert_tf.text.vocabulary import read_vocabulary
     config_path = os.path.join(directory, "tokenizer_config.json")
     config = read_json(config_path, "the tokenizer's settings", dict) \
-        if os.path.isfile(config_path) else {}
+        if fileio.isfile(config_path) else {}
     tokenizer_class = config.get("tokenizer_class")
     if tokenizer_class not in _BERT_TOKENIZER_CLASSES:
         raise WeightsError(f"{config_path}: tokenizer_class {tokenizer_class!r} is not BERT's "
                            f"WordPiece tokenizer (BertTokenizer)")
     json_path, vocab_path = (os.path.join(directory, n) for n in ("tokenizer.json", "vocab.txt"))
-    if os.path.isfile(json_path):
+    if fileio.isfile(json_path):
         data = read_json(json_path, "the fast tokenizer", dict)
         model = data.get("model") or {}
         if model.get("type") != "WordPiece":
@@ -212,7 +213,7 @@ def read_hf_tokenizer(directory: str) -> dict:
         chinese = normalizer.get("handle_chinese_chars", True)
         where = json_path
         vocabulary = _vocabulary_from_tokenizer_json(model, json_path)
-    elif os.path.isfile(vocab_path):
+    elif fileio.isfile(vocab_path):
         lowercase = config.get("do_lower_case", True)
         strip_accents = config.get("strip_accents")
         chinese = config.get("tokenize_chinese_chars", True)
@@ -285,7 +286,7 @@ def save_pretrained(encoder, directory: str, extra_slots: dict | None = None, pr
     slots = encoder_slots(encoder)
     if extra_slots:
         slots.update(extra_slots)
-    os.makedirs(directory, exist_ok=True)
+    fileio.makedirs(directory, exist_ok=True)
     config_data = encoder.config.to_hf_dict()
     if extra_slots:  # the architecture transformers should instantiate for a checkpoint with heads
         config_data["architectures"] = ["BertForPreTraining"]

@@ -35,6 +35,7 @@ import os
 
 import numpy as np
 
+from bert_tf import fileio
 from bert_tf.atomic import staged_directory
 from bert_tf.config import BertConfig
 from bert_tf.weights.canonical import (CanonicalTensors, WeightsError, assign, collect,
@@ -137,7 +138,7 @@ def load_keras_hub_preset(directory: str):
     directory = os.fspath(directory)
     config_path = os.path.join(directory, "config.json")
     try:
-        with open(config_path, encoding="utf-8") as f:
+        with fileio.open(config_path, encoding="utf-8") as f:
             data = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
         raise WeightsError(f"{config_path}: cannot read a KerasHub preset config ({e})") from None
@@ -215,7 +216,7 @@ CLASSIFIER = "BertTextClassifier"
 def read_preset_class(directory: str) -> str | None:
     """The class name of a KerasHub task preset's task.json (None without one)."""
     path = os.path.join(os.fspath(directory), "task.json")
-    if not os.path.isfile(path):
+    if not fileio.isfile(path):
         return None
     return read_json(path, "a KerasHub task config", dict).get("class_name")
 

@@ -47,6 +47,7 @@ import tempfile
 
 import numpy as np
 
+from bert_tf import fileio
 from bert_tf.config import BertConfig
 from bert_tf.weights.canonical import CanonicalTensors, WeightsError, assign, encoder_slots
 from bert_tf.weights.google import checkpoint_tensor, prefix_inside
@@ -93,14 +94,14 @@ def find_checkpoint_prefix(path: str) -> str:
     import tensorflow as tf
 
     path = os.fspath(path)
-    if os.path.isfile(path + ".index"):
+    if fileio.isfile(path + ".index"):
         return path
-    if os.path.isdir(path):
-        latest = tf.train.latest_checkpoint(path) if os.path.isfile(
+    if fileio.isdir(path):
+        latest = tf.train.latest_checkpoint(path) if fileio.isfile(
             os.path.join(path, "checkpoint")) else None
-        if latest and os.path.isfile(latest + ".index"):
+        if latest and fileio.isfile(latest + ".index"):
             return prefix_inside(path, latest)
-        indexes = sorted(n[:-len(".index")] for n in os.listdir(path) if n.endswith(".index"))
+        indexes = sorted(n[:-len(".index")] for n in fileio.listdir(path) if n.endswith(".index"))
         if len(indexes) == 1:
             return os.path.join(path, indexes[0])
         if indexes:

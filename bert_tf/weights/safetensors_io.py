@@ -13,6 +13,7 @@ import struct
 
 import numpy as np
 
+from bert_tf import fileio
 from bert_tf.weights.canonical import WeightsError
 
 _DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
@@ -29,8 +30,8 @@ def read_safetensors(path: str) -> dict:
     entry's dtype, shape and data_offsets (inside the data section, of the size dtype × shape),
     so a truncated or inconsistent file is a WeightsError naming `path`, never a reshape error."""
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        size = fileio.getsize(path)   # (a file that changes while read is caught below)
+        with fileio.open(path, "rb") as f:
             prefix = f.read(8)
             if len(prefix) < 8:
                 raise WeightsError(f"{path}: not a safetensors file (too short: {size} bytes)")
@@ -107,9 +108,14 @@ def _check_entries(path: str, header: dict, body_size: int) -> dict:
 
 def write_safetensors(path: str, tensors: dict, metadata: dict | None = None) -> None:
     """Writes float32 tensors (name-sorted, as the reference implementation does)."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save, save_file
     arrays = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in tensors.items()}
-    save_file(arrays, path, metadata=metadata or {"format": "pt"})
+    metadata = metadata or {"format": "pt"}
+    if fileio.is_remote(path):
+        with fileio.open(path, "wb") as f:
+            f.write(save(arrays, metadata=metadata))
+    else:
+        save_file(arrays, path, metadata=metadata)
 
 
 def shard_path(index_path: str, directory: str, shard) -> str:
@@ -133,7 +139,7 @@ def read_sharded_index(directory: str, index_name: str) -> dict:
     inside `directory` and hold the tensors the map assigns to it."""
     index_path = os.path.join(directory, index_name)
     try:
-        with open(index_path, encoding="utf-8") as f:
+        with fileio.open(index_path, encoding="utf-8") as f:
             index = json.load(f)
     except OSError as e:
         raise WeightsError(f"Cannot read {index_path}: {e}") from None
@@ -147,7 +153,7 @@ def read_sharded_index(directory: str, index_name: str) -> dict:
         shards.setdefault(shard_path(index_path, directory, shard), []).append(name)
     tensors = {}
     for path in sorted(shards):
-        if not os.path.isfile(path):
+        if not fileio.isfile(path):
             raise WeightsError(f"{index_path}: shard {os.path.basename(path)} does not exist "
                                f"({path})")
         shard_tensors = read_safetensors(path)

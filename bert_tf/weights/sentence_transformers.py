@@ -23,12 +23,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
-from bert_tf.atomic import clean_stale_temps, temp_prefix, umask_mode
+from bert_tf import fileio
+from bert_tf.atomic import replaced_directory
 from bert_tf.weights.canonical import WeightsError, read_json
 from bert_tf.weights.safetensors_io import read_safetensors, write_safetensors
 
@@ -74,15 +73,15 @@ class SentencePipeline:
 
 
 def is_sentence_transformers_dir(path) -> bool:
-    return os.path.isdir(path) and os.path.isfile(os.path.join(path, MODULES_FILE))
+    return fileio.isdir(path) and fileio.isfile(os.path.join(path, MODULES_FILE))
 
 
 def _inside(directory: str, relative, where: str) -> str:
     """directory/relative, refusing paths that leave the directory (a hostile modules.json)."""
     if not isinstance(relative, str):
         raise WeightsError(f"{where}: 'path' must be a string, got {relative!r}")
-    root = os.path.realpath(directory)
-    path = os.path.realpath(os.path.join(root, relative))
+    root = fileio.realpath(directory)
+    path = fileio.realpath(os.path.join(root, relative))
     if path != root and not path.startswith(root + os.sep):
         raise WeightsError(f"{where}: module path {relative!r} points outside {directory}")
     return path
@@ -118,7 +117,7 @@ def _read_projection(folder: str) -> Projection:
     if config.get("use_residual"):
         raise WeightsError(f"{config_path}: use_residual Dense modules are not supported")
     weights_path = os.path.join(folder, "model.safetensors")
-    if not os.path.isfile(weights_path):
+    if not fileio.isfile(weights_path):
         raise WeightsError(f"{folder}: no model.safetensors (a pickled pytorch_model.bin is not "
                            f"read: it can run code on load)")
     tensors = read_safetensors(weights_path)
@@ -153,7 +152,7 @@ def read_pipeline(directory) -> SentencePipeline:
                            f"Transformer, Pooling, an optional Dense and an optional Normalize")
     pipeline = SentencePipeline(normalize=kinds[-1] == "Normalize")
     folders = [_inside(directory, m.get("path", ""), modules_path) for m in modules]
-    pipeline.encoder_path = os.path.relpath(folders[0], os.path.realpath(directory))
+    pipeline.encoder_path = os.path.relpath(folders[0], fileio.realpath(directory))
     if pipeline.encoder_path == ".":
         pipeline.encoder_path = ""
     pooling_path = os.path.join(folders[1], "config.json")
@@ -161,7 +160,7 @@ def read_pipeline(directory) -> SentencePipeline:
     if "Dense" in kinds:
         pipeline.projection = _read_projection(folders[kinds.index("Dense")])
     st_config = os.path.join(folders[0], "sentence_bert_config.json")
-    if os.path.isfile(st_config):
+    if fileio.isfile(st_config):
         settings = read_json(st_config, "sentence_bert_config")
         length = settings.get("max_seq_length")
         if length is not None and (not isinstance(length, int) or isinstance(length, bool)
@@ -184,7 +183,7 @@ def write_pipeline(staging: str, pipeline: SentencePipeline, hidden_size: int,
         folder = f"{idx}_{kind}"
         modules.append({"idx": idx, "name": str(idx), "path": folder,
                         "type": f"sentence_transformers.models.{kind}"})
-        os.makedirs(os.path.join(staging, folder))
+        fileio.makedirs(os.path.join(staging, folder))
         if settings is not None:
             _write_json(os.path.join(staging, folder, "config.json"), settings)
         return os.path.join(staging, folder)
@@ -221,34 +220,19 @@ def write_pipeline(staging: str, pipeline: SentencePipeline, hidden_size: int,
 
 
 def _write_json(path: str, value) -> None:
-    with open(path, "w", encoding="utf-8") as f:
+    with fileio.open(path, "w", encoding="utf-8") as f:
         json.dump(value, f, indent=2, sort_keys=True)
         f.write("\n")
 
 
 def publish_directory(write, directory) -> str:
-    """Runs `write(staging)` into a fresh hidden directory beside `directory`, then puts it in
-    place: a new directory appears by one rename; an existing one is moved aside first and removed
-    after, so a reader never sees a mix of old and new files, and a writer killed midway leaves
-    the old directory (or none) and a stale temporary that the next write cleans up."""
+    """Runs `write(staging)` into a fresh hidden staging directory, then puts it in place of
+    `directory` as a whole (`bert_tf.atomic.replaced_directory`): a reader never sees a mix of old
+    and new files, and a writer killed midway leaves the old directory (or none) and a stale
+    temporary that the next write cleans up."""
     directory = os.fspath(directory)
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    clean_stale_temps(parent)
-    if os.path.exists(directory) and not os.path.isdir(directory):
+    if fileio.exists(directory) and not fileio.isdir(directory):
         raise WeightsError(f"{directory}: exists and is not a directory")
-    staging = umask_mode(tempfile.mkdtemp(dir=parent,
-                                          prefix=temp_prefix(os.path.basename(directory))))
-    old = None
-    try:
+    with replaced_directory(directory) as staging:
         write(staging)
-        if os.path.isdir(directory):
-            old = tempfile.mkdtemp(dir=parent, prefix=temp_prefix(os.path.basename(directory)))
-            os.rmdir(old)
-            os.rename(directory, old)
-        os.rename(staging, directory)
-    finally:
-        for leftover in (staging, old):
-            if leftover and os.path.isdir(leftover):
-                shutil.rmtree(leftover, ignore_errors=True)
     return directory
