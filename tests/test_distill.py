@@ -146,6 +146,18 @@ def test_distill_writes_a_model_directory_that_evaluate_and_predict_read(data, t
     assert json.loads(capsys.readouterr().out) == pytest.approx(summary["metrics"])
     assert cli("predict", "--model", out, "--data", data["dev"], "--output",
                tmp_path / "p.jsonl") == 0
+    # Several steps per tf.function call: the same student.
+    looped = tmp_path / "student_k3"
+    assert cli("distill", "--teacher", data["teacher"], "--student-layers", 2, "--train",
+               data["train"], "--eval", data["dev"], "--out", looped, *TRAINING,
+               "--steps-per-execution", 3) == 0
+    capsys.readouterr()
+    settings = json.loads((looped / "run.json").read_text())["settings"]
+    assert settings["steps_per_execution"] == 3    # it reached the trainer's options
+    other = keras.saving.load_model(looped / "model.keras")
+    worst = max(float(np.abs(a - b).max()) for a, b in zip(model.get_weights(),
+                                                            other.get_weights()))
+    assert worst <= 1e-6, worst
     # Rerun: the same run is complete; other settings are refused before any work.
     assert cli("distill", "--teacher", data["teacher"], "--student-layers", 2, "--train",
                data["train"], "--eval", data["dev"], "--out", out, *TRAINING) == 0

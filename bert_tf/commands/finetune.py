@@ -25,10 +25,6 @@ def _common(p):
     p.add_argument("--max-length", type=int, default=None, help="tokens per sequence "
                    "(default 128; 384 for squad)")
     training_arguments(p)
-    # Not in training_arguments: `bert-tf distill` does not pass it through (yet).
-    p.add_argument("--steps-per-execution", type=int, default=1,
-                   help="run up to N training steps per call into the device (a loop inside "
-                        "one tf.function: less host overhead, what TPUs need); same results")
 
 
 def training_arguments(p):
@@ -52,6 +48,9 @@ def training_arguments(p):
                    "and backward pass and the evaluations (one device)")
     p.add_argument("--eval-every", type=int, default=None, help="steps between evaluations "
                    "(default: one epoch)")
+    p.add_argument("--steps-per-execution", type=int, default=1,
+                   help="run up to N training steps per call into the device (a loop inside "
+                        "one tf.function: less host overhead, what TPUs need); same results")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true",
                    help="delete the run already in --out (only if it holds nothing but a run's "
