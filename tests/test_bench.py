@@ -103,6 +103,7 @@ def test_tiny_p3_runs_each_quantization_fixed_and_with_length_signatures(tmp_pat
     assert all(r["impl"] == "tflite float32 fixed-128" for r in rows if r["role"] == "peer")
 
 
+@pytest.mark.slow
 def test_tiny_suite_runs_every_implementation_and_writes_outputs(tmp_path):
     from bert_tf.benchmarks import run_suite
     from bert_tf.benchmarks.sizes import TINY

@@ -79,6 +79,7 @@ def test_serving_default_serve_ids_serve_examples_match_keras(tiny):
     np.testing.assert_allclose(ex_out["logits"].numpy(), logits, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_fresh_process_with_only_tensorflow_and_tensorflow_text(tiny, tmp_path):
     script = textwrap.dedent(f"""
         import json, sys
@@ -117,6 +118,7 @@ def test_op_allow_list_passes_and_catches_a_planted_op(tiny, tmp_path):
     assert outside and all("Whitespace" in op for op in outside), outside
 
 
+@pytest.mark.slow
 def test_saved_model_cli_lists_the_signatures(tiny):
     # saved_model_cli loads the graph: tensorflow_text must be imported before its main() runs.
     script = ("import sys, tensorflow_text\n"

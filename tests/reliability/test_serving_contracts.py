@@ -256,6 +256,7 @@ FRESH = [c for c in SERVE_IDS if c.name in ("id-minus-7", "type-id-2", "zero-len
     c for c in SERVE_EXAMPLES if c.name in ("id-2pow32-plus-2000", "mask-absent")]
 
 
+@pytest.mark.slow
 @pytest.mark.expect("CLEAR")
 def test_checks_survive_export_in_a_fresh_process(exported, tmp_path):
     """The checks are graph ops: a process with only tensorflow + tensorflow_text (no bert_tf,
