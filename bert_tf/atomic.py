@@ -213,14 +213,7 @@ class StagingDir:
         self.path = None
 
     def __enter__(self) -> str:
-        name = temp_prefix(fileio.basename(self.final))
-        if fileio.is_remote(self.final):
-            self.path = tempfile.mkdtemp(prefix=name)
-            return self.path
-        parent = os.path.dirname(self.final)
-        os.makedirs(parent, exist_ok=True)
-        clean_stale_temps(parent)
-        self.path = umask_mode(tempfile.mkdtemp(prefix=name, dir=parent))
+        self.path = _local_staging(self.final)
         return self.path
 
     def _publish(self) -> None:

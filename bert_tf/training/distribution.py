@@ -45,17 +45,23 @@ def _tf_config() -> dict | None:
     return config
 
 
+def cluster_workers() -> int:
+    """How many training tasks (workers and chief) TF_CONFIG names; 1 without a TF_CONFIG."""
+    config = _tf_config()
+    if config is None:
+        return 1
+    cluster = config["cluster"]
+    return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
+
+
 def resolve_strategy_name(name: str) -> str:
     """`auto` → the concrete strategy name for this machine; other names pass through."""
     if name not in STRATEGY_NAMES:
         raise DistributionError(f"unknown strategy {name!r}; choose one of {list(STRATEGY_NAMES)}")
     if name != "auto":
         return name
-    config = _tf_config()
-    if config is not None:
-        workers = len(config["cluster"].get("worker", [])) + len(config["cluster"].get("chief", []))
-        if workers > 1:
-            return "multi_worker"
+    if cluster_workers() > 1:
+        return "multi_worker"
     if tf.config.list_logical_devices("TPU") or tf.config.list_physical_devices("TPU"):
         return "tpu"
     return "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "one_device"

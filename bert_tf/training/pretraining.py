@@ -54,7 +54,8 @@ from bert_tf.models.neighbour_init import (ATTENTION_INITS, apply_neighbour_init
 from bert_tf.training import run_record
 from bert_tf.training.checkpoints import CheckpointError, newest_sound_checkpoint, read_state
 from bert_tf.training.mlm_probe import HeldOutMlmProbe, take_batches
-from bert_tf.training.distribution import create_strategy, is_chief, resolve_strategy_name
+from bert_tf.training.distribution import (DistributionError, cluster_workers, create_strategy,
+                                          is_chief, resolve_strategy_name)
 from bert_tf.training.optimization import OPTIMIZER_NAMES, create_optimizer
 from bert_tf.training.trainer import (PeriodicEvaluation, Trainer, TrainingError,
                                       TrainingOptions, TrainingResult)
@@ -334,14 +335,10 @@ def _sharding_record(config: PretrainingConfig) -> str | None:
     from TF_CONFIG, before any strategy exists) decides which worker reads which files."""
     if config.data_sharding == "batch":
         return None
-    workers = 1
-    raw = os.environ.get("TF_CONFIG")
-    if raw:
-        try:
-            cluster = json.loads(raw).get("cluster", {})
-            workers = max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
-        except (ValueError, AttributeError):
-            pass    # create_strategy reports a malformed TF_CONFIG clearly
+    try:
+        workers = cluster_workers()
+    except DistributionError:
+        workers = 1     # create_strategy reports a malformed TF_CONFIG clearly, after this
     return f"files over {workers} worker(s)"
 
 
