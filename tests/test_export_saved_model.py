@@ -258,7 +258,7 @@ def test_trimmed_and_xla_exports_equal_the_full_length_model(tiny, tmp_path, tri
 
 
 def test_every_task_model_is_packed_by_default(tiny):
-    from bert_tf.export.packing import packing_index
+    from bert_tf.layers.packed import packing_index
     from bert_tf.export.serving_module import BertServingModule
     from bert_tf.models import BertTokenClassifier
     from bert_tf.tasks.registry import default_task

@@ -145,7 +145,8 @@ def test_dropout_seed_changes_only_the_dropout_masks(tmp_path, tiny_init, capsys
 def test_xla_fine_tuning_matches_the_default_path(tmp_path, tiny_init):
     """`--xla` compiles the same computation: with the same seed (same batches and, HashDropout
     being counter-based, the same dropout masks) the eval history and the trained model agree with
-    the default run up to float rounding, and task.json records the setting."""
+    the padded run (`--no-pack`: XLA never packs) up to float rounding, and task.json records the
+    setting."""
     from bert_tf.tasks import FinetuneOptions, finetune
     train, dev = sentiment_files(tmp_path, 32, 16)
     runs = {}
@@ -154,7 +155,8 @@ def test_xla_fine_tuning_matches_the_default_path(tmp_path, tiny_init):
         runs[xla] = finetune(FinetuneOptions("classify", tiny_init, str(train), str(out), eval=dev,
                                              max_length=24, epochs=1, batch_size=8,
                                              learning_rate=1e-3, eval_every=2,
-                                             strategy="one_device", progress=False, xla=xla))
+                                             strategy="one_device", progress=False, xla=xla,
+                                             pack=False))
         assert json.loads((out / "task.json").read_text())["hyperparameters"]["xla"] is xla
     assert [s for s, _ in runs[True].history] == [s for s, _ in runs[False].history] == [2, 4]
     for (_, a), (_, b) in zip(runs[False].history, runs[True].history):
@@ -168,6 +170,54 @@ def test_xla_fine_tuning_matches_the_default_path(tmp_path, tiny_init):
     initial = load_encoder(tiny_init).weights
     moved = max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in
                 zip(initial, compiled.encoder.weights))
+    assert moved > 1e-3
+
+
+@pytest.mark.parametrize("task", ["classify", "ner"])
+def test_packed_training_equals_padded_training(tmp_path, minilm_vocab, monkeypatch, task):
+    """Training on each batch's real tokens (the default) is the padded computation on fewer rows:
+    without dropout (whose masks hash the positions of the tensors it sees) both runs end with
+    the same weights and evaluations, up to float rounding; the packed forward really ran."""
+    from bert_tf.tasks import FinetuneOptions, finetune, finetuning
+    init = str(tmp_path / "init")
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    keras.utils.set_random_seed(0)
+    BertEncoder(config).save_pretrained(init)
+    shutil.copy(minilm_vocab, os.path.join(init, "vocab.txt"))
+    if task == "classify":
+        train, dev = sentiment_files(tmp_path, 32, 16)
+    else:
+        train, dev = tmp_path / "train.conll", tmp_path / "dev.conll"
+        conll.write_conll(train, datasets.wnut_ner("train")[:32])
+        conll.write_conll(dev, datasets.wnut_ner("dev")[:16])
+    calls = []
+    packed_forward = finetuning.packed_forward
+    monkeypatch.setattr(finetuning, "packed_forward",
+                        lambda *a: calls.append(1) or packed_forward(*a))
+    runs = {}
+    for pack in (True, False):
+        calls.clear()
+        out = tmp_path / f"pack_{pack}"
+        runs[pack] = finetune(FinetuneOptions(task, init, str(train), str(out), eval=str(dev),
+                                              max_length=48, epochs=1, batch_size=8,
+                                              learning_rate=1e-3, eval_every=2,
+                                              strategy="one_device", progress=False, pack=pack))
+        assert json.loads((out / "run.json").read_text())["record"]["defines"]["pack"] is pack
+        assert bool(calls) is pack   # traced once per step function when packing, never otherwise
+    metric = "accuracy" if task == "classify" else "f1"
+    assert [s for s, _ in runs[True].history] == [s for s, _ in runs[False].history]
+    assert len(runs[True].history) >= 2
+    for (_, a), (_, b) in zip(runs[False].history, runs[True].history):
+        assert abs(a[metric] - b[metric]) < 1e-6
+    packed, padded = (keras.saving.load_model(tmp_path / f"pack_{p}" / "model.keras")
+                      for p in (True, False))
+    for a, b in zip(packed.weights, padded.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=2e-5, err_msg=a.path)
+    from bert_tf.models.pretrained import load_encoder
+    moved = max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in
+                zip(load_encoder(init).weights, packed.encoder.weights))
     assert moved > 1e-3
 
 

@@ -6,7 +6,7 @@ import pytest
 
 import bert_tf
 from bert_tf.config import BertConfig
-from bert_tf.export.packing import packing_index
+from bert_tf.layers.packed import packing_index
 from bert_tf.layers import BertTransformerBlock, attention_bias_from_mask
 from bert_tf.models import BertClassifier, BertPretrainer, BertSpanLabeler, BertTokenClassifier
 from tests.harness import random_batch

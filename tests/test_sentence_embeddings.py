@@ -97,7 +97,7 @@ def test_model_outputs_keras_round_trip_and_texts_per_example(tmp_path):
     np.testing.assert_allclose(grouped[:, 0], outputs["embeddings"], atol=1e-6)
     np.testing.assert_allclose(grouped[:, 1], outputs["embeddings"][::-1], atol=1e-6)
     # packed tokens (the SavedModel's mode): pooling sees every row back at its position
-    from bert_tf.export.packing import packing_index
+    from bert_tf.layers.packed import packing_index
     packed = model.forward(batch, packing=packing_index(batch["attention_mask"]))
     np.testing.assert_allclose(np.asarray(packed["embeddings"]), outputs["embeddings"], atol=1e-5)
 

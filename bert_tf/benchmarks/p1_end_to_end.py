@@ -5,7 +5,7 @@ softmax, hand back numpy. Same sentences, same batch order for all.
 - bert_tf export: `bert_tf.export.export_saved_model(...)` as `bert-tf export saved-model` writes
   it, loaded back from disk: in-graph tokenizer, the batch cut to its exact longest row
   (`bert_tf.export.trimming`), the classifier run on packed real tokens with a [CLS]-only last
-  layer (`bert_tf.export.packing`); what stock TF Serving runs.
+  layer (`bert_tf.layers.packed`); what stock TF Serving runs.
 - bert_tf export --xla: the same with the model as one XLA function (lengths rounded up to 8
   positions, token counts to 64: one executable per pair).
 - bert_tf export --no-pack / --xla --no-pack: the two as they were before packing: rows sorted

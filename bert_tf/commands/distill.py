@@ -59,6 +59,7 @@ def run(args) -> int:
         seed=args.seed, dropout_seed=args.dropout_seed, strategy=args.strategy,
         mixed_precision=args.mixed_precision, freeze_encoder=args.freeze_encoder, xla=args.xla,
         eval_every=args.eval_every, progress=not args.no_progress, overwrite=args.overwrite,
-        steps_per_execution=args.steps_per_execution, teacher=args.teacher, student_layers=args.student_layers,
+        steps_per_execution=args.steps_per_execution, pack=not args.no_pack,
+        teacher=args.teacher, student_layers=args.student_layers,
         temperature=args.temperature, alpha=args.alpha, unlabeled=args.unlabeled))
     return report(result)

@@ -129,7 +129,7 @@ def export_saved_model(model, out_dir, tokenizer=None, version=None, labels=None
     jit_compile: the model runs as an XLA function inside the signatures. TensorFlow (Python,
     C++) runs it as is; TF Serving needs `--xla_cpu_compilation_enabled=true` for it.
     pack: a classifier's position-wise layers run on the batch's real tokens only, its last layer
-    on the [CLS] rows only (exact; see `bert_tf.export.packing`); "auto" (default) packs every
+    on the [CLS] rows only (exact; see `bert_tf.layers.packed`); "auto" (default) packs every
     classifier, False never packs.
     """
     model_root = fileio.abspath(os.fspath(out_dir))

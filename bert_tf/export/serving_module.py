@@ -37,7 +37,8 @@ import types
 import numpy as np
 import tensorflow as tf
 
-from bert_tf.export import input_checks, packing
+from bert_tf.export import input_checks
+from bert_tf.layers import packed as packing
 from bert_tf.export.trimming import (AUTO, DEFAULT_GROUP_SIZE, is_count, resolve_bucket,
                                      run_in_length_groups, run_trimmed)
 from bert_tf.models.encoder import INPUT_NAMES as ID_NAMES

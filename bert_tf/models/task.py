@@ -97,7 +97,7 @@ class BertTaskModel(keras.Model):
         """The dict `self(inputs, training=training)` returns, from the same layers, with export's
         modes (for every task model):
 
-        packing `(positions, inverse)` (`bert_tf.export.packing.packing_index` of the attention
+        packing `(positions, inverse)` (`bert_tf.layers.packed.packing_index` of the attention
           mask): the transformer runs on the batch's attended tokens only; per-token outputs come
           back as [b, t, ...] with zeros at the positions packing skipped (mask 0, except
           position 0, which is always computed; the model's own values there are those of

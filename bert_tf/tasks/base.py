@@ -74,6 +74,35 @@ def train_dataset(features: TaskFeatures, batch_size: int, seed: int) -> tf.data
             .batch(batch_size, drop_remainder=True).prefetch(2))
 
 
+def packed_forward(model, inputs: dict, training):
+    """A task model's training/evaluation forward on the batch's real tokens only, for
+    `Trainer(forward=...)`: the batch is cut to its longest row, and every position-wise layer runs
+    on the attended tokens (`bert_tf.layers.packed`); the same layers and weights as
+    `model(inputs)`, equal up to float rounding (dropout draws other masks: it hashes the positions
+    of the tensors it sees). Fine-tuning batches are padded to --max-length for static shapes, and
+    short texts leave most of each row padding (measured in docs/results.md).
+
+    inputs: int32 [b, t] each → the model's outputs; per-token outputs ([b, w, ...] for the cut
+    width w) are padded back to [b, t, ...] with zeros at the positions the loss ignores (labels
+    IGNORE_INDEX there), so targets keep their [b, t] shape. Not for XLA: w and the token count
+    depend on the data."""
+    from bert_tf.layers.packed import packing_index
+    mask = tf.convert_to_tensor(inputs["attention_mask"])                        # [b, t]
+    width = tf.shape(mask)[1]
+    columns = tf.range(1, width + 1)[tf.newaxis, :]                              # [1, t]
+    cut_width = tf.maximum(tf.reduce_max(tf.where(mask > 0, columns, 0)), 1)     # last attended + 1
+    cut = {name: (value[:, :cut_width] if name in INPUT_NAMES else value)
+           for name, value in inputs.items()}
+    outputs = model.forward(cut, packing=packing_index(cut["attention_mask"]), training=training)
+    if model.last_layer_positions(cut) is not None:   # outputs per input, not per token
+        return outputs
+
+    def pad_back(value):                              # [b, w, ...] → [b, t, ...]
+        rank = len(value.shape)
+        return tf.pad(value, [[0, 0], [0, width - cut_width]] + [[0, 0]] * (rank - 2))
+    return {name: pad_back(value) for name, value in outputs.items()}
+
+
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return max(1, math.ceil(num_examples / batch_size))
 

@@ -19,6 +19,9 @@ from bert_tf.tasks.base import (INPUT_NAMES, TaskDataError, TaskFeatures, soft_c
 
 class ClassificationTask:
     name = "classify"
+    # The loss never reads padding positions: training may run on packed tokens
+    # (`bert_tf.tasks.base.packed_forward`).
+    trains_packed = True
     metric = "accuracy"  # the eval metric that selects the best checkpoint (higher is better)
     file_suffix = ".jsonl"  # what `bert-tf evaluate` reads stdin as
     #: TFLite can hold this task's whole serving path (tokenizer, one row per input, decoding)

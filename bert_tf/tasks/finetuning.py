@@ -33,7 +33,7 @@ import keras
 
 from bert_tf import fileio
 from bert_tf.tasks import model_dir
-from bert_tf.tasks.base import steps_per_epoch, train_dataset
+from bert_tf.tasks.base import packed_forward, steps_per_epoch, train_dataset
 from bert_tf.tasks.inference import run_inference
 from bert_tf.tasks.registry import task_class
 from bert_tf.training import Callback, Trainer, TrainingOptions, create_optimizer, create_strategy
@@ -72,6 +72,9 @@ class FinetuneOptions:
     mixed_precision: str | None = None   # None, "float16" or "bfloat16"
     freeze_encoder: bool = False
     xla: bool = False               # XLA-compile the gradient step and the evaluations
+    # Train on each batch's real tokens (`bert_tf.tasks.base.packed_forward`), for tasks whose loss
+    # ignores padding (classify, pairs, regress, ner); without XLA only (data-dependent shapes).
+    pack: bool = True
     steps_per_execution: int = 1    # training steps per tf.function call (same results)
     eval_every: int | None = None   # steps; default: once per epoch
     eval_batch_size: int = 64
@@ -135,7 +138,7 @@ RECORD_KEYS = {
     "learning_rate": "--learning-rate", "warmup": "--warmup", "weight_decay": "--weight-decay",
     "seed": "--seed", "dropout_seed": "--dropout-seed", "mixed_precision": "--mixed-precision",
     "freeze_encoder": "--freeze-encoder", "eval_every": "--eval-every",
-    "task_settings": "task options"}
+    "task_settings": "task options", "pack": "--no-pack"}
 # Every name a fine-tuning run writes in OUT (what --overwrite may delete).
 RUN_FILES = (run_record.RECORD_FILE, model_dir.MODEL_FILE, model_dir.LABELS_FILE,
              model_dir.VOCAB_FILE, model_dir.TASK_FILE, model_dir.HISTORY_FILE, "checkpoints",
@@ -158,7 +161,7 @@ def finetune_record(options: "FinetuneOptions", task, vocab_path: str,
         "seed": options.seed, "dropout_seed": options.dropout_seed,
         "mixed_precision": MIXED_PRECISION[options.mixed_precision],   # bf16 == bfloat16
         "freeze_encoder": options.freeze_encoder, "eval_every": options.eval_every,
-        "task_settings": task.settings()}
+        "task_settings": task.settings(), "pack": options.pack}
     assert set(defines) == set(RECORD_KEYS)
     files = {"train": fileio.abspath(options.train), "vocab": fileio.abspath(vocab_path),
              "eval": fileio.abspath(options.eval) if options.eval else None}
@@ -377,7 +380,7 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
             log_every=log_every, keep_checkpoints=2,
             loss_scaling=MIXED_PRECISION[options.mixed_precision] == "mixed_float16",
             xla=options.xla, progress=options.progress, steps_per_execution=per_execution),
-            callbacks=[selector])
+            callbacks=[selector], forward=packed_forward if packs(options, task) else None)
         started = time.perf_counter()
         result = trainer.fit(train_dataset(train_features, options.batch_size, options.seed),
                              global_batch_size=options.batch_size)
@@ -410,6 +413,13 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
             **({} if distillation is None else {"distillation": distillation.summary()})})
     return FinetuneResult(options.out, best_step, best_metrics, history, seconds, result.step,
                           result.interrupted)
+
+
+def packs(options: FinetuneOptions, task) -> bool:
+    """Whether the run trains on packed tokens: asked for, without XLA, and a task whose loss
+    ignores padding positions (SQuAD's span loss scores every position; embed's inputs are
+    [b, k, t])."""
+    return options.pack and not options.xla and getattr(task, "trains_packed", False)
 
 
 def _check_fits_model(config, options: FinetuneOptions, vocab_path: str, vocab_size: int):

@@ -46,6 +46,9 @@ class TaggedSentences:
 
 class NerTask:
     name = "ner"
+    # The loss never reads padding positions: training may run on packed tokens
+    # (`bert_tf.tasks.base.packed_forward`).
+    trains_packed = True
     metric = "f1"
     file_suffix = ".conll"   # what `bert-tf evaluate` reads stdin as
     lite_serving = False     # windows need ragged tokenization: TFLite holds serve_ids only

@@ -63,6 +63,8 @@ from bert_tf.training.distribution import is_chief, worker_id, xla_supported
 logger = logging.getLogger(__name__)
 
 LossFn = Callable[[Mapping, Mapping], Mapping]
+#: (model, inputs, training) -> outputs: how a step runs the model (default `model(inputs, ...)`)
+ForwardFn = Callable[..., Mapping]
 
 # What a collective raises on the surviving workers when a peer dies (connection refused,
 # heartbeat timeout, aborted collective).
@@ -194,13 +196,19 @@ class Trainer:
 
     def __init__(self, model, loss_fn: LossFn, optimizer, strategy: tf.distribute.Strategy,
                  model_dir: str, options: TrainingOptions,
-                 callbacks: Sequence[Callback] = ()):
+                 callbacks: Sequence[Callback] = (), forward: ForwardFn | None = None):
+        """`forward(model, inputs, training)` replaces `model(inputs, training=training)` in the
+        training and evaluation steps, for a caller that runs the same model another way (a
+        task model on packed tokens; a student next to its teacher). Under `xla` it runs inside
+        the compiled step, so its shapes must not depend on the data there."""
         options.validate()
         if options.xla and not xla_supported(strategy):
             raise TrainingError(
                 f"--xla is not supported with {strategy.num_replicas_in_sync} replicas on "
                 f"{type(strategy).__name__} over CPUs; XLA needs one device, GPUs or TPUs")
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.forward = forward if forward is not None else \
+            (lambda m, inputs, training: m(inputs, training=training))
         self.strategy, self.options, self.callbacks = strategy, options, list(callbacks)
         self.model_dir = fileio.abspath(model_dir)
         self.is_chief = is_chief(strategy)
@@ -264,7 +272,7 @@ class Trainer:
         """One (micro-)batch on one replica → (gradients, metrics)."""
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            outputs = self.model(inputs, training=True)
+            outputs = self.forward(self.model, inputs, True)
             results = self._check_results(self.loss_fn(outputs, targets))
             loss = results["loss"]
             if self.loss_scale is not None:
@@ -603,7 +611,7 @@ class Trainer:
         if self._eval_step is None:
             def replica_eval(batch):
                 inputs, targets = self.split_batch(batch)
-                outputs = self.model(inputs, training=False)
+                outputs = self.forward(self.model, inputs, False)
                 results = self._check_results(self.loss_fn(outputs, targets))
                 count = tf.cast(tf.shape(tf.nest.flatten(inputs)[0])[0], tf.float32)
                 # An empty replica share (last partial batch) must add nothing, not NaN.
