@@ -296,3 +296,227 @@ def test_bad_distillation_input_is_one_clear_error(data, tmp_path, capsys, case)
     err = capsys.readouterr().err
     assert expect in err and "Traceback" not in err
     assert not out.exists()
+
+
+# ------------------------------------------------------------ hidden-state and attention transfer
+def narrow_init(folder, hidden=16, heads=2, layers=2):
+    """A pre-trained-like encoder narrower than the teacher (hidden 16 < 32), no vocabulary yet."""
+    config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=32,
+                        max_position_embeddings=64)
+    keras.utils.set_random_seed(1)
+    BertEncoder(config).save_pretrained(str(folder))
+    return str(folder)
+
+
+def with_vocab(folder, data):
+    shutil.copy(os.path.join(data["init"], "vocab.txt"), os.path.join(folder, "vocab.txt"))
+    return folder
+
+
+def test_transfer_losses_are_the_documented_means():
+    from bert_tf.tasks.distillation import attention_transfer_loss, hidden_transfer_loss
+    rng = np.random.default_rng(0)
+    mask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]], np.int32)                      # [b, t]
+    student = [rng.normal(size=(2, 4, 3)).astype(np.float32) for _ in range(2)]
+    teacher = [rng.normal(size=(2, 4, 3)).astype(np.float32) for _ in range(2)]
+    per_layer = [((s - t) ** 2).mean(-1)[mask == 1].mean() for s, t in zip(student, teacher)]
+    np.testing.assert_allclose(hidden_transfer_loss(student, teacher, mask), np.mean(per_layer),
+                               rtol=1e-5)
+    # padding rows do not count: changing them changes nothing
+    moved = [s.copy() for s in student]
+    moved[0][0, 3] += 100.0
+    np.testing.assert_allclose(hidden_transfer_loss(moved, teacher, mask), np.mean(per_layer),
+                               rtol=1e-5)
+    # a projection maps the student's width to the teacher's
+    projection = keras.layers.Dense(3, use_bias=False, dtype="float32")
+    projection.build((None, None, 2))
+    narrow = [s[..., :2] for s in student]
+    kernel = projection.kernel.numpy()
+    expected = np.mean([((s @ kernel - t) ** 2).mean(-1)[mask == 1].mean()
+                        for s, t in zip(narrow, teacher)])
+    np.testing.assert_allclose(hidden_transfer_loss(narrow, teacher, mask, projection), expected,
+                               rtol=1e-5)
+
+    def attention(logits):                  # softmax over keys with BERT's mask on the padding
+        scores = logits + (1 - mask[:, None, None, :]) * -10000.0
+        e = np.exp(scores - scores.max(-1, keepdims=True))
+        return (e / e.sum(-1, keepdims=True)).astype(np.float32)
+    s_att = [attention(rng.normal(size=(2, 2, 4, 4))) for _ in range(2)]            # [b, n, t, t]
+    t_att = [attention(rng.normal(size=(2, 2, 4, 4))) for _ in range(2)]
+    kls = []
+    for s, t in zip(s_att, t_att):
+        terms = np.where(t > 0, t * (np.log(np.maximum(t, 1e-30)) - np.log(np.maximum(s, 1e-30))),
+                         0.0)
+        kl = terms.sum(-1).mean(1)                                                   # [b, t]
+        kls.append(kl[mask == 1].mean())
+    value = attention_transfer_loss(s_att, t_att, mask)
+    np.testing.assert_allclose(value, np.mean(kls), rtol=1e-5)
+    assert np.isfinite(value) and float(attention_transfer_loss(t_att, t_att, mask)) == \
+        pytest.approx(0.0, abs=1e-6)
+    # the gradient at padding keys (probability 0 in both) is 0, not NaN
+    s_var = tf.Variable(s_att[0])
+    with tf.GradientTape() as tape:
+        loss = attention_transfer_loss([s_var], t_att[:1], mask)
+    assert np.isfinite(tape.gradient(loss, s_var).numpy()).all()
+
+
+def test_forward_with_states_is_the_models_own_pass(data):
+    """The task outputs of `forward_with_states` are the model's; the states are the encoder's."""
+    from bert_tf.tasks.model_dir import FinetunedModel
+    teacher = FinetunedModel.load(data["teacher"])
+    features = teacher.tokenizer(tf.constant(["a gripping film", "dull and long"]))
+    inputs = {k: features[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
+    outputs, states, attentions = teacher.model.forward_with_states(inputs,
+                                                                    return_attention=True)
+    np.testing.assert_allclose(outputs["logits"], teacher.model(inputs)["logits"], atol=1e-5)
+    assert len(states) == 5 and len(attentions) == 4
+    assert tuple(attentions[0].shape) == (2, 2, 32, 32)
+    expected = teacher.model.encoder(inputs)["sequence_output"]
+    np.testing.assert_allclose(states[-1], expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_transfer_writes_a_plain_student_and_the_record_holds_the_weights(data, tmp_path,
+                                                                          capsys):
+    out = tmp_path / "student"
+    args = ["--teacher", data["teacher"], "--student-layers", 2, "--train", data["train"],
+            "--eval", data["dev"], *TRAINING]
+    assert cli("distill", *args, "--out", out, "--hidden-weight", 1,
+               "--attention-weight", 1) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    distillation = json.loads((out / "task.json").read_text())["distillation"]
+    assert distillation["hidden_weight"] == 1.0 and distillation["attention_weight"] == 1.0
+    assert distillation["transfer_layer_map"] == [1, 3]
+    assert distillation["hidden_projection"] is False
+    defines = json.loads((out / "run.json").read_text())["record"]["defines"]
+    assert defines["hidden_weight"] == 1.0 and defines["attention_weight"] == 1.0
+    model = keras.saving.load_model(out / "model.keras")
+    assert type(model).__name__ == "BertClassifier"
+    assert model.encoder.config.num_hidden_layers == 2
+    assert cli("evaluate", "--model", out, "--data", data["dev"]) == 0
+    assert json.loads(capsys.readouterr().out) == pytest.approx(summary["metrics"])
+    assert cli("predict", "--model", out, "--data", data["dev"], "--output",
+               tmp_path / "p.jsonl") == 0
+    # The losses were trained on and logged.
+    from bert_tf.training.curves import read_scalars
+    scalars = read_scalars(str(out / "tensorboard"))
+    assert {"train/hidden_loss", "train/attention_loss"} <= set(scalars), sorted(scalars)
+    # Another transfer weight is another run: refused before any work, naming the flag.
+    assert cli("distill", *args, "--out", out, "--hidden-weight", 2,
+               "--attention-weight", 1) == 2
+    assert "--hidden-weight: 1.0 → 2.0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_hidden_transfer_brings_the_students_states_to_the_teachers(data, tmp_path):
+    """After one epoch, a student trained with --hidden-weight has mapped hidden states closer to
+    its teacher's than the same student trained without it (MSE on the training texts)."""
+    from bert_tf.tasks.distillation import hidden_transfer_loss
+    from bert_tf.tasks.model_dir import FinetunedModel
+    teacher = FinetunedModel.load(data["teacher"])
+    task = teacher.task
+    inputs = task.encode(task.read(data["train"])).inputs
+    t_states = teacher.model.encoder.encode(inputs, all_layers=True)
+    layer_map = (1, 3)
+    targets = [t_states[0]] + [t_states[i + 1] for i in layer_map]
+
+    def mse(weight):
+        out = tmp_path / f"w{weight}"
+        assert cli("distill", "--teacher", data["teacher"], "--student-layers", 2, "--train",
+                   data["train"], "--out", out, "--hidden-weight", weight, *TRAINING) == 0
+        student = keras.saving.load_model(out / "model.keras")
+        _, states, _ = student.forward_with_states(inputs)
+        return float(hidden_transfer_loss(states, targets, inputs["attention_mask"]))
+
+    without, with_transfer = mse(0), mse(10)
+    assert with_transfer < 0.7 * without, (with_transfer, without)
+
+
+@pytest.mark.slow
+def test_a_narrower_student_learns_through_a_projection_that_resumes_and_is_not_saved(
+        data, tmp_path, capsys, monkeypatch):
+    """--student-init of a narrower encoder (16 < 32 units): the projection W_h trains with the
+    student, lives in the checkpoints (a run stopped by SIGTERM and resumed ends with the weights
+    of an uninterrupted one, projection included) and not in model.keras."""
+    import signal
+
+    import bert_tf.tasks.finetuning as finetuning
+    from bert_tf.models.pretrained import load_encoder
+    from bert_tf.tasks.model_dir import FinetunedModel
+    from bert_tf.training import Callback
+    narrow = with_vocab(narrow_init(tmp_path / "narrow"), data)
+    args = ["--teacher", data["teacher"], "--student-init", narrow, "--train", data["train"],
+            "--hidden-weight", 1, "--attention-weight", 1, *TRAINING, "--epochs", 2]
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"   # 6 steps/epoch, 12 steps
+    assert cli("distill", *args, "--out", whole) == 0
+    distillation = json.loads((whole / "task.json").read_text())["distillation"]
+    assert distillation["hidden_projection"] is True
+    assert distillation["transfer_layer_map"] == [1, 3]         # uniform: 2 of 4 layers
+
+    def projection(out, step):
+        path = str(out / "checkpoints" / f"ckpt-{step}")
+        names = [name for name, _ in tf.train.list_variables(path) if "auxiliary" in name
+                 and "OPTIMIZER_SLOT" not in name and "kernel" in name]
+        assert len(names) == 1, names
+        return tf.train.load_variable(path, names[0])
+
+    kernel = projection(whole, 12)
+    assert kernel.shape == (16, 32)
+    assert np.abs(kernel - projection(whole, 6)).max() > 0    # it trains
+    model = keras.saving.load_model(whole / "model.keras")
+    assert model.encoder.config.hidden_size == 16
+    assert not [w.path for w in model.weights if "projection" in w.path]
+    # The plain student: the variables of the task model on that encoder, and no others.
+    plain = FinetunedModel.load(data["teacher"]).task.build_model(load_encoder(narrow))
+    assert [tuple(w.shape) for w in model.weights] == [tuple(w.shape) for w in plain.weights]
+    assert cli("evaluate", "--model", whole, "--data", data["dev"]) == 0
+
+    class SigtermAt(Callback):
+        def on_step_end(self, trainer, step, logs):
+            if step == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    class StoppedTrainer(finetuning.Trainer):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.callbacks.append(SigtermAt())
+
+    with monkeypatch.context() as patch:
+        patch.setattr(finetuning, "Trainer", StoppedTrainer)
+        assert cli("distill", *args, "--out", stopped) == 143
+    assert not (stopped / "task.json").exists()
+    assert cli("distill", *args, "--out", stopped) == 0
+    capsys.readouterr()
+    np.testing.assert_allclose(projection(stopped, 12), kernel, atol=1e-6)
+    resumed = keras.saving.load_model(stopped / "model.keras")
+    for a, b in zip(model.weights, resumed.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6, err_msg=a.path)
+
+
+@pytest.mark.parametrize("case", ["heads", "deeper", "negative", "nan", "frozen"])
+def test_bad_transfer_input_is_one_clear_error(data, tmp_path, capsys, case):
+    out = tmp_path / "out"
+    args = ["--teacher", data["teacher"], "--student-layers", 2, "--train", data["train"],
+            "--attention-weight", 1]
+    if case == "heads":     # 4 heads of 4 units against the teacher's 2 heads
+        init = with_vocab(narrow_init(tmp_path / "four_heads", heads=4), data)
+        args[2:4] = ["--student-init", init]
+        expect = ("has 4 attention heads per layer and the teacher 2",)
+    elif case == "deeper":  # 5 layers under a 4-layer teacher
+        init = with_vocab(narrow_init(tmp_path / "deep", layers=5), data)
+        args[2:4] = ["--student-init", init]
+        expect = ("5 layers is deeper than its 4-layer teacher",)
+    elif case == "negative":
+        args += ["--hidden-weight", -1]
+        expect = ("--hidden-weight must be a finite number >= 0", "-1")
+    elif case == "nan":
+        args[-1] = "nan"
+        expect = ("--attention-weight must be a finite number >= 0",)
+    else:
+        args += ["--freeze-encoder"]
+        expect = ("--freeze-encoder",)
+    assert cli("distill", *args, "--out", out, *TRAINING) == 2
+    err = capsys.readouterr().err
+    assert all(e in err for e in expect) and "Traceback" not in err, err
+    assert not out.exists()

@@ -28,6 +28,17 @@ def register(subparsers):
                    help="softmax temperature of the teacher's and the student's distributions")
     p.add_argument("--alpha", type=float, default=0.5,
                    help="weight of the teacher's loss (the labels' loss gets 1 - alpha)")
+    p.add_argument("--hidden-weight", type=float, default=0.0,
+                   help="weight of the hidden-state transfer (TinyBERT; 0: off): mean squared "
+                        "error between each student layer's states and its mapped teacher "
+                        "layer's, embeddings included, through a learned projection for a "
+                        "narrower --student-init (not saved with the student)")
+    p.add_argument("--attention-weight", type=float, default=0.0,
+                   help="weight of the attention transfer (0: off): KL divergence between the "
+                        "teacher's and the student's attention distributions, head by head, on "
+                        "every mapped layer (needs the teacher's head count). With either "
+                        "transfer the teacher runs in every step (slower; batches not packed); "
+                        "a --student-init student maps onto the teacher's layers uniformly")
     p.add_argument("--max-length", type=int, default=None,
                    help="tokens per sequence (default: the teacher's)")
     training_arguments(p)
@@ -61,5 +72,6 @@ def run(args) -> int:
         eval_every=args.eval_every, progress=not args.no_progress, overwrite=args.overwrite,
         steps_per_execution=args.steps_per_execution, pack=not args.no_pack,
         teacher=args.teacher, student_layers=args.student_layers,
-        temperature=args.temperature, alpha=args.alpha, unlabeled=args.unlabeled))
+        temperature=args.temperature, alpha=args.alpha, unlabeled=args.unlabeled,
+        hidden_weight=args.hidden_weight, attention_weight=args.attention_weight))
     return report(result)

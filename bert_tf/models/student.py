@@ -33,6 +33,23 @@ def student_layer_map(teacher_layers: int, student_layers: int) -> tuple:
                  for j in range(student_layers))
 
 
+def transfer_layer_map(teacher_layers: int, student_layers: int) -> tuple:
+    """The teacher layer each layer of a student from another pre-trained encoder
+    (`--student-init`) learns the hidden states and attention of: TinyBERT's uniform map, student
+    layer j (1-based) <- teacher layer j * L / K, which is `student_layer_map`'s every (L/K)-th
+    layer ending with the top one (the layer the teacher's head reads), and the identity for a
+    student as deep as its teacher. Such a student has no layers of the teacher's to keep a
+    choice of, so the map every PKD/TinyBERT student uses serves it too; a deeper student has no
+    uniform map (two student layers would share a target), and is refused."""
+    if student_layers > teacher_layers:
+        raise ValueError(f"a student of {student_layers} layers is deeper than its "
+                         f"{teacher_layers}-layer teacher: its layers have no uniform map onto the "
+                         f"teacher's")
+    if student_layers == teacher_layers:
+        return tuple(range(teacher_layers))
+    return student_layer_map(teacher_layers, student_layers)
+
+
 def student_config(teacher_config, student_layers: int):
     """The teacher's config with `student_layers` transformer layers."""
     student_layer_map(teacher_config.num_hidden_layers, student_layers)   # checks the count
@@ -80,5 +97,5 @@ def truncated_encoder(encoder: BertEncoder, student_layers: int) -> BertEncoder:
     return student
 
 
-__all__ = ["student_layer_map", "student_config", "student_encoder", "copy_teacher_weights",
-           "truncated_encoder"]
+__all__ = ["student_layer_map", "transfer_layer_map", "student_config", "student_encoder",
+           "copy_teacher_weights", "truncated_encoder"]

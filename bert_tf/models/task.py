@@ -114,6 +114,31 @@ class BertTaskModel(keras.Model):
                                   mask_value=MASK_VALUE if mask_value is None else mask_value,
                                   training=training, word_vectors=word_vectors)
 
+    def forward_with_states(self, inputs, *, training=False, return_attention: bool = False):
+        """One pass of the model that also hands out its encoder's per-layer states (a student's
+        hidden-state and attention transfer, `bert_tf.tasks.distillation`):
+        (outputs, states, attentions), where outputs is the dict `self(inputs, training=...)`
+        returns, from the same layers and weights; states the embeddings' and every layer's rows
+        [b, t, h] (num_hidden_layers + 1 of them, `BertEncoder.encode(all_layers=True)`); and
+        attentions, with `return_attention`, every layer's attention probabilities
+        [b, heads, t, t] float32 (else None).
+
+        The last layer computes every row here, not only the `last_layer_positions` rows that
+        `self(inputs)` computes (the transfer compares all positions); the heads read theirs from
+        it, so the outputs are `self(inputs)`'s up to float rounding (dropout hashes other
+        shapes, so with training=True it draws other masks in the last layer)."""
+        inputs = self._complete_inputs(inputs)
+        encoded = self.encoder.encode({name: inputs[name] for name in INPUT_NAMES},
+                                      training=training, all_layers=True,
+                                      return_attention=return_attention)
+        states, attentions = encoded if return_attention else (encoded, None)
+        positions = self.last_layer_positions(inputs)
+        rows = states[-1]                                                           # [b, t, h]
+        if positions is not None:
+            rows = ops.take_along_axis(rows, ops.cast(positions, "int32")[:, :, None],
+                                       axis=1)                                      # [b, p, h]
+        return self.heads(inputs, rows, training=training), states, attentions
+
     def _complete_inputs(self, inputs) -> dict:
         extras = {k: as_int32(v) for k, v in inputs.items() if k in self.extra_inputs} \
             if isinstance(inputs, dict) else {}

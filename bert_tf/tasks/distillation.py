@@ -16,6 +16,15 @@ changes:
   (Hinton et al. 2015; the task says which outputs and positions, `distillation_loss`).
 - `unlabeled` texts (classification/regression) join the training set with the teacher's answer as
   their hard label (pseudo-labels) and its distribution as their soft one.
+- Optionally, intermediate transfer (TinyBERT, Jiao et al. 2020; MiniLM, Wang et al. 2020):
+  `hidden_weight` · the mean squared error between the student's hidden states and its mapped
+  teacher layers' (embeddings ↔ embeddings too), through a learned projection W_h when the student
+  is narrower, and `attention_weight` · the KL divergence of their self-attention distributions,
+  head by head, on every mapped layer (`hidden_transfer_loss`, `attention_transfer_loss`). Those
+  states are too big to precompute: the frozen teacher's encoder runs inside each training step
+  next to the student (`Distillation.forward`), on the padded batch (no packing). The projection
+  is trained and checkpointed with the student (the trainer's `auxiliary`) but is no part of the
+  student, so OUT/model.keras is the plain student task model.
 """
 
 from __future__ import annotations
@@ -28,12 +37,18 @@ import tensorflow as tf
 
 from bert_tf import fileio
 from bert_tf.tasks import model_dir
-from bert_tf.tasks.base import TaskFeatures
+from bert_tf.tasks.base import INPUT_NAMES, TaskFeatures
 
 #: What defines a distillation run beyond a fine-tuning run's record, with the flag each is known by.
 DISTILL_KEYS = {"teacher_sha256": "--teacher (model.keras sha256)",
                 "student_layers": "--student-layers", "temperature": "--temperature",
-                "alpha": "--alpha", "unlabeled_sha256": "--unlabeled (content sha256)"}
+                "alpha": "--alpha", "unlabeled_sha256": "--unlabeled (content sha256)",
+                "hidden_weight": "--hidden-weight", "attention_weight": "--attention-weight"}
+
+#: The floor of probabilities under a log: padding keys' probabilities underflow to exactly 0
+#: (BERT's -10000 mask), attended keys' stay far above it (scores ~69 apart would be needed to reach
+#: it); above float32's smallest normal number, so log(max(p, _TINY)) is finite.
+_TINY = 1e-30
 
 
 class DistillError(ValueError):
@@ -47,6 +62,12 @@ class Distillation:
     temperature: float
     alpha: float
     layer_map: tuple | None = None
+    hidden_weight: float = 0.0
+    attention_weight: float = 0.0
+    # With transfer on, set by `build_student`: the teacher layer each student layer learns from,
+    # and the projection of a narrower student's states to the teacher's width (or None).
+    transfer_map: tuple | None = None
+    projection: object = None
 
     @classmethod
     def prepare(cls, options) -> "Distillation":
@@ -58,6 +79,13 @@ class Distillation:
         if not 0 <= options.alpha <= 1:
             raise DistillError(f"--alpha is the weight of the teacher's loss, in [0, 1]; got "
                                f"{options.alpha}")
+        for flag, weight in (("--hidden-weight", options.hidden_weight),
+                             ("--attention-weight", options.attention_weight)):
+            if not (weight >= 0 and np.isfinite(weight)):   # NaN fails both
+                raise DistillError(f"{flag} must be a finite number >= 0 (0: off), got {weight}")
+        if options.freeze_encoder and (options.hidden_weight > 0 or options.attention_weight > 0):
+            raise DistillError("--hidden-weight and --attention-weight train the student's encoder "
+                               "towards the teacher's; --freeze-encoder keeps it fixed: drop one")
         if (options.student_layers is None) == (options.init is None):
             raise DistillError("give the student as --student-layers K (K of the teacher's layers) "
                                "or --student-init CHECKPOINT (a smaller pre-trained encoder), "
@@ -84,7 +112,13 @@ class Distillation:
             except ValueError as e:
                 raise DistillError(f"--student-layers: {e}") from None
         return cls(teacher, options.student_layers, float(options.temperature),
-                   float(options.alpha), layer_map)
+                   float(options.alpha), layer_map, float(options.hidden_weight),
+                   float(options.attention_weight))
+
+    @property
+    def transfers(self) -> bool:
+        """Whether the student also learns the teacher's hidden states or attention."""
+        return self.hidden_weight > 0 or self.attention_weight > 0
 
     # ------------------------------------------------------------------ the run's pieces
     @property
@@ -115,11 +149,86 @@ class Distillation:
         from bert_tf.models.pretrained import load_encoder
         from bert_tf.models.student import copy_teacher_weights, student_encoder
         if init is not None:
-            return task.build_model(load_encoder(init))
-        student = task.build_model(student_encoder(self.teacher.model.encoder,
-                                                   self.student_layers))
-        copy_teacher_weights(self.teacher.model, student, self.layer_map)
+            student = task.build_model(load_encoder(init))
+        else:
+            student = task.build_model(student_encoder(self.teacher.model.encoder,
+                                                       self.student_layers))
+            copy_teacher_weights(self.teacher.model, student, self.layer_map)
+        if self.transfers:
+            self._prepare_transfer(student.encoder.config, init)
         return student
+
+    def _prepare_transfer(self, student_config, init: str | None) -> None:
+        """Checks that the student's layers can learn the teacher's, and sets `transfer_map` and
+        (a narrower student with `hidden_weight`) `projection`; before anything is written."""
+        import keras
+
+        from bert_tf.layers import truncated_normal
+        from bert_tf.models.student import transfer_layer_map
+        teacher_config = self.teacher.model.encoder.config
+        student_name = f"--student-init {init}" if init is not None else "the student"
+        heads = student_config.num_attention_heads, teacher_config.num_attention_heads
+        if self.attention_weight > 0 and heads[0] != heads[1]:
+            raise DistillError(f"--attention-weight: {student_name} has {heads[0]} attention "
+                               f"heads per layer and the teacher {heads[1]}; attention transfer "
+                               f"compares their distributions head by head, so it needs the "
+                               f"same count (or --attention-weight 0)")
+        if self.layer_map is not None:   # the layers the student was copied from
+            self.transfer_map = self.layer_map
+        else:
+            try:
+                self.transfer_map = transfer_layer_map(teacher_config.num_hidden_layers,
+                                                       student_config.num_hidden_layers)
+            except ValueError as e:
+                raise DistillError(f"--hidden-weight/--attention-weight: {student_name}: {e}") \
+                    from None
+        widths = student_config.hidden_size, teacher_config.hidden_size
+        if self.hidden_weight > 0 and widths[0] != widths[1]:
+            # TinyBERT's W_h: student states [.., h_s] → [.., h_t], trained with the student and
+            # dropped with the run (OUT/model.keras is the student alone). float32: it reads the
+            # states cast to float32 and feeds a float32 loss.
+            self.projection = keras.layers.Dense(
+                widths[1], name="hidden_projection", dtype="float32",
+                kernel_initializer=truncated_normal(teacher_config.initializer_range))
+            self.projection.build((None, None, widths[0]))
+
+    def forward(self, default=None):
+        """The trainer's forward (`Trainer(forward=...)`): `default` without transfer (the
+        precomputed logits are all the loss reads); with transfer, a function that runs the
+        student once (`BertTaskModel.forward_with_states`) and the frozen teacher's encoder
+        (training=False: no dropout, as its logits were computed) on the same padded batch and
+        returns the student's task outputs plus the scalars "hidden_loss" and/or
+        "attention_loss" that `loss` weighs. Not packed: the teacher and the student compare
+        every attended position of [b, t] tensors. Shapes are static, so XLA compiles it. The
+        teacher's variables were loaded before the strategy: each replica reads them as they are."""
+        if not self.transfers:
+            return default
+        teacher = self.teacher.model.encoder
+        hidden, attention = self.hidden_weight > 0, self.attention_weight > 0
+        layer_map, projection = self.transfer_map, self.projection
+
+        def forward(model, inputs, training):
+            outputs, states, attentions = model.forward_with_states(
+                inputs, training=training, return_attention=attention)
+            bert_inputs = {name: inputs[name] for name in INPUT_NAMES if name in inputs}
+            mask = bert_inputs.get("attention_mask")
+            if mask is None:
+                mask = tf.ones_like(bert_inputs["input_ids"])                   # [b, t]
+            encoded = teacher.encode(bert_inputs, training=False, all_layers=True,
+                                     return_attention=attention)
+            teacher_states, teacher_attentions = encoded if attention else (encoded, None)
+            extra = {}
+            if hidden:
+                # Embeddings ↔ embeddings (states[0]), student layer j ↔ teacher layer
+                # layer_map[j] (states[j + 1], states[layer_map[j] + 1]).
+                extra["hidden_loss"] = hidden_transfer_loss(
+                    states, [teacher_states[0]] + [teacher_states[i + 1] for i in layer_map],
+                    mask, projection)
+            if attention:
+                extra["attention_loss"] = attention_transfer_loss(
+                    attentions, [teacher_attentions[i] for i in layer_map], mask)
+            return {**outputs, **extra}
+        return forward
 
     def teacher_outputs(self, inputs: dict, batch_size: int = 64) -> dict:
         """The teacher's distilled outputs on model inputs {name: int32 [n, s]} → {name: float32
@@ -165,11 +274,18 @@ class Distillation:
         """alpha · the task's distillation loss + (1 − alpha) · its own loss; both logged."""
         alpha, temperature = self.alpha, self.temperature
 
+        transfer = {name: weight for name, weight in (("hidden_loss", self.hidden_weight),
+                                                      ("attention_loss", self.attention_weight))
+                    if weight > 0}   # the scalars `forward` adds to the outputs
+
         def loss(outputs, targets):
             hard = task.loss(outputs, targets)
             soft = task.distillation_loss(outputs, targets, temperature)
-            return {**hard, "loss": alpha * soft + (1.0 - alpha) * hard["loss"],
-                    "hard_loss": hard["loss"], "soft_loss": soft}
+            total = alpha * soft + (1.0 - alpha) * hard["loss"]
+            for name, weight in transfer.items():
+                total = total + weight * outputs[name]
+            return {**hard, "loss": total, "hard_loss": hard["loss"], "soft_loss": soft,
+                    **{name: outputs[name] for name in transfer}}
         return loss
 
     def record(self, unlabeled: str | None) -> dict:
@@ -178,7 +294,8 @@ class Distillation:
                                                            model_dir.MODEL_FILE)),
                 "student_layers": self.student_layers, "temperature": self.temperature,
                 "alpha": self.alpha,
-                "unlabeled_sha256": file_sha256(unlabeled) if unlabeled else None}
+                "unlabeled_sha256": file_sha256(unlabeled) if unlabeled else None,
+                "hidden_weight": self.hidden_weight, "attention_weight": self.attention_weight}
 
     def summary(self) -> dict:
         """What task.json records of the distillation."""
@@ -186,7 +303,64 @@ class Distillation:
                 "teacher_layers": self.teacher.model.encoder.config.num_hidden_layers,
                 "student_layers": self.student_layers,
                 "layer_map": list(self.layer_map) if self.layer_map else None,
-                "temperature": self.temperature, "alpha": self.alpha}
+                "temperature": self.temperature, "alpha": self.alpha,
+                "hidden_weight": self.hidden_weight, "attention_weight": self.attention_weight,
+                "transfer_layer_map": list(self.transfer_map) if self.transfer_map else None,
+                "hidden_projection": self.projection is not None}
+
+
+def hidden_transfer_loss(student_states, teacher_states, attention_mask, projection=None):
+    """TinyBERT's hidden-state loss: the mean squared error between each student state and its
+    teacher state, averaged over the pairs, the attended positions and the teacher's units.
+
+    student_states: list of [b, t, h_s]; teacher_states: the same number of [b, t, h_t] (their
+    gradient stopped); attention_mask: [b, t] (1 attended: padding rows are not compared);
+    projection: a layer [..., h_s] → [..., h_t] when h_s ≠ h_t.
+    Why means, not TinyBERT's sum over layers: each state is a LayerNorm output (the embeddings'
+    and every block's), about unit variance per unit, so the per-unit MSE is about 2 between
+    unrelated states and 0 between equal ones, whatever the width, the length or how many layers
+    are mapped; that is the scale of the cross-entropy losses early in training, so
+    --hidden-weight 1 weighs it about as much as the logit loss, for any student depth."""
+    weights = tf.cast(attention_mask, tf.float32)                                 # [b, t]
+    positions = tf.maximum(tf.reduce_sum(weights), 1.0)
+    total = 0.0
+    for student, teacher in zip(student_states, teacher_states, strict=True):
+        student = tf.cast(student, tf.float32)                                    # [b, t, h_s]
+        if projection is not None:
+            student = projection(student)                                         # [b, t, h_t]
+        teacher = tf.stop_gradient(tf.cast(teacher, tf.float32))                  # [b, t, h_t]
+        squared = tf.reduce_mean(tf.square(student - teacher), axis=-1)           # [b, t]
+        total += tf.reduce_sum(squared * weights) / positions
+    return total / len(student_states)
+
+
+def attention_transfer_loss(student_attentions, teacher_attentions, attention_mask):
+    """MiniLM's attention loss on every mapped layer: KL(teacher row ‖ student row) of the
+    self-attention distributions, summed over keys, averaged over the heads, the attended query
+    rows and the layer pairs.
+
+    student_attentions, teacher_attentions: lists of probabilities [b, n, t, t] (the same head
+    count n; the teacher's gradient stopped); attention_mask: [b, t] (padding query rows are not
+    compared; padding keys have probability 0 in both, so they add nothing). A row's KL is
+    between 0 and log(t), a few units at most: --attention-weight 1 is on the logit loss's
+    scale too.
+    Why every mapped layer (TinyBERT) and not only the last (MiniLM v1): MiniLM transfers the last
+    layer alone to free a pre-training student's depth from any layer map, but this student has
+    one (the layers it was copied from, or the uniform map) and the hidden loss already uses it;
+    every layer then has a target next to its hidden state's, and the student pass computes every
+    layer's probabilities anyway."""
+    weights = tf.cast(attention_mask, tf.float32)                                 # [b, t]
+    rows = tf.maximum(tf.reduce_sum(weights), 1.0)
+    total = 0.0
+    for student, teacher in zip(student_attentions, teacher_attentions, strict=True):
+        teacher = tf.stop_gradient(tf.cast(teacher, tf.float32))                  # [b, n, t, t]
+        log_ratio = tf.math.log(tf.maximum(teacher, _TINY)) - \
+            tf.math.log(tf.maximum(tf.cast(student, tf.float32), _TINY))          # [b, n, t, t]
+        # 0 · log 0 = 0: keys the teacher gives nothing (padding) add nothing, and the where keeps
+        # their gradient 0 rather than NaN.
+        kl = tf.reduce_sum(tf.where(teacher > 0, teacher * log_ratio, 0.0), axis=-1)  # [b, n, t]
+        total += tf.reduce_sum(tf.reduce_mean(kl, axis=1) * weights) / rows
+    return total / len(student_attentions)
 
 
 def read_training_records(task, path: str, teacher_dir: str, task_type: str):

@@ -89,6 +89,8 @@ class FinetuneOptions:
     temperature: float = 2.0
     alpha: float = 0.5              # weight of the teacher's loss; 1 - alpha on the labels
     unlabeled: str | None = None    # texts the teacher labels (classify/regress)
+    hidden_weight: float = 0.0      # hidden-state transfer (0: off)
+    attention_weight: float = 0.0   # attention transfer (0: off)
 
     def validate(self) -> None:
         if self.max_length < 8:
@@ -375,12 +377,17 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
         # execution.
         per_execution = options.steps_per_execution
         log_every = per_execution * math.ceil(max(1, min(50, total_steps // 100)) / per_execution)
+        forward, auxiliary = packed_forward if packs(options, task) else None, None
+        if distillation is not None:
+            # With hidden/attention transfer the teacher runs next to the student (unpacked), and
+            # a narrower student's projection trains and checkpoints with it.
+            forward, auxiliary = distillation.forward(forward), distillation.projection
         trainer = Trainer(model, loss, optimizer, strategy, options.out, TrainingOptions(
             total_steps=total_steps, seed=options.seed, checkpoint_every=per_epoch,
             log_every=log_every, keep_checkpoints=2,
             loss_scaling=MIXED_PRECISION[options.mixed_precision] == "mixed_float16",
             xla=options.xla, progress=options.progress, steps_per_execution=per_execution),
-            callbacks=[selector], forward=packed_forward if packs(options, task) else None)
+            callbacks=[selector], forward=forward, auxiliary=auxiliary)
         started = time.perf_counter()
         result = trainer.fit(train_dataset(train_features, options.batch_size, options.seed),
                              global_batch_size=options.batch_size)

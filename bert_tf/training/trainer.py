@@ -196,17 +196,22 @@ class Trainer:
 
     def __init__(self, model, loss_fn: LossFn, optimizer, strategy: tf.distribute.Strategy,
                  model_dir: str, options: TrainingOptions,
-                 callbacks: Sequence[Callback] = (), forward: ForwardFn | None = None):
+                 callbacks: Sequence[Callback] = (), forward: ForwardFn | None = None,
+                 auxiliary=None):
         """`forward(model, inputs, training)` replaces `model(inputs, training=training)` in the
         training and evaluation steps, for a caller that runs the same model another way (a
         task model on packed tokens; a student next to its teacher). Under `xla` it runs inside
-        the compiled step, so its shapes must not depend on the data there."""
+        the compiled step, so its shapes must not depend on the data there.
+        `auxiliary`: a built layer that `forward` uses, trained and checkpointed with the model
+        but no part of it (a distillation projection): callbacks that save `model` save without
+        it."""
         options.validate()
         if options.xla and not xla_supported(strategy):
             raise TrainingError(
                 f"--xla is not supported with {strategy.num_replicas_in_sync} replicas on "
                 f"{type(strategy).__name__} over CPUs; XLA needs one device, GPUs or TPUs")
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.auxiliary = auxiliary
         self.forward = forward if forward is not None else \
             (lambda m, inputs, training: m(inputs, training=training))
         self.strategy, self.options, self.callbacks = strategy, options, list(callbacks)
@@ -214,7 +219,7 @@ class Trainer:
         self.is_chief = is_chief(strategy)
         self._input_names = set(model.input) if isinstance(getattr(model, "input", None), dict) else None
         with strategy.scope():
-            variables = model.trainable_variables
+            variables = self._trainable_variables()
             if not variables:
                 raise TrainingError("the model has no trainable variables (is it built?)")
             # Slots must be created under the strategy (a trap of custom loops).
@@ -232,6 +237,8 @@ class Trainer:
             objects["rng_state"] = rng_state
         if self.loss_scale is not None:
             objects["loss_scale"] = self.loss_scale
+        if auxiliary is not None:
+            objects["auxiliary"] = auxiliary
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.checkpoint_dir = os.path.join(self.model_dir, "checkpoints")
         # tf.distribute needs every worker to take part in saving: non-chief workers write to a
@@ -268,9 +275,14 @@ class Trainer:
         return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
 
     # ------------------------------------------------------------------ the step
+    def _trainable_variables(self) -> list:
+        """What the optimizer updates: the model's trainable variables, then the auxiliary's."""
+        extra = self.auxiliary.trainable_variables if self.auxiliary is not None else []
+        return list(self.model.trainable_variables) + list(extra)
+
     def _gradients(self, inputs, targets):
         """One (micro-)batch on one replica → (gradients, metrics)."""
-        variables = self.model.trainable_variables
+        variables = self._trainable_variables()
         with tf.GradientTape() as tape:
             outputs = self.forward(self.model, inputs, True)
             results = self._check_results(self.loss_fn(outputs, targets))
@@ -331,7 +343,7 @@ class Trainer:
 
     def _apply_gradients(self, strategy, grads, finite):
         """Cross-replica context: every replica holds the same (all-reduced) gradients."""
-        variables = self.model.trainable_variables
+        variables = self._trainable_variables()
         optimizer = self.optimizer
 
         def apply():
