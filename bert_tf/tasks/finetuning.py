@@ -9,6 +9,9 @@ OUT/tensorboard, a progress bar). The eval file is scored with the task's real m
 seqeval entity F1, SQuAD F1) every `eval_every` steps (default: each epoch) and at the end; each
 new best is saved as OUT/model.keras, so that file is the best checkpoint when the run ends.
 `freeze_encoder` trains only the head (feature extraction); full fine-tuning is the default.
+Batches are padded to `max_length` (static shapes); tasks whose loss ignores padding train on each
+batch's real tokens (`bert_tf.tasks.base.packed_forward`: the same computation on fewer rows)
+unless `pack` is off or the step is XLA-compiled.
 When the run ends, OUT/curves.png shows its training loss, learning rate and evaluations
 (`bert_tf.training.curves`, drawn from its TensorBoard scalars).
 
@@ -30,6 +33,7 @@ import os
 import time
 
 import keras
+import tensorflow as tf
 
 from bert_tf import fileio
 from bert_tf.tasks import model_dir
@@ -377,7 +381,7 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
         # execution.
         per_execution = options.steps_per_execution
         log_every = per_execution * math.ceil(max(1, min(50, total_steps // 100)) / per_execution)
-        forward, auxiliary = packed_forward if packs(options, task) else None, None
+        forward, auxiliary = packed_forward if packs(options, task, strategy) else None, None
         if distillation is not None:
             # With hidden/attention transfer the teacher runs next to the student (unpacked), and
             # a narrower student's projection trains and checkpoints with it.
@@ -422,11 +426,13 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
                           result.interrupted)
 
 
-def packs(options: FinetuneOptions, task) -> bool:
-    """Whether the run trains on packed tokens: asked for, without XLA, and a task whose loss
-    ignores padding positions (SQuAD's span loss scores every position; embed's inputs are
-    [b, k, t])."""
-    return options.pack and not options.xla and getattr(task, "trains_packed", False)
+def packs(options: FinetuneOptions, task, strategy=None) -> bool:
+    """Whether the run trains on packed tokens: asked for, without XLA (a TPU compiles every
+    step with it), and a task whose loss ignores padding positions (SQuAD's span loss scores
+    every position; embed's inputs are [b, k, t])."""
+    on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
+    return (options.pack and not options.xla and not on_tpu
+            and getattr(task, "trains_packed", False))
 
 
 def _check_fits_model(config, options: FinetuneOptions, vocab_path: str, vocab_size: int):
