@@ -73,7 +73,7 @@ def run_bert_tf(task: str, init: str, paths: dict, args, out: str) -> dict:
                               batch_size=args.batch_size, learning_rate=args.learning_rate,
                               warmup=args.warmup, seed=args.seed, dropout_seed=args.dropout_seed,
                               strategy="one_device",
-                              xla=args.xla, progress=args.progress)
+                              xla=args.xla, progress=args.progress, pack=not args.no_pack)
     try:
         return timed_finetune(options, paths["test"][0])
     except BenchmarkError as e:   # stopped by SIGTERM: say how to resume, no traceback
@@ -234,6 +234,9 @@ def main(argv=None) -> int:
                         help="PyTorch side: cut every batch to its longest row (what "
                              "DataCollatorWithPadding gives transformers users) instead of "
                              "padding every row to --max-length")
+    parser.add_argument("--no-pack", action="store_true",
+                        help="bert_tf trains on the padded batch (finetune --no-pack), not on "
+                             "each batch's real tokens")
     parser.add_argument("--sides", default="bert_tf,torch", help="which runs (comma-separated)")
     parser.add_argument("--out", default=None, help="keep outputs here (default: a temp dir)")
     parser.add_argument("--progress", action="store_true", help="bert_tf progress bar")
