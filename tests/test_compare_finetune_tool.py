@@ -219,3 +219,18 @@ def test_paired_pytorch_starts_where_bert_tf_finetune_starts(tool, tmp_path, min
     tool.check_one_window_per_sentence(init, train, labels, 128, len(sentences))
     with pytest.raises(SystemExit, match="raise --max-length"):
         tool.check_one_window_per_sentence(init, train, labels, 16, len(sentences))
+
+
+def test_dynamic_padding_cuts_to_the_longest_row_as_contiguous_tensors():
+    """The PyTorch peer's batches: cut after the longest row, and contiguous, as the HF collator
+    gives them (a strided slice made BertForTokenClassification's `labels.view(-1)` fail)."""
+    import torch
+    from bert_tf.benchmarks.torch_finetune import cut_to_longest
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 0, 0]])
+    batch = {"input_ids": torch.arange(12).reshape(2, 6), "attention_mask": mask,
+             "labels": torch.full((2, 6), -100), "label": torch.tensor([0, 1])}
+    cut = cut_to_longest(batch)
+    assert cut["input_ids"].tolist() == [[0, 1, 2], [6, 7, 8]]
+    assert all(v.is_contiguous() for v in cut.values())
+    cut["labels"].view(-1)
+    assert cut["label"].tolist() == [0, 1]

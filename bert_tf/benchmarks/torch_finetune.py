@@ -104,7 +104,9 @@ def cut_to_longest(batch: dict) -> dict:
     """Dynamic padding: the batch's [b, max_length] tensors cut after its longest row (the
     columns past it are padding in every row, masked out, and labelled -100 for NER)."""
     width = max(int(batch["attention_mask"].sum(dim=1).max()), 1)
-    return {k: (v[:, :width] if v.dim() == 2 else v) for k, v in batch.items()}
+    # .contiguous(): a column slice is a strided view, which BertForTokenClassification's
+    # `labels.view(-1)` refuses; DataCollatorWithPadding hands out fresh (contiguous) tensors.
+    return {k: (v[:, :width].contiguous() if v.dim() == 2 else v) for k, v in batch.items()}
 
 
 def torch_score(task, model, features, gold, word_ids, label_names, batch_size=64,
