@@ -41,6 +41,20 @@ def test_ratio_is_oriented_so_that_above_one_means_bert_tf_is_better():
     assert "2.20x  vs fast" in results.format_table(rows)
 
 
+def test_batch_forward_flops_counts_padded_and_packed_batches():
+    from bert_tf.benchmarks.flops import batch_forward_flops, encoder_flops_per_sequence
+    h, layers, i = 4, 2, 8
+    # Padded: every row at the longest (or the fixed) width.
+    assert batch_forward_flops([3, 5], h, layers, i) == 2 * encoder_flops_per_sequence(h, layers, i, 5)
+    assert batch_forward_flops([3, 5], h, layers, i, width=8) == \
+        2 * encoder_flops_per_sequence(h, layers, i, 8)
+    # Packed, by hand: n = 8 tokens, b = 2 rows, w = 5.
+    first = 8 * 8 * 16 + 4 * 8 * 4 * 8 + 4 * 2 * 25 * 4            # 1024 + 1024 + 800
+    last = 4 * 8 * 16 + 4 * 2 * 16 + 4 * 2 * 4 * 8 + 4 * 2 * 5 * 4   # 512 + 128 + 256 + 160
+    assert batch_forward_flops([3, 5], h, layers, i, packed=True) == first + last == 3904
+    assert batch_forward_flops([3, 5], h, layers, i) == 6720          # 2 rows x 2 layers x 1680
+
+
 def tiny_teacher_and_student(folder, vocab) -> tuple:
     """A 4-layer tiny Rotten Tomatoes classifier and its 2-layer distilled student."""
     import shutil
@@ -153,6 +167,9 @@ def test_tiny_p1_checks_every_path_against_float32_keras(tmp_path):
     for name in ("hf torch", "onnxruntime", "bert_tf export", "bert_tf export --xla"):
         assert p1[name]["extra"]["labels_identical"] == 1.0, name
         assert p1[name]["extra"]["checked"] == TINY.p1_check_sentences
+    # Model FLOP/s where the shapes are known.
+    for name in ("hf torch", "onnxruntime", "keras_hub xla", "bert_tf export"):
+        assert p1[name]["extra"]["gflop_s"] > 0, name
     ratios = {r["ours"]: r["best_peer"] for r in data["ratios"] if r["measure"] == "P1"}
     assert set(ratios) == {n for n in p1 if n.startswith("bert_tf")}
 

@@ -69,6 +69,7 @@ class Recipe:
     ner_epochs: float = 2.0
     seeds: tuple = (0,)                 # fine-tuning seeds (and (b)'s random encoder): the mean
     attention_init: str = "random"      # `bert-tf pretrain --attention-init` for (a)'s encoder
+    ner: bool = True                    # also fine-tune NER where the language has a tagged set
 
     @classmethod
     def quick(cls):
@@ -285,7 +286,7 @@ def run(language: str, out: str, recipe: Recipe, pretrained_run: str | None = No
     t = time.perf_counter()
     results["sentiment"]["c_char_ngram_lr"] = _ngram_baseline(train, test)
     timings["sentiment_c_char_ngram_lr"] = time.perf_counter() - t
-    if ner_set:
+    if ner_set and recipe.ner:
         ner_dir = os.path.join(out, "ner")
         if not os.path.isfile(os.path.join(ner_dir, "test.conll")):
             _cli("dataset", ner_set, "--out", ner_dir)
@@ -352,6 +353,8 @@ def main(argv=None) -> int:
                         help="a finished `bert-tf pretrain --text` OUT to fine-tune from instead of "
                              "pre-training (its --vocab must be given as --vocab)")
     parser.add_argument("--vocab", default=None, help="with --pretrained-run: its vocab.txt")
+    parser.add_argument("--no-ner", action="store_true",
+                        help="fine-tune and score the classification task only")
     args = parser.parse_args(argv)
     if bool(args.pretrained_run) != bool(args.vocab):
         parser.error("--pretrained-run and --vocab go together")
@@ -370,6 +373,7 @@ def main(argv=None) -> int:
     if args.train_limit:
         recipe.train_limit = args.train_limit
     recipe.attention_init = args.attention_init
+    recipe.ner = not args.no_ner
     print_table(run(args.language, args.out, recipe, args.pretrained_run, args.vocab))
     return 0
 

@@ -18,6 +18,33 @@ def encoder_flops_per_sequence(hidden: int, layers: int, intermediate: int, seq:
     return float(layers * per_layer)
 
 
+def batch_forward_flops(lengths, hidden: int, layers: int, intermediate: int,
+                        width: int | None = None, packed: bool = False) -> float:
+    """Forward FLOPs of one batch of rows with `lengths` real tokens each, as a serving path runs
+    it (what P1 divides by its time to say how much of the machine each path uses).
+
+    padded (packed=False): every layer on [b, width] positions, width = the longest row unless
+        given (128 for a path that pads to a fixed length).
+    packed: bert_tf's export: the position-wise layers (projections, feed-forward) on the n real
+        tokens only, attention on the [b, longest] rows, and a [CLS]-only last layer (its keys and
+        values still cover every token; its query, output projection and feed-forward the b
+        [CLS] rows):
+            layers 1..L-1   8 n h² + 4 n h i + 4 b w² h
+            last layer      4 n h² (K, V) + 4 b h² (Q, output) + 4 b h i + 4 b w h (one query)
+    """
+    lengths = [int(n) for n in lengths]
+    b, n = len(lengths), sum(lengths)
+    if not packed:
+        w = width if width is not None else max(lengths)
+        return b * encoder_flops_per_sequence(hidden, layers, intermediate, w)
+    w = max(lengths)
+    position_wise = 8 * n * hidden ** 2 + 4 * n * hidden * intermediate
+    full_layers = (layers - 1) * (position_wise + 4 * b * w * w * hidden)
+    last = (4 * n * hidden ** 2 + 4 * b * hidden ** 2 + 4 * b * hidden * intermediate
+            + 4 * b * w * hidden)
+    return float(full_layers + last)
+
+
 def training_flops_per_sequence(hidden, layers, intermediate, seq) -> float:
     """Forward + backward ≈ 3 × forward (the backward pass costs two matmuls per forward one)."""
     return 3.0 * encoder_flops_per_sequence(hidden, layers, intermediate, seq)

@@ -161,6 +161,35 @@ def run(model, sizes, work_dir, log, threads: int = 2) -> list:
     timings = alternate(cases, sizes.warmups, sizes.repeats)
     case = f"batch {sizes.p1_batch}"
     del keep_alive
-    return [Row("P1", case, name, "ours" if name.startswith("bert_tf") else "peer", "sent/s",
-                timing.throughputs(), extra=extras.get(name, {}))
-            for name, timing in timings.items()]
+    flops = model_flops(model, batches)
+    rows = []
+    for name, timing in timings.items():
+        extra = dict(extras.get(name, {}))
+        if name in flops:
+            # Model FLOP/s at the median rate: how much of the machine's matmul rate each path
+            # turns into this model's arithmetic (tokenizing and the rest count as time only).
+            extra["gflop_s"] = flops[name] / len(texts) * float(
+                np.median(timing.throughputs())) / 1e9
+        rows.append(Row("P1", case, name, "ours" if name.startswith("bert_tf") else "peer",
+                        "sent/s", timing.throughputs(), extra=extra))
+    return rows
+
+
+def model_flops(model, batches) -> dict:
+    """Forward FLOPs of the timed batches per path whose shapes are known exactly: bert_tf's
+    packed export (real tokens, [CLS]-only last layer; --xla rounds the shapes up a little,
+    not counted), HF and ONNX Runtime (each batch padded to its longest row), KerasHub and the
+    fixed-128 export (every row 128 positions). Lengths from the HF tokenizer (ids equal ours)."""
+    from bert_tf.benchmarks.flops import batch_forward_flops
+    from bert_tf.benchmarks.peers import hf_tokenizer
+    tokenizer = hf_tokenizer(model.vocab_path)
+    c = model.config
+    shape = (c.hidden_size, c.num_hidden_layers, c.intermediate_size)
+    lengths = [[len(ids) for ids in tokenizer(b, truncation=True, max_length=128)["input_ids"]]
+               for b in batches]
+
+    def total(**how):
+        return float(sum(batch_forward_flops(n, *shape, **how) for n in lengths))
+    packed, longest, fixed = total(packed=True), total(), total(width=128)
+    return {"bert_tf export": packed, "bert_tf export --xla": packed, "hf torch": longest,
+            "onnxruntime": longest, "keras_hub xla": fixed, PADDED: fixed}
