@@ -45,7 +45,8 @@ def test_batch_forward_flops_counts_padded_and_packed_batches():
     from bert_tf.benchmarks.flops import batch_forward_flops, encoder_flops_per_sequence
     h, layers, i = 4, 2, 8
     # Padded: every row at the longest (or the fixed) width.
-    assert batch_forward_flops([3, 5], h, layers, i) == 2 * encoder_flops_per_sequence(h, layers, i, 5)
+    assert batch_forward_flops([3, 5], h, layers, i) == \
+        2 * encoder_flops_per_sequence(h, layers, i, 5)
     assert batch_forward_flops([3, 5], h, layers, i, width=8) == \
         2 * encoder_flops_per_sequence(h, layers, i, 8)
     # Packed, by hand: n = 8 tokens, b = 2 rows, w = 5.

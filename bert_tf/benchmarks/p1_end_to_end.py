@@ -162,16 +162,14 @@ def run(model, sizes, work_dir, log, threads: int = 2) -> list:
     case = f"batch {sizes.p1_batch}"
     del keep_alive
     flops = model_flops(model, batches)
-    rows = []
-    for name, timing in timings.items():
-        extra = dict(extras.get(name, {}))
-        if name in flops:
+    rows = [Row("P1", case, name, "ours" if name.startswith("bert_tf") else "peer", "sent/s",
+                timing.throughputs(), extra=dict(extras.get(name, {})))
+            for name, timing in timings.items()]
+    for row in rows:
+        if row.impl in flops:
             # Model FLOP/s at the median rate: how much of the machine's matmul rate each path
             # turns into this model's arithmetic (tokenizing and the rest count as time only).
-            extra["gflop_s"] = flops[name] / len(texts) * float(
-                np.median(timing.throughputs())) / 1e9
-        rows.append(Row("P1", case, name, "ours" if name.startswith("bert_tf") else "peer",
-                        "sent/s", timing.throughputs(), extra=extra))
+            row.extra["gflop_s"] = flops[row.impl] / len(texts) * row.stats["median"] / 1e9
     return rows
 
 
