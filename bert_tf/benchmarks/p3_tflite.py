@@ -9,7 +9,8 @@ Quantizations:
   float16       weights stored as float16 (dequantized to float32 at load on CPU)
   dynamic_int8  weights int8, activations quantized on the fly (Optimize.DEFAULT)
   full_int8     weights and activations int8, calibrated on real training snippets (every length
-                signature sees them); ops with no int8 kernel stay float
+                signature sees them); the residual stream, LayerNorm and attention stay
+                float (`bert_tf.export.tflite.INT8_FLOAT_OPS`)
 The baseline of every row is float32 fixed-128, what a model converted without these options
 costs. Sentences are tokenized beforehand (exact tokenizer, padded to 128) so the timing is the
 model alone; accuracy is over the test split, its delta against float32 fixed-128.
