@@ -61,9 +61,9 @@ TFLITE_MASK_VALUE = -100.0
 # carries a few outlier dimensions; one int8 scale for the whole tensor rounds every other
 # dimension away (Bondarenko et al. 2021). Keeping these six ops float recovers the accuracy
 # all-int8 loses. The attention products (BATCH_MATMUL: both operands are activations) and the
-# softmax between them stay float for speed: TFLite's CPU int8 kernels for them are slower than
-# the float ones XNNPACK runs, by enough to make an all-int8 model slower than float32 (why and
-# by how much: docs/results.md, "int8 that keeps accuracy"). Every op with weights
+# softmax between them stay float for speed: on CPU their int8 kernels are slower than their
+# float ones, by enough to make an all-int8 model slower than float32 (how much: docs/results.md,
+# "int8 that keeps accuracy"). Every op with weights
 # (FULLY_CONNECTED, the embedding GATHER) stays int8.
 INT8_FLOAT_OPS = ("ADD", "SUB", "MUL", "MEAN", "SQUARED_DIFFERENCE", "RSQRT", "BATCH_MATMUL",
                   "SOFTMAX")
