@@ -213,10 +213,51 @@ def _converter(saved_model_dir, signature_keys, quantize, with_tokenizer, repres
 
 def _quantize_calibrated(calibrated: bytes) -> bytes:
     """A calibrated float model → int8 (per-channel weights, calibrated activations) except
-    INT8_FLOAT_OPS, which keep float kernels (quantize/dequantize around them)."""
+    INT8_FLOAT_OPS, which keep float kernels (quantize/dequantize around them). Length
+    signatures keep one copy of the weights (`share_table_ranges`, then identical read-only
+    buffers merged)."""
     from tensorflow.lite.python import convert
-    return convert.mlir_quantize(calibrated, disable_per_channel=False, fully_quantize=False,
-                                 denylisted_ops=list(INT8_FLOAT_OPS))
+    quantized = convert.mlir_quantize(share_table_ranges(calibrated), disable_per_channel=False,
+                                      fully_quantize=False, denylisted_ops=list(INT8_FLOAT_OPS))
+    return convert.deduplicate_readonly_buffers(quantized)
+
+
+def share_table_ranges(calibrated: bytes) -> bytes:
+    """Gives every GATHER that reads the same constant table (the embedding tables, shared by
+    all length signatures) the union of their calibrated output ranges.
+
+    An int8 GATHER has one scale for its table and its output, so the quantizer takes the
+    table's scale from the output's calibrated range, which differs a little per signature
+    (each length sees the calibration texts packed to its own length). Each signature then
+    got its own int8 copy of the table, equal to the others up to rounding (a 0.08% scale
+    difference in a tiny model; the word table is most of a BERT file). With one range they
+    quantize to identical bytes, which `deduplicate_readonly_buffers` stores once."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    ranges = {}                        # table buffer index -> calibrated output quantizations
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) != \
+                    schema.BuiltinOperator.GATHER:
+                continue
+            table = subgraph.tensors[op.inputs[0]]
+            data = model.buffers[table.buffer].data if table.buffer > 0 else None
+            out = subgraph.tensors[op.outputs[0]].quantization
+            if data is None or len(data) == 0 or out is None or out.min is None \
+                    or out.max is None:
+                continue                                  # not a constant table, or no range
+            ranges.setdefault(table.buffer, []).append(out)
+    shared = [group for group in ranges.values() if len(group) > 1]
+    if not shared:
+        return calibrated
+    for group in shared:
+        low = min(float(np.min(q.min)) for q in group)
+        high = max(float(np.max(q.max)) for q in group)
+        for q in group:
+            q.min, q.max = [low], [high]
+    return flatbuffer_utils.convert_object_to_bytearray(model)
 
 
 def representative_dataset(tokenizer, texts, sequence_length, with_tokenizer, task=None,
