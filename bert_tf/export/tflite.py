@@ -229,18 +229,18 @@ def share_table_ranges(calibrated: bytes) -> bytes:
     An int8 GATHER has one scale for its table and its output, so the quantizer takes the
     table's scale from the output's calibrated range, which differs a little per signature
     (each length sees the calibration texts packed to its own length). Each signature then
-    got its own int8 copy of the table, equal to the others up to rounding (a 0.08% scale
-    difference in a tiny model; the word table is most of a BERT file). With one range they
-    quantize to identical bytes, which `deduplicate_readonly_buffers` stores once."""
+    got its own int8 copy of the table, equal to the others up to rounding (the word table is
+    most of a BERT file; sizes: docs/results.md). With one range they quantize to identical
+    bytes, which `deduplicate_readonly_buffers` stores once."""
     from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.python.schema_util import get_builtin_code_from_operator_code
     from tensorflow.lite.tools import flatbuffer_utils
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
     ranges = {}                        # table buffer index -> calibrated output quantizations
     for subgraph in model.subgraphs:
         for op in subgraph.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            if max(code.builtinCode, code.deprecatedBuiltinCode) != \
-                    schema.BuiltinOperator.GATHER:
+            code = get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex])
+            if code != schema.BuiltinOperator.GATHER:
                 continue
             table = subgraph.tensors[op.inputs[0]]
             data = model.buffers[table.buffer].data if table.buffer > 0 else None
