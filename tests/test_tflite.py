@@ -46,6 +46,39 @@ def test_float32_with_tokenizer_matches_keras_and_exact_tokenizer(tiny, tmp_path
     assert report["text_signature_label_agreement_with_ids"] >= 0.99
 
 
+def test_the_text_signature_stores_no_second_copy_of_the_kernels(minilm_vocab, tmp_path):
+    """With the tokenizer inside, serving_default's encoder is serve_ids' graph, so the converter
+    treats both alike and each kernel is stored once. LayerNorm scales other than 1 (as in any
+    trained model) are what tells: the converter folds them into the next kernels."""
+    import keras
+    from tensorflow.lite.tools import flatbuffer_utils
+    keras.utils.set_random_seed(12)
+    tokenizer = BertTokenizer.from_vocab_file(minilm_vocab, sequence_length=SEQUENCE_LENGTH)
+    config = BertConfig(vocab_size=tokenizer.vocabulary_size(), hidden_size=32,
+                        num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=64)
+    model = BertClassifier(BertEncoder(config), num_classes=2)
+    rng = np.random.default_rng(0)
+    for variable in model.weights:
+        if variable.path.endswith("gamma"):
+            variable.assign(rng.uniform(0.5, 1.5, variable.shape).astype("float32"))
+
+    def kernels(path):   # buffers the size of a [32, 32] or [32, 64] float32 kernel
+        with open(path, "rb") as f:
+            lite_model = flatbuffer_utils.convert_bytearray_to_object(bytearray(f.read()))
+        return sum(1 for b in lite_model.buffers
+                   if b.data is not None and len(b.data) in (32 * 32 * 4, 32 * 64 * 4))
+    ids_only = convert_tflite(model, tmp_path / "ids.tflite", sequence_length=SEQUENCE_LENGTH,
+                              tokenizer=tokenizer, labels=["rotten", "fresh"],
+                              with_tokenizer=False)
+    with_text = convert_tflite(model, tmp_path / "text.tflite", sequence_length=SEQUENCE_LENGTH,
+                               tokenizer=tokenizer, labels=["rotten", "fresh"])
+    assert kernels(with_text) == kernels(ids_only)
+    texts = [t for t, _ in datasets.rotten_tomatoes("test")[:40]]
+    report = verify_tflite(with_text, model, tokenizer, texts, [0] * 40)
+    assert report["max_abs_diff"] <= 1e-4 and report["label_agreement"] == 1.0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("quantize", ["dynamic", "int8"])
 def test_quantized_models_agree_on_real_test_sentences(tiny, tmp_path, quantize):

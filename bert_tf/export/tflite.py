@@ -131,6 +131,7 @@ class TFLiteModule(tf.Module):
         def serve_ids(features):
             return lite_forward(self._untracked.model, out_of_table(
                 features, config.vocab_size, config.type_vocab_size))
+        self._untracked.serve_ids = serve_ids
 
         self._functions = {}
         for length in self.lengths:
@@ -170,7 +171,13 @@ class TFLiteModule(tf.Module):
     def _serve_text(self, task, *texts):
         texts = dict(zip(task.serving_input_names, texts))
         features, state = task.serving_features(texts)
-        outputs = task.decode(lite_forward(self._untracked.model, features), state, texts)
+        # The encoder runs on serve_ids' own graph: static [1, length] ids (one text a call) and
+        # the same range guard. Fed the tokenizer's [?, length] ids instead, the converter folds
+        # the LayerNorm scales into the next kernels in one signature and not in the other, and
+        # the file then holds two versions of those kernels.
+        length = task.tokenizer.sequence_length
+        ids = {name: tf.reshape(features[name], [1, length]) for name in ID_NAMES}
+        outputs = task.decode(self._untracked.serve_ids(ids), state, texts)
         # TFLite has no string outputs worth shipping: label names are in the labels file.
         outputs = {k: v for k, v in outputs.items() if v.dtype != tf.string}
         outputs["input_ids"] = features["input_ids"]
