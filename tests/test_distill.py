@@ -216,12 +216,41 @@ def test_unlabeled_texts_take_the_teachers_labels(data, tmp_path):
 def test_ner_students_learn_the_teachers_tags(data, tmp_path):
     out = tmp_path / "ner_student"
     assert cli("distill", "--teacher", data["ner_teacher"], "--student-layers", 2, "--train",
-               data["ner_train"], "--out", out, *TRAINING) == 0
+               data["ner_train"], "--out", out, "--augment", 1, *TRAINING) == 0
     task = json.loads((out / "task.json").read_text())
     assert task["task"] == "ner" and task["distillation"]["layer_map"] == [1, 3]
+    assert task["distillation"]["augment"] == 1
+    assert json.loads((out / "run.json").read_text())["record"]["defines"]["augment"] == 1
     with open(os.path.join(data["ner_teacher"], "labels.json")) as f:
         assert json.loads((out / "labels.json").read_text()) == json.load(f)
     assert cli("evaluate", "--model", out, "--data", data["ner_train"]) == 0
+
+
+def test_augment_adds_tag_keeping_sentences_with_the_teachers_soft_tags(data, tmp_path):
+    from bert_tf.tasks import FinetuneOptions
+    from bert_tf.tasks.distillation import Distillation
+    options = FinetuneOptions(task=None, init=None, train=data["ner_train"],
+                              out=str(tmp_path / "o"), teacher=data["ner_teacher"],
+                              student_layers=2, augment=2, augment_rate=0.3)
+    distillation = Distillation.prepare(options)
+    task = distillation.task(32)
+    records = task.read(data["ner_train"])
+    augmented = distillation.augmented(task, records, seed=0)
+    assert augmented.sentences[:40] == records.sentences
+    assert 40 < len(augmented) <= 120
+    assert augmented.sentences[40:] == distillation.augmented(task, records, 0).sentences[40:]
+    features = distillation.training_features(
+        task, task.encode(augmented, training=True), None, 16)
+    plain = task.encode(records, training=True)
+    assert len(features) > len(plain)
+    # The new sentences' hard labels are their kept tags; their soft targets the teacher's logits.
+    logits = distillation.teacher.model({k: v[-4:] for k, v in features.inputs.items()})["logits"]
+    np.testing.assert_allclose(features.targets["teacher_logits"][-4:], logits, atol=1e-5)
+    tags = [distillation.teacher.task.label_names.index(t) for t in augmented.sentences[-1][1]]
+    labels, words = features.targets["labels"][-1], features.extras["first_word"][-1]   # [seq]
+    assert (labels != -100).any()
+    np.testing.assert_array_equal(labels[labels != -100], np.take(tags, words[labels != -100]))
+    assert distillation.summary()["augment"] == 2
 
 
 @pytest.mark.slow
@@ -255,7 +284,8 @@ def test_a_regressor_distils_with_unlabeled_texts(data, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["other_task", "too_many_layers", "vocab", "unlabeled_ner",
-                                  "empty_unlabeled", "alpha", "both_students", "not_a_teacher"])
+                                  "empty_unlabeled", "alpha", "both_students", "not_a_teacher",
+                                  "augment_classify", "augment_negative", "augment_rate"])
 def test_bad_distillation_input_is_one_clear_error(data, tmp_path, capsys, case):
     out = tmp_path / "out"
     args = ["--teacher", data["teacher"], "--student-layers", 2, "--train", data["train"]]
@@ -268,6 +298,9 @@ def test_bad_distillation_input_is_one_clear_error(data, tmp_path, capsys, case)
         "alpha": "--alpha",
         "both_students": "not allowed with argument",
         "not_a_teacher": "--teacher",
+        "augment_classify": "no replacement that keeps its labels",
+        "augment_negative": "--augment is a number",
+        "augment_rate": "--augment-rate",
     }[case]
     if case == "other_task":
         args = ["--teacher", data["ner_teacher"], "--student-layers", 2, "--train", data["train"]]
@@ -292,6 +325,13 @@ def test_bad_distillation_input_is_one_clear_error(data, tmp_path, capsys, case)
         args += ["--student-init", data["init"]]
     elif case == "not_a_teacher":
         args[1] = data["init"]
+    elif case == "augment_classify":
+        args += ["--augment", 2]
+    elif case in ("augment_negative", "augment_rate"):
+        args = ["--teacher", data["ner_teacher"], "--student-layers", 2, "--train",
+                data["ner_train"]]
+        args += ["--augment", -1] if case == "augment_negative" else \
+            ["--augment", 1, "--augment-rate", 0]
     assert cli("distill", *args, "--out", out, *TRAINING) == 2
     err = capsys.readouterr().err
     assert expect in err and "Traceback" not in err

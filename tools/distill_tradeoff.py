@@ -90,6 +90,10 @@ def main(argv=None) -> int:
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--augment", type=int, default=0,
+                        help="distill kinds (ner): label-wise token replacement versions of each "
+                             "training sentence (`bert-tf distill --augment`)")
+    parser.add_argument("--augment-rate", type=float, default=0.3)
     parser.add_argument("--kinds", default="distill,control",
                         help="distill (from the teacher's layers), distill_init (from the cut "
                              "pre-trained encoder, with the teacher), control (that encoder, "
@@ -139,7 +143,8 @@ def main(argv=None) -> int:
                         task=None, init=init if kind == "distill_init" else None, out=out,
                         seed=seed, teacher=args.teacher,
                         student_layers=layers if kind == "distill" else None,
-                        temperature=args.temperature, alpha=args.alpha, **common)
+                        temperature=args.temperature, alpha=args.alpha, augment=args.augment,
+                        augment_rate=args.augment_rate, **common)
                 started = time.perf_counter()
                 result = finetune(options)
                 results[name] = {"kind": kind, "layers": layers, "seed": seed,

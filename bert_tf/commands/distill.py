@@ -22,6 +22,13 @@ def register(subparsers):
     p.add_argument("--unlabeled", default=None,
                    help="more texts (same format, labels not read) that the teacher labels for "
                         "the student (classify, regress)")
+    p.add_argument("--augment", type=int, default=0,
+                   help="ner: N new versions of every training sentence, each word swapped with "
+                        "probability --augment-rate for a training word with the same tag "
+                        "(label-wise token replacement), tags kept; the teacher's tags on them "
+                        "are more targets for the student (default 0: off)")
+    p.add_argument("--augment-rate", type=float, default=0.3,
+                   help="with --augment: the probability that a word is replaced")
     p.add_argument("--eval", default=None, help="eval file: scored every epoch, best model kept")
     p.add_argument("--out", required=True, help="output directory (as `bert-tf finetune` writes)")
     p.add_argument("--temperature", type=float, default=2.0,
@@ -73,5 +80,6 @@ def run(args) -> int:
         steps_per_execution=args.steps_per_execution, pack=not args.no_pack,
         teacher=args.teacher, student_layers=args.student_layers,
         temperature=args.temperature, alpha=args.alpha, unlabeled=args.unlabeled,
+        augment=args.augment, augment_rate=args.augment_rate,
         hidden_weight=args.hidden_weight, attention_weight=args.attention_weight))
     return report(result)

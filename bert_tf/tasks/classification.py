@@ -99,6 +99,9 @@ class ClassificationTask:
         """Hard labels for unlabeled texts: the teacher's argmax, int32 [n]."""
         return np.argmax(teacher_outputs["logits"], axis=-1).astype(np.int32)
 
+    # No label-preserving edit of a text is known for a class; more texts come as --unlabeled.
+    augment = None
+
     # ------------------------------------------------------------------ inference (graph)
     @property
     def serving_input_names(self) -> tuple:

@@ -16,6 +16,9 @@ changes:
   (Hinton et al. 2015; the task says which outputs and positions, `distillation_loss`).
 - `unlabeled` texts (classification/regression) join the training set with the teacher's answer as
   their hard label (pseudo-labels) and its distribution as their soft one.
+- `augment` (ner): label-wise token replacement versions of the training sentences
+  (`bert_tf.data.augmentation`) join them with their tags kept, as new contexts for the teacher's
+  soft tags.
 - Optionally, intermediate transfer (TinyBERT, Jiao et al. 2020; MiniLM, Wang et al. 2020):
   `hidden_weight` · the mean squared error between the student's hidden states and its mapped
   teacher layers' (embeddings ↔ embeddings too), through a learned projection W_h when the student
@@ -30,6 +33,7 @@ changes:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 
 import numpy as np
@@ -39,11 +43,14 @@ from bert_tf import fileio
 from bert_tf.tasks import model_dir
 from bert_tf.tasks.base import INPUT_NAMES, TaskFeatures
 
+logger = logging.getLogger(__name__)
+
 #: What defines a distillation run beyond a fine-tuning run's record, with the flag each is known by.
 DISTILL_KEYS = {"teacher_sha256": "--teacher (model.keras sha256)",
                 "student_layers": "--student-layers", "temperature": "--temperature",
                 "alpha": "--alpha", "unlabeled_sha256": "--unlabeled (content sha256)",
-                "hidden_weight": "--hidden-weight", "attention_weight": "--attention-weight"}
+                "hidden_weight": "--hidden-weight", "attention_weight": "--attention-weight",
+                "augment": "--augment", "augment_rate": "--augment-rate"}
 
 #: The floor of probabilities under a log: padding keys' probabilities underflow to exactly 0
 #: (BERT's -10000 mask), attended keys' stay far above it (scores ~69 apart would be needed to reach
@@ -68,6 +75,9 @@ class Distillation:
     # and the projection of a narrower student's states to the teacher's width (or None).
     transfer_map: tuple | None = None
     projection: object = None
+    # Label-wise token replacement versions of each training sentence (ner), and their rate.
+    augment: int = 0
+    augment_rate: float = 0.3
 
     @classmethod
     def prepare(cls, options) -> "Distillation":
@@ -104,6 +114,17 @@ class Distillation:
         if options.unlabeled is not None and task.pseudo_labels is None:
             raise DistillError(f"--unlabeled: a {teacher.task_type!r} teacher cannot label raw "
                                f"text for its student (classify and regress can)")
+        augment, rate = options.augment, options.augment_rate
+        if isinstance(augment, bool) or not isinstance(augment, int) or augment < 0:
+            raise DistillError(f"--augment is a number of new versions of each training "
+                               f"sentence, an integer >= 0 (0: off); got {augment!r}")
+        if not 0 < rate <= 1:   # NaN fails it too
+            raise DistillError(f"--augment-rate is the probability that a word is replaced, in "
+                               f"(0, 1]; got {rate}")
+        if augment and task.augment is None:
+            raise DistillError(f"--augment: a {teacher.task_type!r} task has no replacement "
+                               f"that keeps its labels (ner's tags do; classify and regress "
+                               f"take more texts with --unlabeled)")
         layer_map = None
         if options.student_layers is not None:
             try:
@@ -113,7 +134,7 @@ class Distillation:
                 raise DistillError(f"--student-layers: {e}") from None
         return cls(teacher, options.student_layers, float(options.temperature),
                    float(options.alpha), layer_map, float(options.hidden_weight),
-                   float(options.attention_weight))
+                   float(options.attention_weight), augment=augment, augment_rate=float(rate))
 
     @property
     def transfers(self) -> bool:
@@ -249,6 +270,16 @@ class Distillation:
                 parts[name].append(value.numpy())
         return {name: np.concatenate(chunks, 0) for name, chunks in parts.items()}
 
+    def augmented(self, task, records, seed: int):
+        """The training records and, with `augment`, the task's label-keeping new versions of
+        them (seeded by the run's seed, so a resumed run trains on the same data)."""
+        if not self.augment:
+            return records
+        out = task.augment(records, self.augment, self.augment_rate, seed)
+        logger.info("--augment %d: %d new training sentences (%d before)", self.augment,
+                    len(out) - len(records), len(records))
+        return out
+
     def training_features(self, task, features: TaskFeatures, unlabeled: str | None,
                           batch_size: int) -> TaskFeatures:
         """The labeled features (and the pseudo-labeled `unlabeled` texts) with the teacher's
@@ -295,7 +326,8 @@ class Distillation:
                 "student_layers": self.student_layers, "temperature": self.temperature,
                 "alpha": self.alpha,
                 "unlabeled_sha256": file_sha256(unlabeled) if unlabeled else None,
-                "hidden_weight": self.hidden_weight, "attention_weight": self.attention_weight}
+                "hidden_weight": self.hidden_weight, "attention_weight": self.attention_weight,
+                "augment": self.augment, "augment_rate": self.augment_rate}
 
     def summary(self) -> dict:
         """What task.json records of the distillation."""
@@ -306,7 +338,8 @@ class Distillation:
                 "temperature": self.temperature, "alpha": self.alpha,
                 "hidden_weight": self.hidden_weight, "attention_weight": self.attention_weight,
                 "transfer_layer_map": list(self.transfer_map) if self.transfer_map else None,
-                "hidden_projection": self.projection is not None}
+                "hidden_projection": self.projection is not None,
+                "augment": self.augment, "augment_rate": self.augment_rate}
 
 
 def hidden_transfer_loss(student_states, teacher_states, attention_mask, projection=None):

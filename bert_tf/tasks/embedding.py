@@ -90,7 +90,7 @@ class EmbedTask:
 
     # Distillation (`bert-tf distill`) learns a task head's outputs; an embedding model has none.
     distilled_outputs = ()
-    distillation_loss = pseudo_labels = None
+    distillation_loss = pseudo_labels = augment = None
 
     def loss(self, outputs, targets) -> dict:
         """In-batch negatives over a batch of b examples of k texts each.

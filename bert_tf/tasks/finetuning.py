@@ -93,6 +93,8 @@ class FinetuneOptions:
     temperature: float = 2.0
     alpha: float = 0.5              # weight of the teacher's loss; 1 - alpha on the labels
     unlabeled: str | None = None    # texts the teacher labels (classify/regress)
+    augment: int = 0                # label-wise replacement versions of each sentence (ner)
+    augment_rate: float = 0.3       # the probability that such a version replaces a word
     hidden_weight: float = 0.0      # hidden-state transfer (0: off)
     attention_weight: float = 0.0   # attention transfer (0: off)
 
@@ -330,6 +332,7 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
     else:
         from bert_tf.tasks.distillation import read_training_records
         train_records = read_training_records(task, options.train, options.teacher, task.name)
+        train_records = distillation.augmented(task, train_records, options.seed)
     train_features = task.encode(train_records, training=True)
     if distillation is not None:   # the teacher's answers as targets, computed once
         train_features = distillation.training_features(task, train_features, options.unlabeled,

@@ -195,6 +195,15 @@ class NerTask:
 
     pseudo_labels = None   # windows of unlabeled text carry no word-start positions to label
 
+    @staticmethod
+    def augment(records: TaggedSentences, copies: int, rate: float,
+                seed: int) -> TaggedSentences:
+        """The training sentences and `copies` label-wise token replacement versions of each
+        (`bert_tf.data.augmentation`), tags kept: `bert-tf distill --augment`."""
+        from bert_tf.data.augmentation import label_wise_replacement
+        new = label_wise_replacement(records.sentences, copies, rate, seed)
+        return TaggedSentences(list(records.sentences) + new, records.source)
+
     # ------------------------------------------------------------------ outputs (host)
     @staticmethod
     def _word_tags(records, decoded: dict) -> list:

@@ -152,6 +152,7 @@ class SquadTask:
                          for name in ("start_logits", "end_logits"))
 
     pseudo_labels = None   # a question without an answer span has no hard target to give
+    augment = None         # replacing context words may move or remove the answer span
 
     # ------------------------------------------------------------------ inference (graph)
     serving_input_names = ("question", "context")
