@@ -2,6 +2,7 @@
 run end to end on small real-data subsets with tiny encoders (the accuracy trade-off on the full
 Rotten Tomatoes and WNUT splits is measured by tools/distill_tradeoff.py)."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -251,6 +252,11 @@ def test_augment_adds_tag_keeping_sentences_with_the_teachers_soft_tags(data, tm
     assert (labels != -100).any()
     np.testing.assert_array_equal(labels[labels != -100], np.take(tags, words[labels != -100]))
     assert distillation.summary()["augment"] == 2
+    assert distillation.record(None)["augment"] == 2
+    # Off, the run record is what it was before --augment existed (older runs still resume).
+    plain_run = Distillation.prepare(dataclasses.replace(options, augment=0))
+    assert "augment" not in plain_run.record(None) and plain_run.augmented(task, records, 0) \
+        is records
 
 
 @pytest.mark.slow

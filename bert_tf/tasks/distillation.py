@@ -321,13 +321,15 @@ class Distillation:
 
     def record(self, unlabeled: str | None) -> dict:
         from bert_tf.training.run_record import file_sha256
-        return {"teacher_sha256": file_sha256(os.path.join(self.teacher.directory,
-                                                           model_dir.MODEL_FILE)),
-                "student_layers": self.student_layers, "temperature": self.temperature,
-                "alpha": self.alpha,
-                "unlabeled_sha256": file_sha256(unlabeled) if unlabeled else None,
-                "hidden_weight": self.hidden_weight, "attention_weight": self.attention_weight,
-                "augment": self.augment, "augment_rate": self.augment_rate}
+        record = {"teacher_sha256": file_sha256(os.path.join(self.teacher.directory,
+                                                             model_dir.MODEL_FILE)),
+                  "student_layers": self.student_layers, "temperature": self.temperature,
+                  "alpha": self.alpha,
+                  "unlabeled_sha256": file_sha256(unlabeled) if unlabeled else None,
+                  "hidden_weight": self.hidden_weight, "attention_weight": self.attention_weight}
+        if self.augment:   # absent when off, so runs recorded before --augment existed resume
+            record.update(augment=self.augment, augment_rate=self.augment_rate)
+        return record
 
     def summary(self) -> dict:
         """What task.json records of the distillation."""
