@@ -213,6 +213,34 @@ def test_unlabeled_texts_take_the_teachers_labels(data, tmp_path):
     np.testing.assert_allclose(teacher_logits[:4], predicted, atol=1e-5)
 
 
+def test_unlabeled_ner_sentences_take_the_teachers_tags(data, tmp_path):
+    """An NER teacher labels raw sentences: their hard tags are its argmax at each word's first
+    piece (IGNORE elsewhere, as gold tags are placed), their soft targets its logits."""
+    from bert_tf.tasks import FinetuneOptions
+    from bert_tf.tasks.distillation import Distillation
+    unlabeled = tmp_path / "more.conll"   # tokens only, one per line: no tag column at all
+    sentences = [tokens for tokens, _ in datasets.wnut_ner("dev")[:12]]
+    unlabeled.write_text("\n\n".join("\n".join(tokens) for tokens in sentences) + "\n")
+    options = FinetuneOptions(task=None, init=None, train=data["ner_train"],
+                              out=str(tmp_path / "o"), teacher=data["ner_teacher"],
+                              student_layers=2, unlabeled=str(unlabeled))
+    distillation = Distillation.prepare(options)
+    task = distillation.task(32)
+    labeled = task.encode(task.read(data["ner_train"]), training=True)
+    features = distillation.training_features(task, labeled, str(unlabeled), 16)
+    n = len(labeled)
+    extra = task.encode(task.read(str(unlabeled), labeled=False))
+    assert len(features) == n + len(extra) >= n + 12
+    np.testing.assert_array_equal(features.targets["labels"][:n], labeled.targets["labels"])
+    labels, logits = features.targets["labels"][n:], features.targets["teacher_logits"][n:]
+    starts = extra.extras["first_word"] >= 0                                   # [W, seq]
+    assert (labels[~starts] == -100).all() and starts.sum() >= sum(map(len, sentences))
+    np.testing.assert_array_equal(labels[starts], logits.argmax(-1)[starts])
+    predicted = distillation.teacher.model({k: v[:3] for k, v in extra.inputs.items()})["logits"]
+    np.testing.assert_allclose(logits[:3], predicted, atol=1e-5)
+    assert distillation.record(str(unlabeled))["unlabeled_sha256"]
+
+
 @pytest.mark.slow
 def test_ner_students_learn_the_teachers_tags(data, tmp_path):
     out = tmp_path / "ner_student"
@@ -289,7 +317,7 @@ def test_a_regressor_distils_with_unlabeled_texts(data, tmp_path):
     np.testing.assert_allclose(features.targets["labels"][:40], [i % 5 / 4 for i in range(40)])
 
 
-@pytest.mark.parametrize("case", ["other_task", "too_many_layers", "vocab", "unlabeled_ner",
+@pytest.mark.parametrize("case", ["other_task", "too_many_layers", "vocab", "unlabeled_bytes",
                                   "empty_unlabeled", "alpha", "both_students", "not_a_teacher",
                                   "augment_classify", "augment_negative", "augment_rate"])
 def test_bad_distillation_input_is_one_clear_error(data, tmp_path, capsys, case):
@@ -299,7 +327,7 @@ def test_bad_distillation_input_is_one_clear_error(data, tmp_path, capsys, case)
         "other_task": "does not fit the 'ner' teacher",
         "too_many_layers": "not smaller than its 4-layer teacher",
         "vocab": "differs from the teacher's",
-        "unlabeled_ner": "cannot label raw text",
+        "unlabeled_bytes": "not UTF-8",
         "empty_unlabeled": "--unlabeled",
         "alpha": "--alpha",
         "both_students": "not allowed with argument",
@@ -318,9 +346,11 @@ def test_bad_distillation_input_is_one_clear_error(data, tmp_path, capsys, case)
         with open(other / "vocab.txt", "a") as f:
             f.write("[EXTRA]\n")
         args = ["--teacher", data["teacher"], "--student-init", other, "--train", data["train"]]
-    elif case == "unlabeled_ner":
+    elif case == "unlabeled_bytes":
+        latin1 = tmp_path / "latin1.conll"
+        latin1.write_bytes("Caf\u00e9\nde\nFlore\n".encode("latin-1"))
         args = ["--teacher", data["ner_teacher"], "--student-layers", 2, "--train",
-                data["ner_train"], "--unlabeled", data["ner_train"]]
+                data["ner_train"], "--unlabeled", latin1]
     elif case == "empty_unlabeled":
         empty = tmp_path / "empty.csv"
         empty.write_text("text,label\n")

@@ -94,6 +94,9 @@ def main(argv=None) -> int:
                         help="distill kinds (ner): label-wise token replacement versions of each "
                              "training sentence (`bert-tf distill --augment`)")
     parser.add_argument("--augment-rate", type=float, default=0.3)
+    parser.add_argument("--unlabeled", default=None,
+                        help="more texts in the teacher's format that it labels for its students "
+                             "(`bert-tf distill --unlabeled`)")
     parser.add_argument("--kinds", default="distill,control",
                         help="distill (from the teacher's layers), distill_init (from the cut "
                              "pre-trained encoder, with the teacher), control (that encoder, "
@@ -144,7 +147,7 @@ def main(argv=None) -> int:
                         seed=seed, teacher=args.teacher,
                         student_layers=layers if kind == "distill" else None,
                         temperature=args.temperature, alpha=args.alpha, augment=args.augment,
-                        augment_rate=args.augment_rate, **common)
+                        augment_rate=args.augment_rate, unlabeled=args.unlabeled, **common)
                 started = time.perf_counter()
                 result = finetune(options)
                 results[name] = {"kind": kind, "layers": layers, "seed": seed,

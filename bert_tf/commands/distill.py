@@ -20,8 +20,9 @@ def register(subparsers):
                               "teacher's vocabulary")
     p.add_argument("--train", required=True, help="labeled training file (the teacher's format)")
     p.add_argument("--unlabeled", default=None,
-                   help="more texts (same format, labels not read) that the teacher labels for "
-                        "the student (classify, regress)")
+                   help="more texts (the --train format, labels not read) that the teacher "
+                        "labels for the student (classify, regress; ner: CoNLL, one token per "
+                        "line, blank lines between sentences)")
     p.add_argument("--augment", type=int, default=0,
                    help="ner: N new versions of every training sentence, each word swapped with "
                         "probability --augment-rate for a training word with the same tag "

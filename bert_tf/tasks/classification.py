@@ -95,8 +95,9 @@ class ClassificationTask:
         return soft_cross_entropy(targets["teacher_logits"], outputs["logits"], temperature)
 
     @staticmethod
-    def pseudo_labels(teacher_outputs: dict):
+    def pseudo_labels(teacher_outputs: dict, extras: dict):
         """Hard labels for unlabeled texts: the teacher's argmax, int32 [n]."""
+        del extras
         return np.argmax(teacher_outputs["logits"], axis=-1).astype(np.int32)
 
     # No label-preserving edit of a text is known for a class; more texts come as --unlabeled.
@@ -251,7 +252,8 @@ class RegressionTask(ClassificationTask):
         return tf.reduce_mean(tf.square(scores - tf.cast(targets["teacher_logits"], tf.float32)[:, 0]))
 
     @staticmethod
-    def pseudo_labels(teacher_outputs: dict):
+    def pseudo_labels(teacher_outputs: dict, extras: dict):
+        del extras
         return np.asarray(teacher_outputs["logits"], np.float32)[:, 0]
 
     def decode(self, outputs: dict, state: dict, texts: dict) -> dict:

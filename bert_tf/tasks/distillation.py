@@ -14,8 +14,8 @@ changes:
   function of the seed, so an interrupted run resumes to the same weights.
 - The loss is alpha · T² · KL(teacher/T ‖ student/T) + (1 − alpha) · the task's own loss
   (Hinton et al. 2015; the task says which outputs and positions, `distillation_loss`).
-- `unlabeled` texts (classification/regression) join the training set with the teacher's answer as
-  their hard label (pseudo-labels) and its distribution as their soft one.
+- `unlabeled` texts (classification/regression; NER sentences) join the training set with the
+  teacher's answer as their hard label (pseudo-labels) and its distribution as their soft one.
 - `augment` (ner): label-wise token replacement versions of the training sentences
   (`bert_tf.data.augmentation`) join them with their tags kept, as new contexts for the teacher's
   soft tags.
@@ -113,7 +113,7 @@ class Distillation:
                                f"not {options.task!r}")
         if options.unlabeled is not None and task.pseudo_labels is None:
             raise DistillError(f"--unlabeled: a {teacher.task_type!r} teacher cannot label raw "
-                               f"text for its student (classify and regress can)")
+                               f"text for its student (classify, regress and ner can)")
         augment, rate = options.augment, options.augment_rate
         if isinstance(augment, bool) or not isinstance(augment, int) or augment < 0:
             raise DistillError(f"--augment is a number of new versions of each training "
@@ -292,8 +292,9 @@ class Distillation:
                 raise DistillError(f"--unlabeled {unlabeled}: {e}") from None
             if len(records) == 0:
                 raise DistillError(f"--unlabeled {unlabeled}: no texts")
-            extra = task.encode(records).inputs
-            labels = task.pseudo_labels(self.teacher_outputs(extra, batch_size))
+            encoded = task.encode(records)
+            extra = encoded.inputs
+            labels = task.pseudo_labels(self.teacher_outputs(extra, batch_size), encoded.extras)
             inputs = {k: np.concatenate([v, extra[k]], 0) for k, v in inputs.items()}
             targets["labels"] = np.concatenate([targets["labels"], labels.astype(
                 targets["labels"].dtype)], 0)

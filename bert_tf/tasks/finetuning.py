@@ -92,7 +92,7 @@ class FinetuneOptions:
     student_layers: int | None = None
     temperature: float = 2.0
     alpha: float = 0.5              # weight of the teacher's loss; 1 - alpha on the labels
-    unlabeled: str | None = None    # texts the teacher labels (classify/regress)
+    unlabeled: str | None = None    # texts the teacher labels (classify/regress/ner)
     augment: int = 0                # label-wise replacement versions of each sentence (ner)
     augment_rate: float = 0.3       # the probability that such a version replaces a word
     hidden_weight: float = 0.0      # hidden-state transfer (0: off)

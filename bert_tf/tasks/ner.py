@@ -193,7 +193,13 @@ class NerTask:
         return soft_cross_entropy(targets["teacher_logits"], outputs["logits"], temperature,
                                   weights)
 
-    pseudo_labels = None   # windows of unlabeled text carry no word-start positions to label
+    @staticmethod
+    def pseudo_labels(teacher_outputs: dict, extras: dict):
+        """Hard tags for unlabeled sentences: the teacher's argmax at each word's first piece
+        (`first_word` >= 0, the positions gold tags take in labeled windows), IGNORE_INDEX
+        elsewhere; int32 [W, seq]."""
+        tags = np.argmax(teacher_outputs["logits"], axis=-1)                       # [W, seq]
+        return np.where(extras["first_word"] >= 0, tags, IGNORE_INDEX).astype(np.int32)
 
     @staticmethod
     def augment(records: TaggedSentences, copies: int, rate: float,
