@@ -78,6 +78,17 @@ def test_student_layer_map_takes_every_kth_layer_ending_with_the_top():
         student_layer_map(4, 0)
 
 
+def test_student_layer_map_takes_the_layers_named_by_index():
+    assert student_layer_map(6, (0, 2, 5)) == (0, 2, 5)
+    assert student_layer_map(6, [1, 4]) == (1, 4)
+    for layers, message in (((2, 1), "bottom to top"), ((0, 0), "bottom to top"),
+                            ((0, 6), "layers 0 to 5; 6 is not"), ((-1, 2), "-1 is not"),
+                            ((), "at least 1 layer"), ((0, 1, 2, 3, 4, 5), "not smaller"),
+                            ((0, 2.0), "integer indices"), ((True, 2), "integer indices")):
+        with pytest.raises(ValueError, match=message):
+            student_layer_map(6, layers)
+
+
 @pytest.mark.slow
 def test_a_student_is_its_teachers_layers(data):
     """Every student tensor is the teacher's: layer j ← teacher layer map[j]; embeddings, pooler and
@@ -166,6 +177,35 @@ def test_distill_writes_a_model_directory_that_evaluate_and_predict_read(data, t
                data["train"], "--eval", data["dev"], "--out", out, *TRAINING,
                "--temperature", 4) == 2
     assert "--temperature" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_student_of_layers_named_by_index(data, tmp_path, capsys):
+    """`--student-layers 0,2` copies the teacher's layers 0 and 2 (not the default 1 and 3): with
+    the encoder frozen the student's layers are still exactly those; the run resumes as the same
+    run and another choice of layers is a different one."""
+    from bert_tf.tasks.model_dir import FinetunedModel
+    out = tmp_path / "student"
+    args = ["--teacher", data["teacher"], "--student-layers", "0,2", "--train", data["train"],
+            "--out", out, *TRAINING]
+    assert cli("distill", *args, "--freeze-encoder") == 0
+    task = json.loads((out / "task.json").read_text())
+    assert task["distillation"]["layer_map"] == [0, 2]
+    assert task["distillation"]["student_layers"] == 2
+    assert json.loads((out / "run.json").read_text())["record"]["defines"]["student_layers"] == \
+        [0, 2]
+    teacher = FinetunedModel.load(data["teacher"]).model
+    student = keras.saving.load_model(out / "model.keras")
+    assert student.encoder.config.num_hidden_layers == 2
+    for j, i in enumerate((0, 2)):
+        for a, b in zip(student.encoder.transformer_layers[j].weights,
+                        teacher.encoder.transformer_layers[i].weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    assert cli("distill", *args, "--freeze-encoder") == 0       # complete: nothing to do
+    capsys.readouterr()
+    args[3] = "1,3"
+    assert cli("distill", *args, "--freeze-encoder") == 2
+    assert "--student-layers" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -319,7 +359,8 @@ def test_a_regressor_distils_with_unlabeled_texts(data, tmp_path):
 
 @pytest.mark.parametrize("case", ["other_task", "too_many_layers", "vocab", "unlabeled_bytes",
                                   "empty_unlabeled", "alpha", "both_students", "not_a_teacher",
-                                  "augment_classify", "augment_negative", "augment_rate"])
+                                  "augment_classify", "augment_negative", "augment_rate",
+                                  "layers_order", "layers_missing", "layers_text"])
 def test_bad_distillation_input_is_one_clear_error(data, tmp_path, capsys, case):
     out = tmp_path / "out"
     args = ["--teacher", data["teacher"], "--student-layers", 2, "--train", data["train"]]
@@ -335,6 +376,9 @@ def test_bad_distillation_input_is_one_clear_error(data, tmp_path, capsys, case)
         "augment_classify": "no replacement that keeps its labels",
         "augment_negative": "--augment is a number",
         "augment_rate": "--augment-rate",
+        "layers_order": "bottom to top",
+        "layers_missing": "the teacher has layers 0 to 3; 4 is not one of them",
+        "layers_text": "a layer count K or the teacher's layers by index",
     }[case]
     if case == "other_task":
         args = ["--teacher", data["ner_teacher"], "--student-layers", 2, "--train", data["train"]]
@@ -363,6 +407,8 @@ def test_bad_distillation_input_is_one_clear_error(data, tmp_path, capsys, case)
         args[1] = data["init"]
     elif case == "augment_classify":
         args += ["--augment", 2]
+    elif case.startswith("layers_"):
+        args[3] = {"layers_order": "2,1", "layers_missing": "0,4", "layers_text": "0,two"}[case]
     elif case in ("augment_negative", "augment_rate"):
         args = ["--teacher", data["ner_teacher"], "--student-layers", 2, "--train",
                 data["ner_train"]]

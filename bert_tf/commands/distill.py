@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
+
+
+def _student_layers(value: str):
+    """`--student-layers`: a count K, or two or more teacher layer indices ("0,2,5"), checked
+    against the teacher once it is loaded."""
+    try:
+        numbers = [int(part) for part in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a layer count K or the teacher's layers by index (e.g. 0,2,5), got {value!r}"
+        ) from None
+    return numbers[0] if len(numbers) == 1 else tuple(numbers)
+
 
 def register(subparsers):
     from bert_tf.commands.finetune import training_arguments
@@ -12,9 +26,11 @@ def register(subparsers):
                    help="the teacher: a fine-tuned output directory (its task, labels, vocabulary "
                         "and casing are the student's)")
     student = p.add_mutually_exclusive_group(required=True)
-    student.add_argument("--student-layers", type=int, default=None,
+    student.add_argument("--student-layers", type=_student_layers, default=None,
                          help="the student is K of the teacher's layers (every L/K-th, ending "
-                              "with the top one), its embeddings, pooler and head copied")
+                              "with the top one), or the teacher's layers by 0-based index, "
+                              "bottom to top (e.g. 0,2,5); its embeddings, pooler and head "
+                              "copied")
     student.add_argument("--student-init", default=None,
                          help="or a smaller pre-trained encoder (any checkpoint format) with the "
                               "teacher's vocabulary")

@@ -65,7 +65,7 @@ class DistillError(ValueError):
 @dataclasses.dataclass
 class Distillation:
     teacher: model_dir.FinetunedModel
-    student_layers: int | None      # None: the student is `init`
+    student_layers: int | tuple | list | None   # a count or teacher layer indices; None: `init`
     temperature: float
     alpha: float
     layer_map: tuple | None = None
@@ -324,8 +324,9 @@ class Distillation:
         from bert_tf.training.run_record import file_sha256
         record = {"teacher_sha256": file_sha256(os.path.join(self.teacher.directory,
                                                              model_dir.MODEL_FILE)),
-                  "student_layers": self.student_layers, "temperature": self.temperature,
-                  "alpha": self.alpha,
+                  "student_layers": list(self.student_layers)
+                  if isinstance(self.student_layers, (tuple, list)) else self.student_layers,
+                  "temperature": self.temperature, "alpha": self.alpha,
                   "unlabeled_sha256": file_sha256(unlabeled) if unlabeled else None,
                   "hidden_weight": self.hidden_weight, "attention_weight": self.attention_weight}
         if self.augment:   # absent when off, so runs recorded before --augment existed resume
@@ -336,7 +337,7 @@ class Distillation:
         """What task.json records of the distillation."""
         return {"teacher": fileio.abspath(self.teacher.directory),
                 "teacher_layers": self.teacher.model.encoder.config.num_hidden_layers,
-                "student_layers": self.student_layers,
+                "student_layers": len(self.layer_map) if self.layer_map else None,
                 "layer_map": list(self.layer_map) if self.layer_map else None,
                 "temperature": self.temperature, "alpha": self.alpha,
                 "hidden_weight": self.hidden_weight, "attention_weight": self.attention_weight,

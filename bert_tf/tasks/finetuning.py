@@ -89,7 +89,7 @@ class FinetuneOptions:
     # labels, vocabulary and casing are the teacher's; `init` (or `student_layers` of the
     # teacher's layers) is the student.
     teacher: str | None = None      # a fine-tuned output directory
-    student_layers: int | None = None
+    student_layers: int | tuple | None = None   # a count, or the teacher's layers by index
     temperature: float = 2.0
     alpha: float = 0.5              # weight of the teacher's loss; 1 - alpha on the labels
     unlabeled: str | None = None    # texts the teacher labels (classify/regress/ner)
