@@ -66,7 +66,7 @@ class Recipe:
     test_limit: int | None = None
     ner_train_limit: int | None = 8000  # NER sentences (the corpus has 36k: CPU time)
     ner_test_limit: int | None = 2000
-    ner_epochs: float = 10.0            # tagging learns slower than sentiment: still rising at 10
+    ner_epochs: float = 10.0            # its own schedule: see docs/results.md, Chinese NER
     ner_lr: float = 1e-3
     seeds: tuple = (0,)                 # fine-tuning seeds (and (b)'s random encoder): the mean
     attention_init: str = "random"      # `bert-tf pretrain --attention-init` for (a)'s encoder

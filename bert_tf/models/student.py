@@ -32,9 +32,7 @@ def student_layer_map(teacher_layers: int, student_layers) -> tuple:
     if isinstance(student_layers, bool) or not isinstance(student_layers, int) or \
             student_layers < 1:
         raise ValueError(f"the student needs at least 1 layer, got {student_layers!r}")
-    if student_layers >= teacher_layers:
-        raise ValueError(f"a student of {student_layers} layers is not smaller than its "
-                         f"{teacher_layers}-layer teacher")
+    _check_smaller(student_layers, teacher_layers)
     return tuple(round((j + 1) * teacher_layers / student_layers) - 1
                  for j in range(student_layers))
 
@@ -53,10 +51,14 @@ def _chosen_layer_map(teacher_layers: int, layers: tuple) -> tuple:
     if any(b <= a for a, b in zip(layers, layers[1:])):
         raise ValueError(f"name each teacher layer once, bottom to top (a student keeps the "
                          f"order its layers were trained in), got {list(layers)}")
-    if len(layers) >= teacher_layers:
-        raise ValueError(f"a student of {len(layers)} layers is not smaller than its "
-                         f"{teacher_layers}-layer teacher")
+    _check_smaller(len(layers), teacher_layers)
     return layers
+
+
+def _check_smaller(student_layers: int, teacher_layers: int) -> None:
+    if student_layers >= teacher_layers:
+        raise ValueError(f"a student of {student_layers} layers is not smaller than its "
+                         f"{teacher_layers}-layer teacher")
 
 
 def transfer_layer_map(teacher_layers: int, student_layers: int) -> tuple:
