@@ -4,7 +4,7 @@ pre-trained encoder fine-tuned on the labels alone — test metric over several 
 and (with --speed) raw-text SavedModel throughput and TFLite dynamic-int8 batch-1 latency.
 
     python tools/distill_tradeoff.py --teacher T --init PRETRAINED --data DIR --out OUT \
-        [--layers 3,2] [--seeds 0,1,2] [--epochs 4] [--speed]
+        [--layers 3,2] [--layer-map 0,2,5 ...] [--seeds 0,1,2] [--epochs 4] [--speed]
 
 DIR holds train/dev/test files of the teacher's task (e.g. `bert-tf dataset rotten_tomatoes`).
 Every run is an ordinary output directory under OUT; rerunning skips the finished ones.
@@ -29,12 +29,31 @@ def split_file(data: str, split: str) -> str:
     return found[0]
 
 
-def truncated_init(init: str, layers: int, out: str) -> str:
-    """The pre-trained encoder cut to `layers` of its layers, in HF layout with its vocab."""
+def student_key(layers) -> str:
+    """A student's name in run names: "3" for a count, "m0-2-5" for the teacher's layers."""
+    return str(layers) if isinstance(layers, int) else "m" + "-".join(map(str, layers))
+
+
+def students(counts: str | None, maps: list) -> list:
+    """The students to run: layer counts (`--layers 3,2`), then the teacher's layers by index
+    (each `--layer-map 0,2,5` one student, as `bert-tf distill --student-layers 0,2,5`)."""
+    if counts is None:
+        counts = "" if maps else "3,2"
+    try:
+        found = [int(n) for n in counts.split(",") if n.strip()]
+        found += [tuple(int(i) for i in m.split(",")) for m in maps]
+    except ValueError:
+        sys.exit(f"--layers {counts!r} / --layer-map {maps!r}: comma-separated integers expected")
+    return found
+
+
+def truncated_init(init: str, layers, out: str) -> str:
+    """The pre-trained encoder cut to `layers` (a count, or the layers by index), in HF layout
+    with its vocab."""
     from bert_tf.models.pretrained import load_encoder
     from bert_tf.models.student import truncated_encoder
     from bert_tf.tasks.finetuning import find_vocab
-    folder = os.path.join(out, f"init_{layers}")
+    folder = os.path.join(out, f"init_{student_key(layers)}")
     if not os.path.exists(os.path.join(folder, "vocab.txt")):
         truncated_encoder(load_encoder(init), layers).save_pretrained(folder)
         shutil.copy(find_vocab(init, None), os.path.join(folder, "vocab.txt"))
@@ -84,7 +103,12 @@ def main(argv=None) -> int:
     parser.add_argument("--init", required=True, help="the teacher's pre-trained encoder")
     parser.add_argument("--data", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--layers", default="3,2")
+    parser.add_argument("--layers", default=None,
+                        help="student layer counts, comma-separated (default 3,2 unless "
+                             "--layer-map is given)")
+    parser.add_argument("--layer-map", action="append", default=[],
+                        help="a student of the teacher's layers by 0-based index, e.g. 0,2,5 "
+                             "(repeat for more students); its control is those layers of --init")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=float, default=4.0)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
@@ -129,11 +153,13 @@ def main(argv=None) -> int:
     common = dict(train=train, eval=dev, max_length=teacher.settings["max_length"],
                   lowercase=teacher.settings["lowercase"], epochs=args.epochs,
                   learning_rate=args.learning_rate, strategy="one_device", progress=False)
-    for layers in map(int, args.layers.split(",")):
+    chosen = students(args.layers, args.layer_map)
+    for layers in chosen:
         init = truncated_init(args.init, layers, args.out)
+        key = student_key(layers)
         for kind in args.kinds.split(","):
             for seed in map(int, args.seeds.split(",")):
-                name = f"{kind}_{layers}_s{seed}"
+                name = f"{kind}_{key}_s{seed}"
                 if name in results:
                     continue
                 out = os.path.join(args.out, name)
@@ -150,7 +176,8 @@ def main(argv=None) -> int:
                         augment_rate=args.augment_rate, unlabeled=args.unlabeled, **common)
                 started = time.perf_counter()
                 result = finetune(options)
-                results[name] = {"kind": kind, "layers": layers, "seed": seed,
+                results[name] = {"kind": kind, "layers": list(layers) if key[0] == "m" else layers,
+                                 "seed": seed,
                                  "dev": result.metrics.get(metric),
                                  "test": evaluate(out, test)[metric],
                                  "seconds": round(time.perf_counter() - started, 1)}
@@ -160,7 +187,7 @@ def main(argv=None) -> int:
         texts = list(teacher.task.read(test).texts)
         runs = {"teacher": args.teacher}
         runs.update({f"{k}_{n}": os.path.join(args.out, f"{k}_{n}_s0")
-                     for k in args.kinds.split(",") for n in map(int, args.layers.split(","))})
+                     for k in args.kinds.split(",") for n in map(student_key, chosen)})
         for name, directory in runs.items():
             key = f"speed_{name}"
             if key not in results and os.path.isdir(directory):
@@ -175,15 +202,17 @@ def main(argv=None) -> int:
     print(f"\n{'model':<18} {'test ' + metric:>14} {'vs teacher':>11} {'params':>10}")
     print(f"{'teacher (' + str(results['teacher']['layers']) + 'L)':<18} {base:>14.4f} "
           f"{'':>11} {results['teacher']['parameters']:>10,}")
-    for layers in map(int, args.layers.split(",")):
+    for layers in chosen:
+        key = student_key(layers)
+        label = f"{layers}L" if isinstance(layers, int) else "L" + ",".join(map(str, layers))
         for kind in args.kinds.split(","):
             scores = [v["test"] for k, v in results.items()
-                      if k.startswith(f"{kind}_{layers}_s") and v.get("kind") == kind]
+                      if k.startswith(f"{kind}_{key}_s") and v.get("kind") == kind]
             if not scores:
                 continue
             mean = statistics.mean(scores)
             std = statistics.stdev(scores) if len(scores) > 1 else 0.0
-            print(f"{kind + ' ' + str(layers) + 'L':<18} {mean:>8.4f}±{std:.4f} "
+            print(f"{kind + ' ' + label:<18} {mean:>8.4f}±{std:.4f} "
                   f"{100 * (mean - base):>+10.2f} {'':>10}  ({len(scores)} seeds)")
     return 0
 
