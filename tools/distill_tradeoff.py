@@ -176,8 +176,8 @@ def main(argv=None) -> int:
                         augment_rate=args.augment_rate, unlabeled=args.unlabeled, **common)
                 started = time.perf_counter()
                 result = finetune(options)
-                results[name] = {"kind": kind, "layers": list(layers) if key[0] == "m" else layers,
-                                 "seed": seed,
+                results[name] = {"kind": kind, "seed": seed,
+                                 "layers": layers if isinstance(layers, int) else list(layers),
                                  "dev": result.metrics.get(metric),
                                  "test": evaluate(out, test)[metric],
                                  "seconds": round(time.perf_counter() - started, 1)}
