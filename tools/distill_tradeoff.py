@@ -36,15 +36,14 @@ def student_key(layers) -> str:
 
 def students(counts: str | None, maps: list) -> list:
     """The students to run: layer counts (`--layers 3,2`), then the teacher's layers by index
-    (each `--layer-map 0,2,5` one student, as `bert-tf distill --student-layers 0,2,5`)."""
+    (each `--layer-map 0,2,5` one student, parsed as `bert-tf distill --student-layers`)."""
     if counts is None:
         counts = "" if maps else "3,2"
     try:
         found = [int(n) for n in counts.split(",") if n.strip()]
-        found += [tuple(int(i) for i in m.split(",")) for m in maps]
     except ValueError:
-        sys.exit(f"--layers {counts!r} / --layer-map {maps!r}: comma-separated integers expected")
-    return found
+        sys.exit(f"--layers {counts!r}: comma-separated layer counts expected")
+    return found + maps
 
 
 def truncated_init(init: str, layers, out: str) -> str:
@@ -98,6 +97,7 @@ def speed(directory: str, texts: list, work: str) -> dict:
 
 
 def main(argv=None) -> int:
+    from bert_tf.commands.distill import _student_layers
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", required=True)
     parser.add_argument("--init", required=True, help="the teacher's pre-trained encoder")
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     parser.add_argument("--layers", default=None,
                         help="student layer counts, comma-separated (default 3,2 unless "
                              "--layer-map is given)")
-    parser.add_argument("--layer-map", action="append", default=[],
+    parser.add_argument("--layer-map", action="append", default=[], type=_student_layers,
                         help="a student of the teacher's layers by 0-based index, e.g. 0,2,5 "
                              "(repeat for more students); its control is those layers of --init")
     parser.add_argument("--seeds", default="0,1,2")
@@ -127,15 +127,19 @@ def main(argv=None) -> int:
                              "labels only)")
     parser.add_argument("--speed", action="store_true")
     args = parser.parse_args(argv)
+    chosen = students(args.layers, args.layer_map)
 
     import logging
     from bert_tf.tasks import FinetuneOptions, finetune
     from bert_tf.tasks.finetuning import evaluate
-    from bert_tf.tasks.model_dir import FinetunedModel
+    from bert_tf.tasks.model_dir import FinetunedModel, ModelDirError
     logging.basicConfig(level=logging.WARNING)
-    os.makedirs(args.out, exist_ok=True)
-    teacher = FinetunedModel.load(args.teacher)
+    try:
+        teacher = FinetunedModel.load(args.teacher)
+    except ModelDirError as error:
+        sys.exit(f"--teacher: {error}")
     train, dev, test = (split_file(args.data, s) for s in ("train", "dev", "test"))
+    os.makedirs(args.out, exist_ok=True)
     results_path = os.path.join(args.out, "results.json")
     results = json.load(open(results_path)) if os.path.exists(results_path) else {}
 
@@ -153,7 +157,6 @@ def main(argv=None) -> int:
     common = dict(train=train, eval=dev, max_length=teacher.settings["max_length"],
                   lowercase=teacher.settings["lowercase"], epochs=args.epochs,
                   learning_rate=args.learning_rate, strategy="one_device", progress=False)
-    chosen = students(args.layers, args.layer_map)
     for layers in chosen:
         init = truncated_init(args.init, layers, args.out)
         key = student_key(layers)
