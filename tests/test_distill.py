@@ -253,6 +253,63 @@ def test_unlabeled_texts_take_the_teachers_labels(data, tmp_path):
     np.testing.assert_allclose(teacher_logits[:4], predicted, atol=1e-5)
 
 
+def test_an_ensemble_teaches_its_mean_distribution(data, tmp_path):
+    """`--ensemble`: the soft targets are the teachers' mean distribution at the temperature
+    (computed here from each teacher's own logits), the unlabeled texts' hard labels that
+    mixture's argmax; a regressor's ensemble gives the mean score."""
+    from bert_tf.tasks import FinetuneOptions
+    from bert_tf.tasks.distillation import Distillation, average_teacher_outputs
+    from bert_tf.tasks.model_dir import FinetunedModel
+    second = tmp_path / "second"
+    assert cli("finetune", "classify", "--init", data["init"], "--train", data["train"],
+               "--out", second, "--max-length", 32, *TRAINING, "--seed", 1) == 0
+    unlabeled = tmp_path / "more.csv"
+    classification.write_classification(
+        unlabeled, [(t, "fresh") for t, _ in datasets.rotten_tomatoes("test")[:10]])
+    t = 3.0
+    options = FinetuneOptions(task=None, init=None, train=data["train"], out=str(tmp_path / "o"),
+                              teacher=data["teacher"], student_layers=2, temperature=t,
+                              unlabeled=str(unlabeled), max_length=32, ensemble=(str(second),))
+    distillation = Distillation.prepare(options)
+    task = distillation.task(32)
+    labeled = task.encode(task.read(data["train"]), training=True)
+    features = distillation.training_features(task, labeled, str(unlabeled), 16)
+    inputs = {k: tf.constant(v) for k, v in features.inputs.items()}
+    each = [FinetunedModel.load(d).model(inputs)["logits"].numpy()
+            for d in (data["teacher"], second)]
+    assert np.abs(each[0] - each[1]).max() > 1e-3          # two different teachers
+    mixture = np.mean([tf.nn.softmax(z / t).numpy() for z in each], 0)
+    ours = features.targets["teacher_logits"]
+    np.testing.assert_allclose(tf.nn.softmax(ours / t).numpy(), mixture, atol=1e-5)
+    np.testing.assert_array_equal(features.targets["labels"][48:], mixture[48:].argmax(-1))
+    assert distillation.summary()["ensemble"] == [os.path.abspath(second)]
+    # One teacher averaged with itself is itself; scores are averaged as numbers.
+    z = each[0][:, None, :].repeat(3, 1)                     # [n, 3, classes]: ner-shaped
+    same = average_teacher_outputs([{"logits": z}, {"logits": z}], t)["logits"]
+    np.testing.assert_allclose(tf.nn.softmax(same / t).numpy(), tf.nn.softmax(z / t).numpy(),
+                               atol=1e-6)
+    scores = average_teacher_outputs([{"logits": np.array([[1.0], [2.0]])},
+                                      {"logits": np.array([[3.0], [-2.0]])}], t, scores=True)
+    np.testing.assert_array_equal(scores["logits"], [[2.0], [0.0]])
+
+
+@pytest.mark.slow
+def test_distill_with_an_ensemble_records_its_teachers(data, tmp_path, capsys):
+    """The CLI's `--ensemble` reaches the run: task.json names the teachers, and a rerun without
+    them (or with others) is another run, refused before any work."""
+    out = tmp_path / "student"
+    args = ["--teacher", data["teacher"], "--student-layers", 2, "--train", data["train"],
+            "--out", out, *TRAINING]
+    assert cli("distill", *args, "--ensemble", data["teacher"]) == 0
+    task = json.loads((out / "task.json").read_text())
+    assert task["distillation"]["ensemble"] == [os.path.abspath(data["teacher"])]
+    record = json.loads((out / "run.json").read_text())["record"]
+    assert len(record["defines"]["ensemble_sha256"]) == 1
+    capsys.readouterr()
+    assert cli("distill", *args) == 2
+    assert "--ensemble" in capsys.readouterr().err
+
+
 def test_unlabeled_ner_sentences_take_the_teachers_tags(data, tmp_path):
     """An NER teacher labels raw sentences: their hard tags are its argmax at each word's first
     piece (IGNORE elsewhere, as gold tags are placed), their soft targets its logits."""
@@ -360,7 +417,9 @@ def test_a_regressor_distils_with_unlabeled_texts(data, tmp_path):
 @pytest.mark.parametrize("case", ["other_task", "too_many_layers", "vocab", "unlabeled_bytes",
                                   "empty_unlabeled", "alpha", "both_students", "not_a_teacher",
                                   "augment_classify", "augment_negative", "augment_rate",
-                                  "layers_order", "layers_missing", "layers_text"])
+                                  "layers_order", "layers_missing", "layers_text",
+                                  "ensemble_task", "ensemble_labels", "ensemble_vocab",
+                                  "ensemble_not_a_model"])
 def test_bad_distillation_input_is_one_clear_error(data, tmp_path, capsys, case):
     out = tmp_path / "out"
     args = ["--teacher", data["teacher"], "--student-layers", 2, "--train", data["train"]]
@@ -379,6 +438,10 @@ def test_bad_distillation_input_is_one_clear_error(data, tmp_path, capsys, case)
         "layers_order": "bottom to top",
         "layers_missing": "the teacher has layers 0 to 3; 4 is not one of them",
         "layers_text": "a layer count K or the teacher's layers by index",
+        "ensemble_task": "is a 'ner' model and --teacher",
+        "ensemble_labels": "are not the teacher's ['fresh', 'rotten']",
+        "ensemble_vocab": "its vocabulary or casing differs from the teacher's",
+        "ensemble_not_a_model": "--ensemble",
     }[case]
     if case == "other_task":
         args = ["--teacher", data["ner_teacher"], "--student-layers", 2, "--train", data["train"]]
@@ -409,6 +472,20 @@ def test_bad_distillation_input_is_one_clear_error(data, tmp_path, capsys, case)
         args += ["--augment", 2]
     elif case.startswith("layers_"):
         args[3] = {"layers_order": "2,1", "layers_missing": "0,4", "layers_text": "0,two"}[case]
+    elif case == "ensemble_task":
+        args += ["--ensemble", data["ner_teacher"]]
+    elif case in ("ensemble_labels", "ensemble_vocab"):
+        other = tmp_path / "other_teacher"
+        shutil.copytree(data["teacher"], other)
+        if case == "ensemble_labels":   # the same names, the class ids swapped
+            (other / "labels.json").write_text(json.dumps(["rotten", "fresh"]))
+        else:                           # the same size, two tokens' ids swapped
+            lines = (other / "vocab.txt").read_text(encoding="utf-8").splitlines()
+            lines[1000], lines[1001] = lines[1001], lines[1000]
+            (other / "vocab.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        args += ["--ensemble", other]
+    elif case == "ensemble_not_a_model":
+        args += ["--ensemble", data["init"]]
     elif case in ("augment_negative", "augment_rate"):
         args = ["--teacher", data["ner_teacher"], "--student-layers", 2, "--train",
                 data["ner_train"]]

@@ -34,6 +34,11 @@ def register(subparsers):
     student.add_argument("--student-init", default=None,
                          help="or a smaller pre-trained encoder (any checkpoint format) with the "
                               "teacher's vocabulary")
+    p.add_argument("--ensemble", action="append", default=[], metavar="DIR",
+                   help="another fine-tuned teacher of the same task, labels and vocabulary "
+                        "(repeat for more): the student learns the mean of every teacher's "
+                        "distribution at --temperature (regress: the mean score); its layers "
+                        "and any transfer still come from --teacher")
     p.add_argument("--train", required=True, help="labeled training file (the teacher's format)")
     p.add_argument("--unlabeled", default=None,
                    help="more texts (the --train format, labels not read) that the teacher "
@@ -98,5 +103,6 @@ def run(args) -> int:
         teacher=args.teacher, student_layers=args.student_layers,
         temperature=args.temperature, alpha=args.alpha, unlabeled=args.unlabeled,
         augment=args.augment, augment_rate=args.augment_rate,
-        hidden_weight=args.hidden_weight, attention_weight=args.attention_weight))
+        hidden_weight=args.hidden_weight, attention_weight=args.attention_weight,
+        ensemble=tuple(args.ensemble)))
     return report(result)

@@ -14,6 +14,11 @@ changes:
   function of the seed, so an interrupted run resumes to the same weights.
 - The loss is alpha · T² · KL(teacher/T ‖ student/T) + (1 − alpha) · the task's own loss
   (Hinton et al. 2015; the task says which outputs and positions, `distillation_loss`).
+- `ensemble`: more fine-tuned teachers of the same task, labels and vocabulary. The soft targets
+  are the mean of every teacher's distribution at the temperature (a regressor's: the mean
+  score), written as logits (`average_teacher_outputs`), so the loss and the pseudo-labels read
+  the ensemble as they read one teacher (Hinton et al. 2015 distil an ensemble this way). The
+  student's layers, and any hidden/attention transfer, come from `teacher` alone.
 - `unlabeled` texts (classification/regression; NER sentences) join the training set with the
   teacher's answer as their hard label (pseudo-labels) and its distribution as their soft one.
 - `augment` (ner): label-wise token replacement versions of the training sentences
@@ -50,7 +55,8 @@ DISTILL_KEYS = {"teacher_sha256": "--teacher (model.keras sha256)",
                 "student_layers": "--student-layers", "temperature": "--temperature",
                 "alpha": "--alpha", "unlabeled_sha256": "--unlabeled (content sha256)",
                 "hidden_weight": "--hidden-weight", "attention_weight": "--attention-weight",
-                "augment": "--augment", "augment_rate": "--augment-rate"}
+                "augment": "--augment", "augment_rate": "--augment-rate",
+                "ensemble_sha256": "--ensemble (model.keras sha256 of each)"}
 
 #: The floor of probabilities under a log: padding keys' probabilities underflow to exactly 0
 #: (BERT's -10000 mask), attended keys' stay far above it (scores ~69 apart would be needed to reach
@@ -78,6 +84,8 @@ class Distillation:
     # Label-wise token replacement versions of each training sentence (ner), and their rate.
     augment: int = 0
     augment_rate: float = 0.3
+    # More teachers whose answers are averaged with the teacher's (FinetunedModel each).
+    ensemble: tuple = ()
 
     @classmethod
     def prepare(cls, options) -> "Distillation":
@@ -132,9 +140,12 @@ class Distillation:
                                               options.student_layers)
             except ValueError as e:
                 raise DistillError(f"--student-layers: {e}") from None
+        ensemble = tuple(load_ensemble_member(path, teacher, options.max_length)
+                         for path in options.ensemble)
         return cls(teacher, options.student_layers, float(options.temperature),
                    float(options.alpha), layer_map, float(options.hidden_weight),
-                   float(options.attention_weight), augment=augment, augment_rate=float(rate))
+                   float(options.attention_weight), augment=augment, augment_rate=float(rate),
+                   ensemble=ensemble)
 
     @property
     def transfers(self) -> bool:
@@ -253,22 +264,15 @@ class Distillation:
 
     def teacher_outputs(self, inputs: dict, batch_size: int = 64) -> dict:
         """The teacher's distilled outputs on model inputs {name: int32 [n, s]} → {name: float32
-        [n, ...]}, without dropout."""
+        [n, ...]}, without dropout; with an `ensemble`, every teacher's averaged
+        (`average_teacher_outputs`)."""
         names = self.teacher.task.distilled_outputs
-        model = self.teacher.model
-
-        @tf.function(reduce_retracing=True)
-        def forward(batch):
-            outputs = model(batch, training=False)
-            return {name: tf.cast(outputs[name], tf.float32) for name in names}
-
-        n = len(next(iter(inputs.values())))
-        parts = {name: [] for name in names}
-        for start in range(0, n, batch_size):
-            batch = {k: tf.constant(v[start:start + batch_size]) for k, v in inputs.items()}
-            for name, value in forward(batch).items():
-                parts[name].append(value.numpy())
-        return {name: np.concatenate(chunks, 0) for name, chunks in parts.items()}
+        answers = [model_outputs(member.model, names, inputs, batch_size)
+                   for member in (self.teacher, *self.ensemble)]
+        if len(answers) == 1:
+            return answers[0]
+        return average_teacher_outputs(answers, self.temperature,
+                                       scores=self.teacher.task_type == "regress")
 
     def augmented(self, task, records, seed: int):
         """The training records and, with `augment`, the task's label-keeping new versions of
@@ -331,6 +335,10 @@ class Distillation:
                   "hidden_weight": self.hidden_weight, "attention_weight": self.attention_weight}
         if self.augment:   # absent when off, so runs recorded before --augment existed resume
             record.update(augment=self.augment, augment_rate=self.augment_rate)
+        if self.ensemble:  # likewise
+            record["ensemble_sha256"] = [
+                file_sha256(os.path.join(m.directory, model_dir.MODEL_FILE))
+                for m in self.ensemble]
         return record
 
     def summary(self) -> dict:
@@ -343,7 +351,79 @@ class Distillation:
                 "hidden_weight": self.hidden_weight, "attention_weight": self.attention_weight,
                 "transfer_layer_map": list(self.transfer_map) if self.transfer_map else None,
                 "hidden_projection": self.projection is not None,
+                "ensemble": [fileio.abspath(m.directory) for m in self.ensemble],
                 "augment": self.augment, "augment_rate": self.augment_rate}
+
+
+def model_outputs(model, names, inputs: dict, batch_size: int) -> dict:
+    """A task model's outputs `names` on inputs {name: int32 [n, s]}, in batches, without
+    dropout → {name: float32 [n, ...]}."""
+
+    @tf.function(reduce_retracing=True)
+    def forward(batch):
+        outputs = model(batch, training=False)
+        return {name: tf.cast(outputs[name], tf.float32) for name in names}
+
+    n = len(next(iter(inputs.values())))
+    parts = {name: [] for name in names}
+    for start in range(0, n, batch_size):
+        batch = {k: tf.constant(v[start:start + batch_size]) for k, v in inputs.items()}
+        for name, value in forward(batch).items():
+            parts[name].append(value.numpy())
+    return {name: np.concatenate(chunks, 0) for name, chunks in parts.items()}
+
+
+def average_teacher_outputs(answers: list, temperature: float, scores: bool = False) -> dict:
+    """Several teachers' outputs [{name: float32 [n, ..., classes]}] → one set the loss reads as
+    a single teacher's. Distributions: z = T · log(mean_k softmax(z_k / T)) over the last axis,
+    so softmax(z / T) is exactly the teachers' mean distribution at the temperature the loss
+    uses (averaging logits instead would be a geometric mean) and argmax(z), the pseudo-label,
+    is the mixture's most likely class. Scores (regress, [n, 1]): their mean."""
+    averaged = {}
+    for name in answers[0]:
+        stacked = np.stack([answer[name] for answer in answers])          # [k, n, ..., c]
+        if scores:
+            averaged[name] = stacked.mean(0).astype(np.float32)
+            continue
+        scaled = stacked.astype(np.float64) / temperature
+        scaled -= scaled.max(-1, keepdims=True)
+        probabilities = np.exp(scaled)
+        probabilities /= probabilities.sum(-1, keepdims=True)
+        mixture = probabilities.mean(0)                                  # [n, ..., c]
+        averaged[name] = (temperature * np.log(np.maximum(mixture, _TINY))).astype(np.float32)
+    return averaged
+
+
+def load_ensemble_member(path: str, teacher, max_length: int):
+    """One `--ensemble` teacher, checked against `--teacher`: the same task, labels (in the
+    same order: class ids), vocabulary and casing, so its answers on the same token ids line up
+    with the teacher's; and room for the student's sequences."""
+    from bert_tf.text.vocabulary import read_vocabulary
+    flag = f"--ensemble {path}"
+    try:
+        member = model_dir.FinetunedModel.load(path)
+    except model_dir.ModelDirError as e:
+        raise DistillError(f"{flag}: {e}") from None
+    if member.task_type != teacher.task_type:
+        raise DistillError(f"{flag} is a {member.task_type!r} model and --teacher "
+                           f"{teacher.directory} a {teacher.task_type!r} one; an ensemble "
+                           f"answers one task")
+    labels = tuple(getattr(member.task, "label_names", ()))
+    teacher_labels = tuple(getattr(teacher.task, "label_names", ()))
+    if labels != teacher_labels:
+        raise DistillError(f"{flag}: its labels {list(labels)} are not the teacher's "
+                           f"{list(teacher_labels)} (names and order: class ids must match)")
+    vocabulary = os.path.join(member.directory, model_dir.VOCAB_FILE)
+    teacher_vocabulary = os.path.join(teacher.directory, model_dir.VOCAB_FILE)
+    if list(read_vocabulary(vocabulary)) != list(read_vocabulary(teacher_vocabulary)) or \
+            member.tokenizer.lowercase != teacher.tokenizer.lowercase:
+        raise DistillError(f"{flag}: its vocabulary or casing differs from the teacher's; every "
+                           f"teacher of an ensemble must read the same token ids")
+    positions = member.model.encoder.config.max_position_embeddings
+    if max_length is not None and positions < max_length:
+        raise DistillError(f"{flag}: it reads at most {positions} positions, fewer than the "
+                           f"student's --max-length {max_length}")
+    return member
 
 
 def hidden_transfer_loss(student_states, teacher_states, attention_mask, projection=None):

@@ -97,6 +97,7 @@ class FinetuneOptions:
     augment_rate: float = 0.3       # the probability that such a version replaces a word
     hidden_weight: float = 0.0      # hidden-state transfer (0: off)
     attention_weight: float = 0.0   # attention transfer (0: off)
+    ensemble: tuple = ()            # more teachers (output directories) averaged with `teacher`
 
     def validate(self) -> None:
         if self.max_length < 8:
@@ -128,6 +129,8 @@ class FinetuneOptions:
             raise FinetuneError(f"--eval-every must be at least 1 step, got {self.eval_every}")
         if self.teacher is None and (self.init is None or self.task is None):
             raise FinetuneError("fine-tuning needs a task and --init")
+        if self.ensemble and self.teacher is None:
+            raise FinetuneError("--ensemble adds teachers to a --teacher (bert-tf distill)")
         for name in ("train", "eval", "unlabeled"):
             path = getattr(self, name)
             if path is not None and not fileio.isfile(path):
@@ -177,6 +180,8 @@ def finetune_record(options: "FinetuneOptions", task, vocab_path: str,
         return run_record.make_record("finetune", defines, files)
     files.update(teacher=fileio.abspath(options.teacher),
                  unlabeled=fileio.abspath(options.unlabeled) if options.unlabeled else None)
+    if options.ensemble:
+        files["ensemble"] = [fileio.abspath(path) for path in options.ensemble]
     return run_record.make_record("distill", {**defines, **distillation.record(options.unlabeled)},
                                   files)
 
