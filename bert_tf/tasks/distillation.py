@@ -398,7 +398,6 @@ def load_ensemble_member(path: str, teacher, max_length: int):
     """One `--ensemble` teacher, checked against `--teacher`: the same task, labels (in the
     same order: class ids), vocabulary and casing, so its answers on the same token ids line up
     with the teacher's; and room for the student's sequences."""
-    from bert_tf.text.vocabulary import read_vocabulary
     flag = f"--ensemble {path}"
     try:
         member = model_dir.FinetunedModel.load(path)
@@ -413,14 +412,13 @@ def load_ensemble_member(path: str, teacher, max_length: int):
     if labels != teacher_labels:
         raise DistillError(f"{flag}: its labels {list(labels)} are not the teacher's "
                            f"{list(teacher_labels)} (names and order: class ids must match)")
-    vocabulary = os.path.join(member.directory, model_dir.VOCAB_FILE)
-    teacher_vocabulary = os.path.join(teacher.directory, model_dir.VOCAB_FILE)
-    if list(read_vocabulary(vocabulary)) != list(read_vocabulary(teacher_vocabulary)) or \
+    # Both tokenizers were built from their directories' vocab.txt when the models loaded.
+    if member.tokenizer.get_vocabulary() != teacher.tokenizer.get_vocabulary() or \
             member.tokenizer.lowercase != teacher.tokenizer.lowercase:
         raise DistillError(f"{flag}: its vocabulary or casing differs from the teacher's; every "
                            f"teacher of an ensemble must read the same token ids")
     positions = member.model.encoder.config.max_position_embeddings
-    if max_length is not None and positions < max_length:
+    if positions < max_length:
         raise DistillError(f"{flag}: it reads at most {positions} positions, fewer than the "
                            f"student's --max-length {max_length}")
     return member
